@@ -1,0 +1,198 @@
+#pragma once
+
+// The narrow interface both backends implement (ARCHITECTURE.md "Backend interface").
+// One Driver and one Streams object per rank. The core never includes a backend header.
+//
+// Driver mirrors the CUDA VMM driver API: every call returns a Status whose message carries
+// the CUDA error name (e.g. "CUDA_ERROR_NOT_SUPPORTED"), so the simulator and the GPU report
+// failures identically. Streams mirrors streams/events/async copies/kernel launches.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace dwdp {
+
+using DevPtr = uint64_t;  // a device virtual address
+
+enum class HandleKind {
+  kNone,     // not shareable (pool pages)
+  kPosixFd,  // CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR: one node only
+  kFabric,   // CU_MEM_HANDLE_TYPE_FABRIC: multi-node NVLink with IMEX
+};
+const char* HandleKindName(HandleKind kind);
+
+// A physical allocation handle, local to one Driver.
+struct Handle {
+  uint64_t id = 0;
+  friend bool operator==(const Handle&, const Handle&) = default;
+};
+
+// An exported handle as it travels to a peer. For kPosixFd `fd` is owned by this object
+// (closed on destruction); for kFabric `fabric` holds the opaque 64 bytes. The simulator
+// uses `sim_token` instead of a real fd.
+class SharedHandle {
+ public:
+  SharedHandle() = default;
+  SharedHandle(HandleKind kind, int64_t owner_rank, uint64_t bytes)
+      : kind_(kind), owner_rank_(owner_rank), bytes_(bytes) {}
+  SharedHandle(SharedHandle&& other) noexcept;
+  SharedHandle& operator=(SharedHandle&& other) noexcept;
+  SharedHandle(const SharedHandle&) = delete;
+  SharedHandle& operator=(const SharedHandle&) = delete;
+  ~SharedHandle();
+
+  HandleKind kind() const { return kind_; }
+  int64_t owner_rank() const { return owner_rank_; }
+  uint64_t bytes() const { return bytes_; }
+
+  int fd() const { return fd_; }
+  void set_fd(int fd);  // takes ownership
+  int release_fd();     // gives ownership away
+  void close_fd();
+
+  const std::vector<uint8_t>& fabric() const { return fabric_; }
+  void set_fabric(std::vector<uint8_t> bytes) { fabric_ = std::move(bytes); }
+
+  uint64_t sim_token() const { return sim_token_; }
+  void set_sim_token(uint64_t token) { sim_token_ = token; }
+
+ private:
+  HandleKind kind_ = HandleKind::kNone;
+  int64_t owner_rank_ = -1;
+  uint64_t bytes_ = 0;
+  int fd_ = -1;
+  std::vector<uint8_t> fabric_;
+  uint64_t sim_token_ = 0;
+};
+
+class Driver {
+ public:
+  virtual ~Driver() = default;
+
+  virtual int64_t rank() const = 0;
+  virtual uint64_t granularity() const = 0;
+  // The handle kind this driver exports (FABRIC or POSIX fd, decided at start-up).
+  virtual HandleKind shareable_kind() const = 0;
+
+  // cuMemCreate. `kind` kNone creates a non-shareable allocation.
+  virtual absl::StatusOr<Handle> Create(uint64_t bytes, HandleKind kind) = 0;
+  // cuMemExportToShareableHandle.
+  virtual absl::StatusOr<SharedHandle> Export(Handle handle) = 0;
+  // cuMemImportFromShareableHandle. The caller closes an imported fd right after.
+  virtual absl::StatusOr<Handle> Import(const SharedHandle& shared) = 0;
+  // cuMemAddressReserve.
+  virtual absl::StatusOr<DevPtr> Reserve(uint64_t bytes, uint64_t alignment) = 0;
+  // cuMemMap. Partial maps are refused with CUDA_ERROR_NOT_SUPPORTED (H100, GB200).
+  virtual absl::Status Map(DevPtr va, uint64_t bytes, Handle handle, uint64_t offset) = 0;
+  // cuMemSetAccess (read-write for this rank's device).
+  virtual absl::Status SetAccess(DevPtr va, uint64_t bytes) = 0;
+  // cuMemUnmap: exactly a range that Map created.
+  virtual absl::Status Unmap(DevPtr va, uint64_t bytes) = 0;
+  // cuMemRelease.
+  virtual absl::Status Release(Handle handle) = 0;
+  // cuMemAddressFree.
+  virtual absl::Status Free(DevPtr va, uint64_t bytes) = 0;
+
+  // Physical bytes this rank has allocated now and at most (memory accounting).
+  virtual uint64_t live_device_bytes() const = 0;
+  virtual uint64_t peak_device_bytes() const = 0;
+};
+
+using StreamId = int64_t;
+using EventId = int64_t;
+
+// The synthetic content of tensor bytes: byte x of (layer, weight) is a function of
+// (layer, weight, expert = x / expert_bytes, offset = x % expert_bytes). Functional mode fills
+// local handles with it and the verification kernel checks every byte against it.
+struct PatternRef {
+  int64_t layer = 0;
+  int64_t weight = 0;
+  uint64_t expert_bytes = 0;
+};
+uint8_t PatternByte(const PatternRef& pattern, uint64_t tensor_offset);
+
+// What an operation is, for timing reports, traces and error messages.
+enum class OpKind { kCopy, kEdgeCopy, kFill, kCompute, kWait, kRecord };
+struct OpTag {
+  OpKind kind = OpKind::kCopy;
+  int64_t layer = -1;   // MoE layer index, -1 when none
+  int64_t weight = -1;  // weight index, -1 when none
+  int64_t peer = -1;    // source rank of a copy
+  int64_t slot = -1;
+  int64_t forward = -1;
+  std::string label;
+};
+
+// A read of one composite tensor by a kernel. With `verify` set the kernel checks every byte
+// of [va, va + bytes) against the pattern (tensor offset 0 at va).
+struct KernelRead {
+  DevPtr va = 0;
+  uint64_t bytes = 0;
+  bool verify = false;
+  PatternRef pattern;
+};
+
+struct KernelLaunch {
+  std::string name;
+  std::vector<KernelRead> reads;
+  double duration_ns = 0;  // how long the kernel runs (compute stand-in)
+};
+
+// One operation as it ran, in nanoseconds since the backend's time origin.
+struct TimedOp {
+  int64_t rank = 0;
+  StreamId stream = 0;
+  OpTag tag;
+  uint64_t bytes = 0;
+  double issue_ns = 0;  // host enqueued it
+  double start_ns = 0;  // the stream started it (for waits: the stream reached it)
+  double end_ns = 0;    // done (for waits: the event was satisfied)
+};
+
+class Streams {
+ public:
+  virtual ~Streams() = default;
+
+  virtual absl::StatusOr<StreamId> CreateStream(absl::string_view name) = 0;
+  virtual absl::StatusOr<EventId> CreateEvent() = 0;
+  virtual absl::Status DestroyEvent(EventId event) = 0;
+  virtual absl::Status DestroyStream(StreamId stream) = 0;
+
+  virtual absl::Status Record(EventId event, StreamId stream, const OpTag& tag) = 0;
+  // The stream waits for the last Record of `event` enqueued before this call (CUDA semantics).
+  virtual absl::Status Wait(StreamId stream, EventId event, const OpTag& tag) = 0;
+  // Asynchronous copy; `src` may lie in a peer view (an imported peer handle).
+  virtual absl::Status Copy(DevPtr dst, DevPtr src, uint64_t bytes, StreamId stream,
+                            const OpTag& tag) = 0;
+  // Writes the synthetic pattern for tensor bytes [tensor_offset, tensor_offset + bytes) at dst.
+  virtual absl::Status Fill(DevPtr dst, uint64_t bytes, const PatternRef& pattern,
+                            uint64_t tensor_offset, StreamId stream, const OpTag& tag) = 0;
+  virtual absl::Status Launch(const KernelLaunch& kernel, StreamId stream, const OpTag& tag) = 0;
+
+  // Waits for all work; returns the first asynchronous error (a failed verification, an
+  // illegal address) with context.
+  virtual absl::Status Synchronize() = 0;
+
+  // Operations that completed since the last call (timing reports, traces).
+  virtual std::vector<TimedOp> TakeTimeline() = 0;
+};
+
+// Process-group services between ranks; MPI on cuda, in-process on sim.
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int64_t rank() const = 0;
+  virtual int64_t size() const = 0;
+  virtual absl::StatusOr<std::vector<std::vector<uint8_t>>> Allgather(
+      absl::Span<const uint8_t> mine) = 0;
+  virtual absl::Status Barrier() = 0;
+};
+
+}  // namespace dwdp

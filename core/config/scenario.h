@@ -1,0 +1,138 @@
+#pragma once
+
+// The value types a scenario file turns into. Plain data: no behaviour beyond small helpers.
+// Loading (YAML, presets, units, strict keys) lives in core/config/loader.h.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dwdp {
+
+// Where a profile number comes from; reports say which of these a result depends on.
+enum class Provenance { kSpec, kMeasured, kAssumed };
+const char* ProvenanceName(Provenance p);
+
+struct Quantity {
+  double value = 0;
+  Provenance source = Provenance::kAssumed;
+};
+
+enum class DType { kFp4, kFp8, kBf16 };
+const char* DTypeName(DType t);
+
+// One DWDP-managed tensor of a MoE layer, treated as opaque bytes per expert.
+struct WeightSpec {
+  std::string name;
+  uint64_t expert_bytes = 0;
+};
+
+enum class AttentionKind { kMla, kGqa };
+
+struct AttentionSpec {
+  AttentionKind kind = AttentionKind::kGqa;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;      // GQA
+  int64_t head_dim = 0;          // GQA
+  int64_t q_lora_rank = 0;       // MLA (0: no query compression)
+  int64_t kv_lora_rank = 0;      // MLA
+  int64_t qk_nope_head_dim = 0;  // MLA
+  int64_t qk_rope_head_dim = 0;  // MLA
+  int64_t v_head_dim = 0;        // MLA
+};
+
+struct ModelSpec {
+  std::string preset;  // empty when every field was given explicitly
+  std::string display_name;
+  int64_t num_experts = 0;
+  std::vector<int64_t> moe_layers;  // sorted layer indices of the MoE layers
+  int64_t num_layers = 0;           // all transformer layers (dense + MoE)
+  int64_t hidden_size = 0;
+  int64_t moe_intermediate_size = 0;
+  int64_t dense_intermediate_size = 0;  // FFN width of the dense (non-MoE) layers
+  int64_t top_k = 0;
+  int64_t num_shared_experts = 0;
+  int64_t vocab_size = 0;
+  AttentionSpec attention;
+  DType expert_dtype = DType::kFp4;
+  DType dense_dtype = DType::kFp8;
+  std::vector<WeightSpec> weights;
+  uint64_t non_moe_bytes = 0;        // replicated on every GPU (attention, dense, embeddings)
+  uint64_t kv_bytes_per_token = 0;   // KV cache per token per GPU, all layers
+
+  uint64_t expert_bytes() const;  // sum over weights (bytes of one expert)
+};
+
+enum class ContentionMode { kRotate, kAscending, kRoundRobin };
+const char* ContentionModeName(ContentionMode m);
+
+struct ContentionConfig {
+  ContentionMode mode = ContentionMode::kRotate;
+  uint64_t slice_bytes = 2ull << 20;
+};
+
+// Same field names as TensorRT-LLM's DwdpConfig.
+struct DwdpConfig {
+  int64_t dwdp_size = 0;
+  int64_t num_groups = 1;
+  int64_t num_experts_per_worker = 0;
+  int64_t num_prefetch_experts = 0;
+  int64_t num_buffers = 2;
+  uint64_t pool_page_bytes = 16ull << 20;
+  // Experts per rank in the checkpoint loader; defaults to num_experts_per_worker.
+  std::optional<int64_t> loaded_chunk;
+  ContentionConfig contention;
+};
+
+struct HardwareProfile {
+  std::string name;
+  std::string gpu_name;
+  std::string source_file;  // empty for presets and inline maps
+  std::string measured_on;  // machine + date for calibrated profiles
+
+  Quantity granularity;             // bytes; VMM minimum = recommended granularity
+  Quantity nvlink_bw;               // bytes/s per direction (link capacity)
+  Quantity peer_copy_bw;            // bytes/s, copy-engine pull from one peer
+  Quantity copy_latency_ns;         // fixed cost of one copy
+  Quantity local_copy_bw;           // bytes/s, device-to-device on one GPU
+  Quantity hbm_bw;                  // bytes/s
+  Quantity hbm_bytes;               // usable device memory
+  Quantity flops_fp4;               // dense FLOP/s
+  Quantity flops_fp8;
+  Quantity flops_bf16;
+  Quantity compute_efficiency;      // fraction of peak FLOP/s reached by real kernels
+  Quantity memory_efficiency;       // fraction of HBM bandwidth reached by real kernels
+  Quantity kernel_overhead_ns;      // fixed cost per kernel
+  Quantity compute_slowdown;        // fractional slowdown of compute while copies run on the GPU
+  Quantity concurrent_pull_efficiency;  // ingress efficiency when one GPU pulls from >1 peer at once
+  Quantity host_issue_ns;           // CPU cost of issuing one stream operation
+  Quantity event_ns;                // record/wait overhead on the GPU
+  Quantity map_ns;                  // cuMemMap + cuMemSetAccess of one piece
+  Quantity nvlink_domain;           // GPUs in one NVLink domain
+  Quantity gpus_per_node;
+  Quantity max_mappings;            // VMM mappings per process
+  Quantity max_fabric_mappings;     // imported (fabric) mappings per GPU
+  bool fabric_supported = false;    // device attribute
+  bool imex_permitted = false;      // FABRIC cuMemCreate allowed (IMEX channel present)
+};
+
+struct Workload {
+  int64_t tokens_per_rank = 0;      // context tokens per rank per forward
+  int64_t sequence_length = 0;
+  int64_t forwards = 1;
+  double tokens_cv = 0.2;           // coefficient of variation of per-rank tokens (DEP sync term)
+  // When set, the compute time of every MoE layer (overrides the perf model).
+  std::optional<double> layer_compute_ns;
+};
+
+struct Scenario {
+  std::string name;
+  std::string source_file;
+  ModelSpec model;
+  DwdpConfig dwdp;
+  HardwareProfile hardware;
+  Workload workload;
+};
+
+}  // namespace dwdp
