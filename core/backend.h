@@ -195,4 +195,20 @@ class Comm {
   virtual absl::Status Barrier() = 0;
 };
 
+// Moves exported handles between the ranks of a group during setup (DWDP_SPEC §5). The sim
+// backend runs every rank of a group in one process; the cuda backend runs one rank per
+// process (fabric handles by MPI allgather, POSIX fds over Unix sockets with SCM_RIGHTS).
+class HandleExchange {
+ public:
+  virtual ~HandleExchange() = default;
+  // exported[i]: the handles of the i-th rank hosted by this process, in the order every rank
+  // agrees on (sorted (layer, weight)). Returns, for each hosted rank i, the handles of every
+  // rank of the group: result[i][rank][k]. A peer that never shows up is an error after the
+  // exchange's timeout, never a hang.
+  virtual absl::StatusOr<std::vector<std::vector<std::vector<SharedHandle>>>> Exchange(
+      std::vector<std::vector<SharedHandle>> exported) = 0;
+  // All ranks of the group have finished setup up to this point.
+  virtual absl::Status Barrier() = 0;
+};
+
 }  // namespace dwdp
