@@ -24,12 +24,12 @@ struct WeightLayout {
   uint64_t page_end = 0;
   uint64_t leading_edge = 0;  // = data offset of the rank's first expert in its handle
   uint64_t trailing_edge = 0;
-  uint64_t mnnvl_size = 0;    // the local handle's physical size
+  uint64_t mnnvl_size = 0;  // the local handle's physical size
   uint64_t pre_size = 0;
   uint64_t pre_padding = 0;
   uint64_t post_size = 0;
   uint64_t post_padding = 0;
-  uint64_t total_size = 0;    // the composite VA reservation
+  uint64_t total_size = 0;  // the composite VA reservation
 
   uint64_t pool_bytes() const { return pre_size + post_size; }
   // VA offset of tensor byte x.

@@ -62,8 +62,8 @@ struct PartitionInput {
 };
 
 struct PartitionError {
-  std::string check;    // one of the kCheck* ids
-  std::string message;  // one sentence: what is wrong and what to change
+  std::string check;            // one of the kCheck* ids
+  std::string message;          // one sentence: what is wrong and what to change
   std::vector<Recipe> recipes;  // valid recipes for this d and N, least overlap first
 };
 

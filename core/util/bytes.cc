@@ -80,19 +80,22 @@ absl::StatusOr<uint64_t> ParseByteSize(absl::string_view text) {
   } else if (unit == "tb") {
     multiplier = 1000ull * 1000 * 1000 * 1000;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "size '", text, "' has an unknown unit '", unit, "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("size '", text, "' has an unknown unit '", unit,
+                     "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"));
   }
   if (!seen_dot) {
     uint64_t value = 0;
     for (char c : number) {
       auto next = CheckedMul(value, 10);
       if (next) next = CheckedAdd(*next, static_cast<uint64_t>(c - '0'));
-      if (!next) return absl::InvalidArgumentError(absl::StrCat("size '", text, "' overflows 64 bits"));
+      if (!next)
+        return absl::InvalidArgumentError(absl::StrCat("size '", text, "' overflows 64 bits"));
       value = *next;
     }
     auto total = CheckedMul(value, multiplier);
-    if (!total) return absl::InvalidArgumentError(absl::StrCat("size '", text, "' overflows 64 bits"));
+    if (!total)
+      return absl::InvalidArgumentError(absl::StrCat("size '", text, "' overflows 64 bits"));
     return *total;
   }
   const long double value = std::strtold(number.c_str(), nullptr) * multiplier;
