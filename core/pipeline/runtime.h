@@ -1,0 +1,121 @@
+#pragma once
+
+// Setup, forwards and teardown of DWDP on the ranks this process hosts (DWDP_SPEC §5–6):
+//
+//   validate -> transport (local handles, exchange, peer views) -> composite VAs + pool
+//   -> fill edge bytes -> weight manager -> allgather + scatter of small per-expert vectors
+//
+// A failure at any step releases everything created so far in reverse order and reports the
+// first error (a failing release during rollback is appended, never replaces it). Teardown:
+// synchronize -> composite VAs (unmap, free) -> pool pages -> transport (peer views unmapped
+// and freed -> imported handles released -> local handles released -> fds closed). Teardown
+// twice is harmless.
+//
+// The same code drives both backends: the simulator hosts every rank of a group in one
+// process, the cuda backend one rank per process.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/backend.h"
+#include "core/layout/layout.h"
+#include "core/pipeline/weight_manager.h"
+
+namespace dwdp {
+
+// What a backend provides for the ranks hosted by this process.
+class Coordinator {
+ public:
+  virtual ~Coordinator() = default;
+  virtual std::vector<int64_t> hosted_ranks() const = 0;
+  virtual Driver& driver(int64_t rank) = 0;
+  virtual Streams& streams(int64_t rank) = 0;
+  virtual HandleExchange& exchange() = 0;
+  // per_hosted[i]: bytes of the i-th hosted rank. Returns every rank's bytes, by rank.
+  virtual absl::StatusOr<std::vector<std::vector<uint8_t>>> Allgather(
+      std::vector<std::vector<uint8_t>> per_hosted) = 0;
+};
+
+// Planted faults of `dwdp run --inject`.
+enum class Fault {
+  kNone,
+  kFreeAtBind,     // pipeline: free[s] recorded at bind time
+  kSkipReadyWait,  // pipeline: compute does not wait on ready[s]
+  kBadCopyOffset,  // one copy of one layer reads one expert off
+  kPartialMap,     // setup maps part of a local handle
+};
+absl::StatusOr<Fault> ParseFault(absl::string_view name);
+const char* FaultName(Fault fault);
+
+struct RuntimeOptions {
+  bool functional = false;  // fill the synthetic pattern and verify every byte the kernel reads
+  Fault fault = Fault::kNone;
+  // Compute per MoE layer position: work before the MoE kernel (attention) and the MoE kernel.
+  std::vector<double> attention_ns;
+  std::vector<double> moe_ns;
+  double prelude_ns = 0;  // dense layers before the first MoE layer
+  ContentionConfig contention;
+  // Called with (rank, step) before each setup step; a non-OK status fails that step (tests).
+  std::function<absl::Status(int64_t rank, absl::string_view step)> step_hook;
+};
+
+// One undoable action of setup, in creation order; teardown runs them in reverse.
+struct CleanupAction {
+  std::string what;  // "release local handle of layer 7 w2_weight on rank 2"
+  std::function<absl::Status()> undo;
+};
+
+class GroupRuntime {
+ public:
+  // Runs every setup step for the hosted ranks; on failure rolls back and returns the error.
+  static absl::StatusOr<std::unique_ptr<GroupRuntime>> Setup(const GroupLayout& layout,
+                                                             Coordinator& coordinator,
+                                                             RuntimeOptions options);
+  ~GroupRuntime();
+  GroupRuntime(const GroupRuntime&) = delete;
+  GroupRuntime& operator=(const GroupRuntime&) = delete;
+
+  // Enqueues one forward on every hosted rank (prime, then per MoE layer: attention kernel,
+  // wait_and_bind, MoE kernel, record_compute, prefetch_next), then synchronizes.
+  absl::Status RunForward(int64_t forward);
+
+  // Idempotent. Returns the first error of the release calls.
+  absl::Status Teardown();
+
+  // Names of the streams of a rank, for reports and traces.
+  std::string stream_name(int64_t rank, StreamId stream) const;
+  // The composite VA of (position, weight) on a hosted rank (tensor byte 0 at base + pre_padding).
+  DevPtr composite_base(int64_t rank, int64_t position, int64_t weight) const;
+  const CopyPlan& copy_plan(int64_t rank) const;
+  // The actions teardown will run, in the order it runs them (tests).
+  std::vector<std::string> pending_cleanup(int64_t rank) const;
+
+ private:
+  struct RankState;
+  GroupRuntime(const GroupLayout& layout, Coordinator& coordinator, RuntimeOptions options);
+  absl::Status RunSetup();
+  absl::Status SetupStreams(RankState& rank);
+  absl::Status CreateLocalHandles(RankState& rank);
+  absl::Status ImportPeerViews(RankState& rank,
+                               std::vector<std::vector<SharedHandle>>& handles_by_rank);
+  absl::Status CreatePoolAndComposites(RankState& rank);
+  absl::Status FillEdgeBytes(RankState& rank);
+  absl::Status CreateWeightManager(RankState& rank);
+  absl::Status IssueLayerCopies(RankState& rank, int64_t position, StreamId stream,
+                                const OpTag& tag);
+  absl::Status ScatterSmallVectors();
+  absl::Status Step(RankState& rank, absl::string_view step);
+  absl::Status Unwind(RankState& rank);
+
+  const GroupLayout& layout_;
+  Coordinator& coordinator_;
+  RuntimeOptions options_;
+  std::vector<std::unique_ptr<RankState>> ranks_;
+};
+
+}  // namespace dwdp
