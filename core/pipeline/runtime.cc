@@ -27,9 +27,9 @@ absl::StatusOr<Fault> ParseFault(absl::string_view name) {
                   Fault::kPartialMap}) {
     if (name == FaultName(f)) return f;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown fault '", name,
-      "' (choose free-at-bind, skip-ready-wait, bad-copy-offset or partial-map)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown fault '", name,
+                   "' (choose free-at-bind, skip-ready-wait, bad-copy-offset or partial-map)"));
 }
 
 const char* FaultName(Fault fault) {
@@ -58,11 +58,11 @@ struct GroupRuntime::RankState {
   Streams* streams = nullptr;
   StreamId compute = -1;
   StreamId copy = -1;
-  std::vector<std::vector<Handle>> local;           // [position][weight]
-  std::vector<SharedHandle> exported;               // position-major; kept until the barrier
+  std::vector<std::vector<Handle>> local;  // [position][weight]
+  std::vector<SharedHandle> exported;      // position-major; kept until the barrier
   std::vector<std::vector<std::vector<PeerView>>> peer_views;  // [peer][position][weight]
-  std::vector<std::vector<Handle>> pool;            // [slot][page]
-  std::vector<std::vector<DevPtr>> composite;       // [position][weight]
+  std::vector<std::vector<Handle>> pool;                       // [slot][page]
+  std::vector<std::vector<DevPtr>> composite;                  // [position][weight]
   CopyPlan copy_plan;
   CopyPlan edge_plan;
   std::unique_ptr<WeightManager> manager;
@@ -161,8 +161,8 @@ absl::Status GroupRuntime::SetupStreams(RankState& rank) {
                           std::pair<const char*, StreamId*>{"copy", &rank.copy}}) {
     auto stream = rank.streams->CreateStream(name);
     if (!stream.ok()) {
-      return WithContext(stream.status(), absl::StrFormat("create %s stream on rank %d", name,
-                                                          rank.rank));
+      return WithContext(stream.status(),
+                         absl::StrFormat("create %s stream on rank %d", name, rank.rank));
     }
     *id = *stream;
     Streams* streams = rank.streams;
@@ -200,8 +200,8 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
   for (int64_t p = 0; p < layers; ++p) {
     for (size_t w = 0; w < rl.weights.size(); ++w) {
       const WeightLayout& wl = rl.weights[w];
-      const std::string what = absl::StrFormat("layer %d %s on rank %d", layout_.moe_layers[p],
-                                               wl.name, rank.rank);
+      const std::string what =
+          absl::StrFormat("layer %d %s on rank %d", layout_.moe_layers[p], wl.name, rank.rank);
       auto handle = driver.Create(wl.mnnvl_size, driver.shareable_kind());
       if (!handle.ok()) {
         (void)unmap_staging();
@@ -230,10 +230,10 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
         tag.layer = layout_.moe_layers[p];
         tag.weight = static_cast<int64_t>(w);
         tag.label = "load local experts";
-        st = rank.streams->Fill(*va + wl.leading_edge, wl.local_end - wl.local_begin,
-                                PatternRef{layout_.moe_layers[p], static_cast<int64_t>(w),
-                                           wl.expert_bytes},
-                                wl.local_begin, rank.copy, tag);
+        st = rank.streams->Fill(
+            *va + wl.leading_edge, wl.local_end - wl.local_begin,
+            PatternRef{layout_.moe_layers[p], static_cast<int64_t>(w), wl.expert_bytes},
+            wl.local_begin, rank.copy, tag);
       }
       if (!st.ok()) {
         (void)unmap_staging();
@@ -244,7 +244,8 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
   if (options_.functional) {
     absl::Status st = rank.streams->Synchronize();
     absl::Status unmapped = unmap_staging();
-    if (!st.ok()) return WithContext(st, absl::StrFormat("load local experts on rank %d", rank.rank));
+    if (!st.ok())
+      return WithContext(st, absl::StrFormat("load local experts on rank %d", rank.rank));
     if (!unmapped.ok()) return unmapped;
   }
   for (int64_t p = 0; p < layers; ++p) {
@@ -261,16 +262,16 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
   return absl::OkStatus();
 }
 
-absl::Status GroupRuntime::ImportPeerViews(RankState& rank,
-                                           std::vector<std::vector<SharedHandle>>& handles_by_rank) {
+absl::Status GroupRuntime::ImportPeerViews(
+    RankState& rank, std::vector<std::vector<SharedHandle>>& handles_by_rank) {
   if (auto st = Step(rank, "peer views"); !st.ok()) return st;
   const int64_t d = static_cast<int64_t>(layout_.ranks.size());
   const int64_t layers = layout_.num_layers();
   const size_t num_weights = layout_.ranks[rank.rank].weights.size();
   if (static_cast<int64_t>(handles_by_rank.size()) != d) {
-    return absl::InternalError(absl::StrFormat(
-        "exchange gave handles of %d ranks to rank %d, the group has %d", handles_by_rank.size(),
-        rank.rank, d));
+    return absl::InternalError(
+        absl::StrFormat("exchange gave handles of %d ranks to rank %d, the group has %d",
+                        handles_by_rank.size(), rank.rank, d));
   }
   // Only peers this rank actually reads from are imported (fewer fabric mappings).
   std::set<int64_t> sources;
@@ -281,10 +282,10 @@ absl::Status GroupRuntime::ImportPeerViews(RankState& rank,
   for (int64_t peer : sources) {
     auto& handles = handles_by_rank[peer];
     if (handles.size() != static_cast<size_t>(layers) * num_weights) {
-      return absl::InternalError(absl::StrFormat("rank %d received %d handles from rank %d, "
-                                                 "expected %d",
-                                                 rank.rank, handles.size(), peer,
-                                                 layers * static_cast<int64_t>(num_weights)));
+      return absl::InternalError(absl::StrFormat(
+          "rank %d received %d handles from rank %d, "
+          "expected %d",
+          rank.rank, handles.size(), peer, layers * static_cast<int64_t>(num_weights)));
     }
     rank.peer_views[peer].assign(static_cast<size_t>(layers),
                                  std::vector<RankState::PeerView>(num_weights));
@@ -305,8 +306,8 @@ absl::Status GroupRuntime::ImportPeerViews(RankState& rank,
         auto va = driver.Reserve(bytes, layout_.granularity);
         if (!va.ok()) return WithContext(va.status(), "reserve peer view of " + what);
         const DevPtr base = *va;
-        rank.cleanup.push_back(
-            {"free peer view of " + what, [&driver, base, bytes] { return driver.Free(base, bytes); }});
+        rank.cleanup.push_back({"free peer view of " + what,
+                                [&driver, base, bytes] { return driver.Free(base, bytes); }});
         if (auto st = driver.Map(base, bytes, handle, 0); !st.ok()) {
           return WithContext(st, "map peer view of " + what);
         }
@@ -339,9 +340,9 @@ absl::Status GroupRuntime::CreatePoolAndComposites(RankState& rank) {
       }
       rank.pool[s].push_back(*handle);
       const Handle created = *handle;
-      rank.cleanup.push_back({absl::StrFormat("release pool page %d of slot %d on rank %d", page,
-                                              s, rank.rank),
-                              [&driver, created] { return driver.Release(created); }});
+      rank.cleanup.push_back(
+          {absl::StrFormat("release pool page %d of slot %d on rank %d", page, s, rank.rank),
+           [&driver, created] { return driver.Release(created); }});
     }
   }
   bool partial_map_planted = options_.fault != Fault::kPartialMap;
@@ -366,9 +367,8 @@ absl::Status GroupRuntime::CreatePoolAndComposites(RankState& rank) {
           bytes -= layout_.granularity;  // planted fault: map all but the last granule
           partial_map_planted = true;
         }
-        const std::string piece_name =
-            is_local ? std::string("local handle")
-                     : absl::StrFormat("pool page %d", piece.pool_page);
+        const std::string piece_name = is_local ? std::string("local handle")
+                                                : absl::StrFormat("pool page %d", piece.pool_page);
         if (auto st = driver.Map(base + piece.va_offset, bytes, handle, 0); !st.ok()) {
           return WithContext(st, absl::StrFormat("map %s of %s", piece_name, what));
         }
@@ -443,11 +443,11 @@ absl::Status GroupRuntime::CreateWeightManager(RankState& rank) {
     }
   }
   RankState* state = &rank;
-  auto manager = WeightManager::Create(
-      *rank.streams, rank.compute, rank.copy, std::move(wm),
-      [this, state](int64_t position, StreamId stream, const OpTag& tag) {
-        return IssueLayerCopies(*state, position, stream, tag);
-      });
+  auto manager =
+      WeightManager::Create(*rank.streams, rank.compute, rank.copy, std::move(wm),
+                            [this, state](int64_t position, StreamId stream, const OpTag& tag) {
+                              return IssueLayerCopies(*state, position, stream, tag);
+                            });
   if (!manager.ok()) {
     return WithContext(manager.status(),
                        absl::StrFormat("create weight manager on rank %d", rank.rank));
@@ -473,11 +473,11 @@ absl::Status GroupRuntime::IssueLayerCopies(RankState& rank, int64_t position, S
       tag.label = "copy (planted: one expert off)";
     }
     const DevPtr dst = rank.composite[position][op.weight] + wl.pre_padding + op.dst_offset;
-    const DevPtr src = rank.peer_views[op.src_rank][position][op.weight].va +
-                       static_cast<uint64_t>(src_offset);
+    const DevPtr src =
+        rank.peer_views[op.src_rank][position][op.weight].va + static_cast<uint64_t>(src_offset);
     if (auto st = rank.streams->Copy(dst, src, op.bytes, stream, tag); !st.ok()) {
-      return WithContext(st, absl::StrFormat("copy layer %d %s from rank %d on rank %d",
-                                             tag.layer, wl.name, op.src_rank, rank.rank));
+      return WithContext(st, absl::StrFormat("copy layer %d %s from rank %d on rank %d", tag.layer,
+                                             wl.name, op.src_rank, rank.rank));
     }
   }
   return absl::OkStatus();
@@ -508,9 +508,8 @@ absl::Status GroupRuntime::ScatterSmallVectors() {
   if (!full.ok()) return WithContext(full.status(), "scatter per-expert vectors");
   for (int64_t e = 0; e < layout_.num_experts; ++e) {
     if ((*full)[e] != AlphaOf(e)) {
-      return absl::InternalError(
-          absl::StrFormat("scatter per-expert vectors: expert %d has %g, expected %g", e,
-                          (*full)[e], AlphaOf(e)));
+      return absl::InternalError(absl::StrFormat(
+          "scatter per-expert vectors: expert %d has %g, expected %g", e, (*full)[e], AlphaOf(e)));
     }
   }
   return absl::OkStatus();
@@ -544,8 +543,8 @@ absl::Status GroupRuntime::RunForward(int64_t forward) {
       tag.forward = forward;
       if (options_.attention_ns[p] > 0) {
         tag.label = "attention";
-        if (auto st = streams.Launch({"attention", {}, options_.attention_ns[p]}, rank->compute,
-                                     tag);
+        if (auto st =
+                streams.Launch({"attention", {}, options_.attention_ns[p]}, rank->compute, tag);
             !st.ok()) {
           return WithContext(st, where);
         }

@@ -10,9 +10,8 @@ absl::StatusOr<std::unique_ptr<WeightManager>> WeightManager::Create(Streams& st
                                                                      Options options,
                                                                      IssueCopies issue_copies) {
   if (options.num_buffers < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("weight manager: num_buffers is %d, at least 2 slots are needed",
-                        options.num_buffers));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "weight manager: num_buffers is %d, at least 2 slots are needed", options.num_buffers));
   }
   std::unique_ptr<WeightManager> manager(new WeightManager(
       streams, compute_stream, copy_stream, std::move(options), std::move(issue_copies)));
@@ -21,9 +20,8 @@ absl::StatusOr<std::unique_ptr<WeightManager>> WeightManager::Create(Streams& st
       auto event = streams.CreateEvent();
       if (!event.ok()) {
         (void)manager->Destroy();
-        return absl::Status(event.status().code(),
-                            absl::StrFormat("create event for slot %d: %s", s,
-                                            event.status().message()));
+        return absl::Status(event.status().code(), absl::StrFormat("create event for slot %d: %s",
+                                                                   s, event.status().message()));
       }
       events->push_back(*event);
     }
@@ -66,8 +64,8 @@ OpTag WeightManager::Tag(OpKind kind, int64_t position) const {
 
 absl::Status WeightManager::Prefetch(int64_t position) {
   if (position < 0 || position >= options_.num_layers) {
-    return absl::OutOfRangeError(absl::StrFormat("prefetch of MoE layer position %d of %d",
-                                                 position, options_.num_layers));
+    return absl::OutOfRangeError(
+        absl::StrFormat("prefetch of MoE layer position %d of %d", position, options_.num_layers));
   }
   const int64_t s = slot_of(position);
   OpTag wait = Tag(OpKind::kWait, position);

@@ -33,7 +33,8 @@ class WeightManager {
  public:
   // Issues the copies of the layer at `position` on `stream` (the copy stream) with `tag`
   // filled in by the manager (layer, slot, forward).
-  using IssueCopies = std::function<absl::Status(int64_t position, StreamId stream, const OpTag& tag)>;
+  using IssueCopies =
+      std::function<absl::Status(int64_t position, StreamId stream, const OpTag& tag)>;
 
   struct Options {
     int64_t num_layers = 0;  // MoE layers in the sorted list

@@ -62,8 +62,8 @@ const char* KindName(OpKind kind) {
 
 }  // namespace
 
-RunReport BuildRunReport(const std::vector<TimedOp>& timeline, int64_t num_ranks,
-                         int64_t forwards, const std::function<uint64_t(int64_t)>& peak_bytes) {
+RunReport BuildRunReport(const std::vector<TimedOp>& timeline, int64_t num_ranks, int64_t forwards,
+                         const std::function<uint64_t(int64_t)>& peak_bytes) {
   RunReport report;
   report.forwards = forwards;
   const double per_forward = forwards > 0 ? 1.0 / static_cast<double>(forwards) : 0.0;
@@ -204,7 +204,8 @@ std::string RunReport::ToText(bool all_ranks) const {
     absl::StrAppendFormat(&out, "\nrank %d, per MoE layer (mean over forwards):\n", r.rank);
     TextTable table({"layer", "slot", "copied", "copy", "copy rate", "compute", "stall"});
     for (const LayerReport& l : r.layers) {
-      const double rate = l.copy_ns > 0 ? static_cast<double>(l.copy_bytes) / (l.copy_ns * 1e-9) : 0;
+      const double rate =
+          l.copy_ns > 0 ? static_cast<double>(l.copy_bytes) / (l.copy_ns * 1e-9) : 0;
       table.AddRow({std::to_string(l.layer), std::to_string(l.slot), FormatBytes(l.copy_bytes),
                     FormatNanos(l.copy_ns), rate > 0 ? FormatBandwidth(rate) : "-",
                     FormatNanos(l.compute_ns), FormatNanos(l.stall_ns)});
@@ -212,8 +213,8 @@ std::string RunReport::ToText(bool all_ranks) const {
     out += table.Render();
   }
   out += "\nper rank (per forward):\n";
-  TextTable ranks_table({"rank", "forward", "copied", "copy busy", "stall", "peak memory",
-                         "bytes by peer"});
+  TextTable ranks_table(
+      {"rank", "forward", "copied", "copy busy", "stall", "peak memory", "bytes by peer"});
   for (const RankReport& r : ranks) {
     std::string peers;
     for (const auto& [peer, bytes] : r.bytes_from_peer) {
@@ -243,7 +244,8 @@ nlohmann::json ChromeTrace(const std::vector<TimedOp>& timeline,
     if (op.tag.kind == OpKind::kRecord) continue;  // zero-length bookkeeping
     if (op.tag.kind == OpKind::kWait && op.end_ns <= op.start_ns) continue;
     std::string name = op.tag.label.empty() ? KindName(op.tag.kind) : op.tag.label;
-    if (op.tag.kind == OpKind::kCopy) name = absl::StrCat("copy L", op.tag.layer, " <- r", op.tag.peer);
+    if (op.tag.kind == OpKind::kCopy)
+      name = absl::StrCat("copy L", op.tag.layer, " <- r", op.tag.peer);
     if (op.tag.kind == OpKind::kCompute && op.tag.layer >= 0) {
       name = absl::StrCat(op.tag.label, " L", op.tag.layer);
     }

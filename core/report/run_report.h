@@ -28,10 +28,10 @@ struct RankReport {
   int64_t rank = 0;
   std::vector<LayerReport> layers;  // mean over forwards
   uint64_t peak_device_bytes = 0;
-  uint64_t copy_bytes = 0;          // per forward
-  double stall_ns = 0;              // per forward
-  double forward_ns = 0;            // mean over forwards
-  double copy_busy_ns = 0;          // per forward: time the copy stream had a copy running
+  uint64_t copy_bytes = 0;  // per forward
+  double stall_ns = 0;      // per forward
+  double forward_ns = 0;    // mean over forwards
+  double copy_busy_ns = 0;  // per forward: time the copy stream had a copy running
   std::map<int64_t, uint64_t> bytes_from_peer;  // per forward
 };
 
@@ -42,9 +42,9 @@ struct RunReport {
   bool ok = true;
   int64_t forwards = 0;
   std::vector<RankReport> ranks;
-  double forward_ns = 0;       // mean over forwards of the slowest rank
-  double stall_ns = 0;         // mean over forwards of the largest per-rank stall
-  uint64_t copy_bytes = 0;     // per forward, all ranks
+  double forward_ns = 0;    // mean over forwards of the slowest rank
+  double stall_ns = 0;      // mean over forwards of the largest per-rank stall
+  uint64_t copy_bytes = 0;  // per forward, all ranks
   std::vector<double> forward_ns_each;
   std::vector<std::string> hazards;
   std::vector<std::string> errors;
@@ -57,8 +57,8 @@ struct RunReport {
 
 // Aggregates the timeline (all forwards, all ranks) into per-layer and per-rank figures.
 // `peak_bytes(rank)` gives each rank's peak device memory.
-RunReport BuildRunReport(const std::vector<TimedOp>& timeline, int64_t num_ranks,
-                         int64_t forwards, const std::function<uint64_t(int64_t)>& peak_bytes);
+RunReport BuildRunReport(const std::vector<TimedOp>& timeline, int64_t num_ranks, int64_t forwards,
+                         const std::function<uint64_t(int64_t)>& peak_bytes);
 
 // Chrome trace-event JSON (Perfetto / chrome://tracing): a process per rank, a track per
 // stream, one slice per copy, kernel and wait, with bytes and peers in the arguments.
