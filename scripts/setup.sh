@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  g++ cmake ninja-build pkg-config
+  g++ cmake ninja-build pkg-config clang-format git
   libabsl-dev libyaml-cpp-dev libboost-test-dev libcli11-dev nlohmann-json3-dev
   libbenchmark-dev
   libopenmpi-dev openmpi-bin
