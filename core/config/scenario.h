@@ -58,8 +58,8 @@ struct ModelSpec {
   DType expert_dtype = DType::kFp4;
   DType dense_dtype = DType::kFp8;
   std::vector<WeightSpec> weights;
-  uint64_t non_moe_bytes = 0;       // replicated on every GPU (attention, dense, embeddings)
-  uint64_t kv_bytes_per_token = 0;  // KV cache per token per GPU, all layers
+  uint64_t non_moe_bytes = 0;        // replicated on every GPU (attention, dense, embeddings)
+  uint64_t kv_bytes_per_token = 0;   // KV cache per token per GPU, all layers
 
   uint64_t expert_bytes() const;  // sum over weights (bytes of one expert)
 };
@@ -91,38 +91,37 @@ struct HardwareProfile {
   std::string source_file;  // empty for presets and inline maps
   std::string measured_on;  // machine + date for calibrated profiles
 
-  Quantity granularity;      // bytes; VMM minimum = recommended granularity
-  Quantity nvlink_bw;        // bytes/s per direction (link capacity)
-  Quantity peer_copy_bw;     // bytes/s, copy-engine pull from one peer
-  Quantity copy_latency_ns;  // fixed cost of one copy
-  Quantity local_copy_bw;    // bytes/s, device-to-device on one GPU
-  Quantity hbm_bw;           // bytes/s
-  Quantity hbm_bytes;        // usable device memory
-  Quantity flops_fp4;        // dense FLOP/s
+  Quantity granularity;             // bytes; VMM minimum = recommended granularity
+  Quantity nvlink_bw;               // bytes/s per direction (link capacity)
+  Quantity peer_copy_bw;            // bytes/s, copy-engine pull from one peer
+  Quantity copy_latency_ns;         // fixed cost of one copy
+  Quantity local_copy_bw;           // bytes/s, device-to-device on one GPU
+  Quantity hbm_bw;                  // bytes/s
+  Quantity hbm_bytes;               // usable device memory
+  Quantity flops_fp4;               // dense FLOP/s
   Quantity flops_fp8;
   Quantity flops_bf16;
-  Quantity compute_efficiency;  // fraction of peak FLOP/s reached by real kernels
-  Quantity memory_efficiency;   // fraction of HBM bandwidth reached by real kernels
-  Quantity kernel_overhead_ns;  // fixed cost per kernel
-  Quantity compute_slowdown;    // fractional slowdown of compute while copies run on the GPU
-  Quantity
-      concurrent_pull_efficiency;  // ingress efficiency when one GPU pulls from >1 peer at once
-  Quantity host_issue_ns;          // CPU cost of issuing one stream operation
-  Quantity event_ns;               // record/wait overhead on the GPU
-  Quantity map_ns;                 // cuMemMap + cuMemSetAccess of one piece
-  Quantity nvlink_domain;          // GPUs in one NVLink domain
+  Quantity compute_efficiency;      // fraction of peak FLOP/s reached by real kernels
+  Quantity memory_efficiency;       // fraction of HBM bandwidth reached by real kernels
+  Quantity kernel_overhead_ns;      // fixed cost per kernel
+  Quantity compute_slowdown;        // fractional slowdown of compute while copies run on the GPU
+  Quantity concurrent_pull_efficiency;  // ingress efficiency when one GPU pulls from >1 peer at once
+  Quantity host_issue_ns;           // CPU cost of issuing one stream operation
+  Quantity event_ns;                // record/wait overhead on the GPU
+  Quantity map_ns;                  // cuMemMap + cuMemSetAccess of one piece
+  Quantity nvlink_domain;           // GPUs in one NVLink domain
   Quantity gpus_per_node;
-  Quantity max_mappings;          // VMM mappings per process
-  Quantity max_fabric_mappings;   // imported (fabric) mappings per GPU
-  bool fabric_supported = false;  // device attribute
-  bool imex_permitted = false;    // FABRIC cuMemCreate allowed (IMEX channel present)
+  Quantity max_mappings;            // VMM mappings per process
+  Quantity max_fabric_mappings;     // imported (fabric) mappings per GPU
+  bool fabric_supported = false;    // device attribute
+  bool imex_permitted = false;      // FABRIC cuMemCreate allowed (IMEX channel present)
 };
 
 struct Workload {
-  int64_t tokens_per_rank = 0;  // context tokens per rank per forward
+  int64_t tokens_per_rank = 0;      // context tokens per rank per forward
   int64_t sequence_length = 0;
   int64_t forwards = 1;
-  double tokens_cv = 0.2;  // coefficient of variation of per-rank tokens (DEP sync term)
+  double tokens_cv = 0.2;           // coefficient of variation of per-rank tokens (DEP sync term)
   // When set, the compute time of every MoE layer (overrides the perf model).
   std::optional<double> layer_compute_ns;
 };
