@@ -437,11 +437,16 @@ absl::Status ParseHardwareValue(const Field& field, const std::filesystem::path&
   if (!profile.ok()) {
     // A missing or unreadable profile is reported where the scenario names it; errors inside
     // the profile already point into the profile file.
-    if (absl::IsNotFound(profile.status()) || absl::IsFailedPrecondition(profile.status())) {
-      return absl::Status(profile.status().code(),
-                          AtPosition(field.file(), field.mark(),
-                                     absl::StrCat("key '", field.path(), "': hardware profile ",
-                                                  profile.status().message())));
+    if (absl::IsNotFound(profile.status())) {
+      return absl::NotFoundError(
+          AtPosition(field.file(), field.mark(),
+                     absl::StrCat("key '", field.path(), "': no hardware profile file '",
+                                  name_or_path, "' (looked for ", profile_path.string(), ")")));
+    }
+    if (absl::IsFailedPrecondition(profile.status())) {
+      return absl::FailedPreconditionError(
+          AtPosition(field.file(), field.mark(),
+                     absl::StrCat("key '", field.path(), "': ", profile.status().message())));
     }
     return profile.status();
   }
@@ -668,9 +673,9 @@ absl::Status ParseModel(const Field& field, ModelSpec* out) {
     const Field& at = weights                  ? *weights
                       : map.Get("num_experts") ? *map.Get("num_experts")
                                                : map.self();
-    return at.Error(absl::StrCat(
-        model.num_experts, " experts × ", model.expert_bytes(), " bytes per expert × ", layers,
-        " MoE layers is more bytes than dwdp can address (", FormatBytes(kMaxTotalBytes), ")"));
+    return at.Error(absl::StrCat(model.num_experts, " experts × ", model.expert_bytes(),
+                                 " bytes per expert × ", layers,
+                                 " MoE layers is more bytes than dwdp can address (2^62)"));
   }
 
   // Replicated bytes and KV size follow the model's shape unless given: a preset cut to six

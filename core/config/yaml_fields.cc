@@ -28,12 +28,25 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
   return previous[b.size()];
 }
 
+// True when `abbreviation` can be read out of `word` in order ("src" in "source").
+bool IsSubsequence(absl::string_view abbreviation, absl::string_view word) {
+  size_t next = 0;
+  for (char c : word) {
+    if (next < abbreviation.size() && abbreviation[next] == c) ++next;
+  }
+  return next == abbreviation.size();
+}
+
+// The allowed key a typo most likely meant: a small edit distance, or an abbreviation or
+// shortened form of the key ("heads" for "num_heads"). Empty when nothing is close.
 std::string ClosestKey(absl::string_view key, absl::Span<const absl::string_view> allowed) {
   std::string best;
-  size_t best_distance = std::max<size_t>(2, key.size() / 3) + 1;
+  size_t best_distance = SIZE_MAX;
+  const size_t typo_limit = std::max<size_t>(2, key.size() / 3);
   for (absl::string_view candidate : allowed) {
     const size_t distance = EditDistance(key, candidate);
-    if (distance < best_distance) {
+    const bool close = distance <= typo_limit || (key.size() >= 3 && IsSubsequence(key, candidate));
+    if (close && distance < best_distance) {
       best_distance = distance;
       best = std::string(candidate);
     }
