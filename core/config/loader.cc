@@ -921,9 +921,9 @@ absl::StatusOr<HardwareProfile> ResolveHardware(const std::string& name_or_path)
 
 std::string HardwareProfileToYaml(const HardwareProfile& profile) {
   YAML::Emitter out;
-  out << YAML::Comment(
-             "dwdp hardware profile. Every number is {value, source}; source is spec "
-             "(datasheet), measured or assumed.")
+  out << YAML::Comment("dwdp hardware profile") << YAML::Newline
+      << YAML::Comment(
+             "every number is {value, source}; source is spec (datasheet), measured or assumed")
       << YAML::Newline;
   out << YAML::BeginMap;
   out << YAML::Key << "name" << YAML::Value << profile.name;

@@ -422,7 +422,7 @@ HardwareProfile H200Sxm() {
   HardwareProfile hw;
   hw.name = "h200-sxm";
   hw.gpu_name = "NVIDIA H200 141GB HBM3e (SXM)";
-  hw.measured_on = "4x H200, NV18 between every pair, 2026-11-28";
+  hw.measured_on = "4x H200, NV18 between every pair (peer copies and concurrent pulls only)";
   FillModelAssumptions(hw);
   hw.granularity = Assumed(2 * kMiB);  // measured on H100
   hw.nvlink_bw = Spec(450e9);
