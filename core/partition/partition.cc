@@ -118,8 +118,8 @@ std::optional<PartitionError> ValidatePartition(const PartitionInput& in) {
     return PartitionError{
         kCheckTailPadding,
         absl::StrFormat("the last rank's storage extends past the final expert (coverage %s > "
-                        "%d experts): its handle must be mapped whole and would not fit an "
-                        "%d-expert composite tensor (tail padding)%s",
+                        "%d experts): its handle must be mapped whole and would not fit a "
+                        "composite tensor of %d experts (tail padding)%s",
                         coverage_text, n, n, hint),
         std::move(recipes)};
   }
