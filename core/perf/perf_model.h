@@ -177,14 +177,19 @@ struct DwdpForwardEstimate {
 // per-layer costs, k = num_buffers slots and one copy stream:
 //   copy_start(i) = max(copy_end(i − 1), moe_end(i − k))   // X.wait(free[slot]); i < k: prime
 //   moe_start(i)  = max(pre_moe_end(i), copy_end(i))       // C.wait(ready[slot])
-// Dense layers and each layer's attention run before its MoE kernel and hide copies too. The
-// routed MoE and the rest of each MoE layer run `compute_slowdown` slower for the fraction of
-// the time a copy overlaps them. Steady state: a layer's copy has, from the end of layer i's
-// MoE kernel (free[s]) to the start of layer i + k's MoE kernel, (k − 1) whole layers plus
-// layer i + k's attention to hide behind; but copies are serial on one stream, so when the
-// copy is longer than a layer the copy stream sets the pace and every layer waits
-// copy − layer, whatever k is. More slots only help at the start of a forward (prime) and
-// when layer times vary.
+// Dense layers and each layer's attention and shared expert run before its MoE kernel binds
+// the slot, so they hide copies too. The MoE layers run `compute_slowdown` slower for the
+// fraction of a layer that a copy overlaps.
+//
+// Why k matters less than "max(0, copy − (k − 1) · compute)" suggests: prefetch(i + k) is
+// issued after layer i's MoE kernel is enqueued and waits for free[slot], recorded after that
+// kernel; layer i + k's MoE kernel waits for ready[slot]. Between the two lie (k − 1) whole
+// layers plus layer i + k's attention, so one copy taken alone has that window. But the copies
+// of all layers run one after another on the rank's single copy stream (and its one NVLink
+// ingress), so in steady state a layer cannot start more often than once per copy time: when
+// copy > layer, every layer waits copy − layer, for every k ≥ 2; when copy ≤ layer, nothing
+// waits. Extra slots only shorten the start of a forward (prime fills k slots while dense layers
+// run) and absorb layer-to-layer variation; they never raise the copy stream's throughput.
 DwdpForwardEstimate DwdpForward(const ModelSpec& model, const HardwareProfile& hw,
                                 const ForwardShape& shape, int64_t num_buffers, double copy_ns);
 

@@ -64,7 +64,9 @@ struct PlanCandidate {
   uint64_t prefetch_bytes_per_layer = 0;
   double prefetch_ns_per_layer = 0;
   double compute_ns_per_layer = 0;  // one MoE layer's compute, copy slowdown included
-  double stall_ns_per_layer = 0;    // mean exposed wait for the copy over the MoE layers
+  // Mean exposed wait for the copy over the MoE layers, from the slot pipeline's recurrence
+  // (DwdpForward): steady state max(0, copy − layer) whatever k, plus what prime leaves exposed.
+  double stall_ns_per_layer = 0;
 
   double forward_ns = 0;
   double dep_forward_ns = 0;
