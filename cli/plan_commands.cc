@@ -1,0 +1,276 @@
+// dwdp plan | place: choose dwdp_size, recipe and slot count for a model and platform, and lay
+// the chosen configuration out on a cluster.
+
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "cli/common.h"
+#include "core/config/loader.h"
+#include "core/plan/placement.h"
+#include "core/plan/plan_report.h"
+#include "core/plan/planner.h"
+#include "core/report/table.h"
+
+namespace dwdp::cli {
+namespace {
+
+std::optional<ContentionMode> ParseContention(const std::string& name) {
+  if (name == "rotate") return ContentionMode::kRotate;
+  if (name == "ascending") return ContentionMode::kAscending;
+  if (name == "round_robin") return ContentionMode::kRoundRobin;
+  return std::nullopt;
+}
+
+bool WriteFileOrReport(const std::string& path, const std::string& text, CommandContext& ctx) {
+  std::ofstream out(path);
+  out << text;
+  if (!out) {
+    ReportError(absl::StrCat("cannot write ", path), kExitUsage, ctx);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void RegisterPlan(CLI::App& app, CommandContext& ctx) {
+  struct Options {
+    std::string scenario;
+    std::string hardware;
+    std::string format;
+    std::vector<int64_t> dwdp_sizes;
+    int64_t max_dwdp_size = 0;
+    std::vector<int64_t> num_buffers = {2, 3, 4};
+    std::vector<int64_t> tokens_per_rank;
+    std::vector<int64_t> sequence_lengths;
+    std::string contention;
+    std::optional<double> tokens_cv;
+    bool all_recipes = false;
+    bool recommend = false;
+    std::string objective = "throughput";
+    std::string csv_out;
+  };
+  auto opts = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand(
+      "plan", "Sweep dwdp_size, recipes and slots: memory fit, copy vs compute, DWDP vs DEP");
+  cmd->add_option("scenario", opts->scenario, "Scenario YAML file (model, workload, pool)")
+      ->required();
+  cmd->add_option("--hardware", opts->hardware,
+                  "Hardware preset or profile file (default: the scenario's)");
+  AddFormatOption(*cmd, opts->format, {"text", "csv", "json"});
+  cmd->add_option("--dwdp-sizes", opts->dwdp_sizes,
+                  "Only these group sizes (default: 2 .. the NVLink domain)")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t{2}, int64_t{4096}));
+  cmd->add_option("--max-dwdp-size", opts->max_dwdp_size,
+                  "Largest group size (default: the NVLink domain)")
+      ->check(CLI::Range(int64_t{2}, int64_t{4096}));
+  cmd->add_option("--num-buffers", opts->num_buffers, "Pool slot counts to sweep")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t{2}, int64_t{64}))
+      ->capture_default_str();
+  cmd->add_option("--tokens-per-rank", opts->tokens_per_rank,
+                  "Context tokens per rank per forward (default: the scenario's workload)")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  cmd->add_option("--sequence-length", opts->sequence_lengths,
+                  "Sequence lengths, e.g. 8192,16384 (default: the scenario's workload)")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  cmd->add_option("--contention", opts->contention,
+                  "Copy schedule to estimate (default: the scenario's)")
+      ->check(CLI::IsMember({"rotate", "ascending", "round_robin"}));
+  cmd->add_option("--tokens-cv", opts->tokens_cv,
+                  "Coefficient of variation of per-rank tokens (DEP sync term)")
+      ->check(CLI::Range(0.0, 10.0));
+  cmd->add_flag("--all-recipes", opts->all_recipes,
+                "Every valid recipe per size (default: the least-overlap one)");
+  cmd->add_flag("--recommend", opts->recommend, "Pick the best candidate that fits and say why");
+  cmd->add_option("--objective", opts->objective, "What --recommend optimises")
+      ->check(CLI::IsMember({"throughput", "smallest"}))
+      ->capture_default_str();
+  cmd->add_option("--csv-out", opts->csv_out, "Also write the CSV (for scripts/plot_plan.py)");
+  cmd->callback([opts, &ctx] {
+    auto scenario = LoadScenarioOrReport(opts->scenario, ctx);
+    if (!scenario) return;
+    if (!opts->hardware.empty()) {
+      auto hw = ResolveHardware(opts->hardware);
+      if (!hw.ok()) {
+        ReportError(hw.status(), kExitUsage, ctx);
+        return;
+      }
+      scenario->hardware = *std::move(hw);
+    }
+    PlanOptions options;
+    options.dwdp_sizes = opts->dwdp_sizes;
+    options.max_dwdp_size = opts->max_dwdp_size;
+    options.num_buffers = opts->num_buffers;
+    options.tokens_per_rank = opts->tokens_per_rank;
+    options.sequence_lengths = opts->sequence_lengths;
+    options.all_recipes = opts->all_recipes;
+    options.contention = ParseContention(opts->contention);
+    options.tokens_cv = opts->tokens_cv;
+    auto plan = PlanCapacity(*scenario, options);
+    if (!plan.ok()) {
+      ReportError(absl::StrCat(scenario->source_file, ": ", plan.status().message()), kExitInvalid,
+                  ctx);
+      return;
+    }
+    std::vector<RecommendationResult> recommendations;
+    if (opts->recommend) {
+      recommendations =
+          Recommend(*plan, opts->objective == "smallest" ? PlanObjective::kSmallest
+                                                         : PlanObjective::kThroughput);
+    }
+    if (!opts->csv_out.empty() && !WriteFileOrReport(opts->csv_out, PlanToCsv(*plan), ctx)) return;
+    switch (ParseFormat(opts->format)) {
+      case Format::kJson:
+        PrintJson(PlanToJson(*plan, recommendations));
+        break;
+      case Format::kCsv:
+        std::cout << PlanToCsv(*plan);
+        break;
+      case Format::kText:
+        std::cout << PlanToText(*plan, recommendations);
+        break;
+    }
+    // A recommendation was asked for and nothing fits: the scenario cannot run as planned.
+    for (const RecommendationResult& r : recommendations) {
+      if (!r.recommendation) {
+        ReportError(
+            absl::StrFormat("no candidate fits at %d tokens per rank, sequence length %d: %s",
+                            r.workload.tokens_per_rank, r.workload.sequence_length, r.none_reason),
+            kExitInvalid, ctx);
+      }
+    }
+  });
+}
+
+void RegisterPlace(CLI::App& app, CommandContext& ctx) {
+  struct Options {
+    std::string scenario;
+    int64_t nodes = 0;
+    int64_t gpus_per_node = 0;
+    std::optional<int64_t> nvlink_domain;
+    std::optional<int64_t> ctx_servers;
+    std::optional<int64_t> ctx_tp;
+    int64_t gen_servers = 0;
+    int64_t gen_tp = 1;
+    std::vector<std::string> hosts;
+    std::string rankfile;
+    std::string hostfile;
+    std::string format;
+  };
+  auto opts = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand(
+      "place", "Map a configuration onto nodes and GPUs (rankfile, Slurm hostfile)");
+  cmd->add_option("scenario", opts->scenario, "Scenario YAML file")->required();
+  cmd->add_option("--nodes", opts->nodes, "Nodes in the allocation")
+      ->required()
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  cmd->add_option("--gpus-per-node", opts->gpus_per_node, "GPUs per node")
+      ->required()
+      ->check(CLI::Range(int64_t{1}, int64_t{1024}));
+  cmd->add_option("--nvlink-domain", opts->nvlink_domain,
+                  "GPUs per NVLink domain (default: the hardware profile's)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--ctx-servers", opts->ctx_servers,
+                  "Context servers (default: 1, or the scenario's num_groups groups)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  cmd->add_option("--ctx-tp", opts->ctx_tp,
+                  "GPUs per context server, a multiple of dwdp_size (default: dwdp_size x "
+                  "num_groups)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--gen-servers", opts->gen_servers, "Generation servers")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  cmd->add_option("--gen-tp", opts->gen_tp, "GPUs per generation server (TP, one node)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--hosts", opts->hosts, "Host names, one per node (default node000, ...)")
+      ->delimiter(',');
+  cmd->add_option("--rankfile", opts->rankfile, "Write the OpenMPI rankfile here");
+  cmd->add_option("--hostfile", opts->hostfile, "Write the Slurm hostfile here");
+  AddFormatOption(*cmd, opts->format);
+  cmd->callback([opts, &ctx] {
+    auto scenario = LoadScenarioOrReport(opts->scenario, ctx);
+    if (!scenario) return;
+    const HardwareProfile& hw = scenario->hardware;
+    PlacementRequest req;
+    req.nodes = opts->nodes;
+    req.gpus_per_node = opts->gpus_per_node;
+    req.nvlink_domain = opts->nvlink_domain.value_or(static_cast<int64_t>(hw.nvlink_domain.value));
+    if (!opts->nvlink_domain && req.nvlink_domain < req.gpus_per_node) {
+      req.nvlink_domain = req.gpus_per_node;  // a node is always one NVLink domain at least
+    }
+    req.fabric_handles = hw.fabric_supported && hw.imex_permitted;
+    req.dwdp_size = scenario->dwdp.dwdp_size;
+    req.ctx_tp = opts->ctx_tp.value_or(scenario->dwdp.dwdp_size *
+                                       std::max<int64_t>(scenario->dwdp.num_groups, 1));
+    req.ctx_servers = opts->ctx_servers.value_or(1);
+    req.gen_servers = opts->gen_servers;
+    req.gen_tp = opts->gen_tp;
+    req.hostnames = opts->hosts;
+    auto placement = PlaceRanks(req);
+    if (!placement.ok()) {
+      ReportError(placement.status(),
+                  absl::IsInvalidArgument(placement.status()) ? kExitUsage : kExitInvalid, ctx);
+      return;
+    }
+    const std::string rankfile = opts->rankfile.empty() ? "rankfile" : opts->rankfile;
+    const std::string hostfile = opts->hostfile.empty() ? "hostfile" : opts->hostfile;
+    if (!opts->rankfile.empty() &&
+        !WriteFileOrReport(opts->rankfile, OpenMpiRankfile(*placement), ctx)) {
+      return;
+    }
+    if (!opts->hostfile.empty() &&
+        !WriteFileOrReport(opts->hostfile, SlurmHostfile(*placement), ctx)) {
+      return;
+    }
+    const std::vector<std::string> commands = LaunchCommands(*placement, rankfile, hostfile);
+    if (ParseFormat(opts->format) == Format::kJson) {
+      nlohmann::json ranks = nlohmann::json::array();
+      for (const PlacedRank& pr : placement->ranks) {
+        nlohmann::json r = {{"rank", pr.rank},     {"role", RankRoleName(pr.role)},
+                            {"server", pr.server}, {"group_rank", pr.group_rank},
+                            {"node", pr.node},     {"host", pr.host},
+                            {"gpu", pr.gpu},       {"domain", pr.domain}};
+        if (pr.group >= 0) r["group"] = pr.group;
+        ranks.push_back(std::move(r));
+      }
+      PrintJson({{"world_size", placement->ranks.size()},
+                 {"handles", req.fabric_handles ? "fabric" : "posix_fd"},
+                 {"dwdp_size", req.dwdp_size},
+                 {"idle_gpus", placement->idle_gpus},
+                 {"groups_spanning_nodes", placement->groups_spanning_nodes},
+                 {"block_form", placement->block_form},
+                 {"ranks", ranks},
+                 {"rankfile", OpenMpiRankfile(*placement)},
+                 {"hostfile", SlurmHostfile(*placement)},
+                 {"commands", commands}});
+      return;
+    }
+    std::cout << absl::StrFormat(
+        "%d ranks on %d x %d GPUs; DWDP groups of %d with %s handles (%s); NVLink domain %d "
+        "GPUs\n\n",
+        placement->ranks.size(), req.nodes, req.gpus_per_node, req.dwdp_size,
+        req.fabric_handles ? "fabric" : "POSIX-fd",
+        req.fabric_handles ? "groups may span nodes of a domain" : "one node per group",
+        req.nvlink_domain);
+    TextTable table({"rank", "role", "server", "group", "member", "host", "gpu", "domain"});
+    for (const PlacedRank& pr : placement->ranks) {
+      table.AddRow({absl::StrCat(pr.rank), RankRoleName(pr.role), absl::StrCat(pr.server),
+                    pr.group >= 0 ? absl::StrCat(pr.group) : "-", absl::StrCat(pr.group_rank),
+                    pr.host, absl::StrCat(pr.gpu), absl::StrCat(pr.domain)});
+    }
+    std::cout << table.Render({1, 5}) << "\n";
+    if (placement->idle_gpus > 0) {
+      std::cout << placement->idle_gpus << " GPU(s) idle on the nodes in use\n";
+    }
+    std::cout << "rankfile (OpenMPI; slot = GPU = local rank):\n"
+              << OpenMpiRankfile(*placement) << "\nlaunch:\n";
+    for (const std::string& c : commands) std::cout << "  " << c << "\n";
+  });
+}
+
+}  // namespace dwdp::cli

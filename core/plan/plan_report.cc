@@ -1,0 +1,166 @@
+#include "core/plan/plan_report.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "core/report/table.h"
+#include "core/util/bytes.h"
+
+namespace dwdp {
+namespace {
+
+std::string Ratio(double r) { return absl::StrFormat("%.2f", r); }
+
+std::string Tokens(uint64_t t) {
+  if (t >= 1000000) return absl::StrFormat("%.2fM", static_cast<double>(t) / 1e6);
+  if (t >= 10000) return absl::StrFormat("%.0fK", static_cast<double>(t) / 1e3);
+  return absl::StrCat(t);
+}
+
+std::string Dependencies(const Plan& plan) {
+  std::vector<std::string> assumed;
+  std::vector<std::string> other;
+  for (const ProfileDependency& d : plan.depends_on) {
+    (d.source == Provenance::kAssumed ? assumed : other)
+        .push_back(absl::StrCat(d.name, " (", ProvenanceName(d.source), ")"));
+  }
+  std::string out;
+  if (!assumed.empty()) absl::StrAppend(&out, "assumed: ", absl::StrJoin(assumed, ", "), "\n");
+  if (!other.empty()) absl::StrAppend(&out, "also uses: ", absl::StrJoin(other, ", "), "\n");
+  return out;
+}
+
+}  // namespace
+
+std::string PlanToText(const Plan& plan, const std::vector<RecommendationResult>& recommendations) {
+  std::string out = absl::StrFormat("capacity plan: %s on %s (%s per GPU), %s copy schedule\n",
+                                    plan.model, plan.hardware, FormatBytes(plan.hbm_bytes),
+                                    ContentionModeName(plan.contention));
+  for (const PlanWorkloadPoint& w : plan.workloads) {
+    absl::StrAppend(&out, absl::StrFormat("\n%d tokens per rank, sequence length %d\n",
+                                          w.tokens_per_rank, w.sequence_length));
+    TextTable table({"d", "recipe", "k", "fits", "weights/GPU", "KV/GPU", "KV tokens", "copy/layer",
+                     "compute/layer", "stall/layer", "forward", "DEP forward", "DEP/DWDP"});
+    for (const PlanCandidate& c : plan.candidates) {
+      if (c.tokens_per_rank != w.tokens_per_rank || c.sequence_length != w.sequence_length) {
+        continue;
+      }
+      table.AddRow({absl::StrCat(c.dwdp_size),
+                    absl::StrCat(c.num_experts_per_worker, "/", c.num_prefetch_experts),
+                    absl::StrCat(c.num_buffers), c.fits ? "yes" : "no",
+                    FormatBytes(c.weights_bytes_per_gpu), FormatBytes(c.kv_bytes_per_gpu),
+                    Tokens(c.kv_tokens), FormatNanos(c.prefetch_ns_per_layer),
+                    FormatNanos(c.compute_ns_per_layer), FormatNanos(c.stall_ns_per_layer),
+                    FormatNanos(c.forward_ns), FormatNanos(c.dep_forward_ns),
+                    Ratio(c.dwdp_over_dep)});
+    }
+    absl::StrAppend(&out, table.Render({0, 1, 3}));
+    for (const RecommendationResult& r : recommendations) {
+      if (r.workload.tokens_per_rank != w.tokens_per_rank ||
+          r.workload.sequence_length != w.sequence_length) {
+        continue;
+      }
+      if (!r.recommendation) {
+        absl::StrAppend(&out, "recommended: none; ", r.none_reason, "\n");
+        continue;
+      }
+      absl::StrAppend(&out, "recommended:\n");
+      for (const std::string& line : r.recommendation->reasons) {
+        absl::StrAppend(&out, "  ", line, "\n");
+      }
+    }
+  }
+  absl::StrAppend(&out, "\n", Dependencies(plan));
+  return out;
+}
+
+std::string PlanToCsv(const Plan& plan) {
+  std::string out =
+      "dwdp_size,num_experts_per_worker,num_prefetch_experts,overlap,num_buffers,"
+      "tokens_per_rank,sequence_length,fits,weights_bytes_per_gpu,local_expert_bytes,"
+      "pool_bytes,non_moe_bytes,activation_bytes,kv_bytes_per_gpu,kv_tokens,vmm_mappings,"
+      "prefetch_bytes_per_layer,prefetch_ns_per_layer,compute_ns_per_layer,"
+      "stall_ns_per_layer,forward_ns,dep_forward_ns,dwdp_over_dep,tokens_per_s_per_gpu\n";
+  for (const PlanCandidate& c : plan.candidates) {
+    absl::StrAppend(
+        &out,
+        absl::StrFormat("%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%.0f,%.0f,%.0f,%.0f,"
+                        "%.0f,%.4f,%.1f\n",
+                        c.dwdp_size, c.num_experts_per_worker, c.num_prefetch_experts, c.overlap,
+                        c.num_buffers, c.tokens_per_rank, c.sequence_length, c.fits ? 1 : 0,
+                        c.weights_bytes_per_gpu, c.local_expert_bytes, c.pool_bytes,
+                        c.non_moe_bytes, c.activation_bytes, c.kv_bytes_per_gpu, c.kv_tokens,
+                        c.vmm_mappings, c.prefetch_bytes_per_layer, c.prefetch_ns_per_layer,
+                        c.compute_ns_per_layer, c.stall_ns_per_layer, c.forward_ns,
+                        c.dep_forward_ns, c.dwdp_over_dep, c.tokens_per_s_per_gpu));
+  }
+  return out;
+}
+
+nlohmann::json CandidateToJson(const PlanCandidate& c) {
+  nlohmann::json j = {{"dwdp_size", c.dwdp_size},
+                      {"num_experts_per_worker", c.num_experts_per_worker},
+                      {"num_prefetch_experts", c.num_prefetch_experts},
+                      {"overlap", c.overlap},
+                      {"num_buffers", c.num_buffers},
+                      {"tokens_per_rank", c.tokens_per_rank},
+                      {"sequence_length", c.sequence_length},
+                      {"fits", c.fits},
+                      {"weights_bytes_per_gpu", c.weights_bytes_per_gpu},
+                      {"local_expert_bytes", c.local_expert_bytes},
+                      {"pool_bytes", c.pool_bytes},
+                      {"non_moe_bytes", c.non_moe_bytes},
+                      {"activation_bytes", c.activation_bytes},
+                      {"kv_bytes_per_gpu", c.kv_bytes_per_gpu},
+                      {"kv_tokens", c.kv_tokens},
+                      {"kv_tokens_needed", c.kv_tokens_needed},
+                      {"vmm_mappings", c.vmm_mappings},
+                      {"prefetch_bytes_per_layer", c.prefetch_bytes_per_layer},
+                      {"prefetch_ns_per_layer", c.prefetch_ns_per_layer},
+                      {"compute_ns_per_layer", c.compute_ns_per_layer},
+                      {"stall_ns_per_layer", c.stall_ns_per_layer},
+                      {"forward_ns", c.forward_ns},
+                      {"dep_forward_ns", c.dep_forward_ns},
+                      {"dwdp_over_dep", c.dwdp_over_dep},
+                      {"tokens_per_s_per_gpu", c.tokens_per_s_per_gpu}};
+  if (!c.fits) j["fit_note"] = c.fit_note;
+  return j;
+}
+
+nlohmann::json PlanToJson(const Plan& plan,
+                          const std::vector<RecommendationResult>& recommendations) {
+  nlohmann::json candidates = nlohmann::json::array();
+  for (const PlanCandidate& c : plan.candidates) candidates.push_back(CandidateToJson(c));
+  nlohmann::json deps = nlohmann::json::array();
+  for (const ProfileDependency& d : plan.depends_on) {
+    deps.push_back({{"name", d.name}, {"value", d.value}, {"source", ProvenanceName(d.source)}});
+  }
+  nlohmann::json recs = nlohmann::json::array();
+  for (const RecommendationResult& r : recommendations) {
+    nlohmann::json entry = {{"tokens_per_rank", r.workload.tokens_per_rank},
+                            {"sequence_length", r.workload.sequence_length}};
+    if (r.recommendation) {
+      entry["candidate"] = CandidateToJson(r.recommendation->candidate);
+      entry["reasons"] = r.recommendation->reasons;
+    } else {
+      entry["candidate"] = nullptr;
+      entry["reason"] = r.none_reason;
+    }
+    recs.push_back(std::move(entry));
+  }
+  nlohmann::json out = {{"model", plan.model},
+                        {"hardware", plan.hardware},
+                        {"contention", ContentionModeName(plan.contention)},
+                        {"hbm_bytes", plan.hbm_bytes},
+                        {"depends_on", deps},
+                        {"candidates", candidates}};
+  out["recommended"] = nullptr;
+  if (!recommendations.empty() && recommendations.front().recommendation) {
+    out["recommended"] = CandidateToJson(recommendations.front().recommendation->candidate);
+    out["recommended"]["reasons"] = recommendations.front().recommendation->reasons;
+  }
+  if (!recommendations.empty()) out["recommendations"] = recs;
+  return out;
+}
+
+}  // namespace dwdp
