@@ -9,6 +9,8 @@ int main(int argc, char** argv) {
   dwdp::cli::RegisterValidate(app, ctx);
   dwdp::cli::RegisterRecipes(app, ctx);
   dwdp::cli::RegisterLayout(app, ctx);
+  dwdp::cli::RegisterPlan(app, ctx);
+  dwdp::cli::RegisterPlace(app, ctx);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
