@@ -423,9 +423,15 @@ void Engine::StartHead(Stream* stream) {
         op->record->waiters.push_back(op);
       }
       break;
-    case OpType::kCopy:
-      Schedule(now_ + params_.copy_latency_ns, TimerKind::kBeginFlow, stream, op);
+    case OpType::kCopy: {
+      const double stream_delay_ns = params_.copy_latency_ns * (1.0 - params_.copy_latency_on_link);
+      if (stream_delay_ns > 0) {
+        Schedule(now_ + stream_delay_ns, TimerKind::kBeginFlow, stream, op);
+      } else {
+        BeginFlow(op);
+      }
       break;
+    }
     case OpType::kFill:
       BeginFlow(op);
       break;
@@ -443,11 +449,18 @@ void Engine::StartHead(Stream* stream) {
 }
 
 void Engine::BeginFlow(Op* op) {
-  if (op->faulted || op->bytes == 0) {
+  // The part of a copy's fixed cost that occupies its path, as bytes at the port's full rate:
+  // uncontended it costs exactly that time, shared k ways it stretches k times like the bytes.
+  const double overhead_bytes =
+      op->type != OpType::kCopy
+          ? 0.0
+          : params_.copy_latency_ns * params_.copy_latency_on_link *
+                (op->src_gpu != op->dst_gpu ? params_.peer_copy_bw : params_.local_copy_bw) / 1e9;
+  if (op->faulted || op->bytes + overhead_bytes <= 0) {
     Schedule(now_, TimerKind::kComplete, op->stream, op);
     return;
   }
-  op->remaining = static_cast<double>(op->bytes);
+  op->remaining = static_cast<double>(op->bytes) + overhead_bytes;
   op->finish_ns = kInfinity;
   flows_.push_back(op);
   rates_dirty_ = true;
@@ -519,10 +532,12 @@ void Engine::RecomputeRates() {
     }
   }
   for (size_t gpu = 0; gpu < gpus; ++gpu) {
-    port_capacity_[egress(gpu)] = params_.peer_copy_bw;
+    // Simulated time is in ns: capacities in bytes per ns.
+    port_capacity_[egress(gpu)] = params_.peer_copy_bw / 1e9;
     port_capacity_[ingress(gpu)] =
-        params_.peer_copy_bw * (remote_in_[gpu] >= 2 ? params_.concurrent_pull_efficiency : 1.0);
-    port_capacity_[local(gpu)] = params_.local_copy_bw;
+        params_.peer_copy_bw / 1e9 *
+        (remote_in_[gpu] >= 2 ? params_.concurrent_pull_efficiency : 1.0);
+    port_capacity_[local(gpu)] = params_.local_copy_bw / 1e9;
   }
   port_active_ = port_users_;
 

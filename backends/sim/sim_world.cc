@@ -75,6 +75,12 @@ absl::StatusOr<std::unique_ptr<SimWorld>> SimWorld::Create(const HardwareProfile
         absl::StrFormat("%s: the profile gives neither local_copy_bw nor hbm_bw", context));
   }
   params.copy_latency_ns = std::max(0.0, profile.copy_latency_ns.value);
+  if (!(options.copy_latency_on_link >= 0 && options.copy_latency_on_link <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: copy_latency_on_link %g is not a fraction in [0, 1]", context,
+                        options.copy_latency_on_link));
+  }
+  params.copy_latency_on_link = options.copy_latency_on_link;
   params.concurrent_pull_efficiency =
       options.concurrent_pull_efficiency.value_or(profile.concurrent_pull_efficiency.value);
   if (params.concurrent_pull_efficiency <= 0) params.concurrent_pull_efficiency = 1;

@@ -40,6 +40,9 @@ struct SimOptions {
   // Override the profile's values (calibration experiments, tests).
   std::optional<double> compute_slowdown;
   std::optional<double> concurrent_pull_efficiency;
+  // Part of the per-copy fixed cost that occupies the copy's path (see EngineParams); 0 makes
+  // it a plain delay on the stream.
+  double copy_latency_on_link = 1;
   // Functional mode keeps every byte in host memory; more than this is refused.
   uint64_t functional_byte_limit = 8ull << 30;
   // Keep TimedOps for TakeTimeline (turn off for long runs that need no trace).
