@@ -82,7 +82,7 @@ std::string Hazard::ToString() const {
 
 size_t HazardChecker::history_size() const {
   size_t total = 0;
-  for (const auto& [id, ranges] : shadows_) {
+  for (const std::vector<ShadowRange>& ranges : shadows_) {
     for (const ShadowRange& range : ranges) total += (range.write.op ? 1 : 0) + range.reads.size();
   }
   return total;
@@ -94,13 +94,26 @@ void HazardChecker::Access(uint64_t allocation, int64_t owner_gpu, uint64_t begi
   if (begin >= end) return;
   const Current current{allocation, owner_gpu, kind,
                         &op,        &clock,    static_cast<int64_t>(va_of_begin - begin)};
+  if (allocation >= shadows_.size()) shadows_.resize(allocation + 1);
   std::vector<ShadowRange>& ranges = shadows_[allocation];
+  // The first range that ends after `begin`.
+  const size_t first = static_cast<size_t>(
+      std::partition_point(ranges.begin(), ranges.end(),
+                           [begin](const ShadowRange& range) { return range.end <= begin; }) -
+      ranges.begin());
+
+  // Fast path, the common case: the access covers exactly one existing range (a whole pool
+  // page written by one copy and read by one kernel, a peer's whole local range).
+  if (first < ranges.size() && ranges[first].begin == begin && ranges[first].end == end) {
+    Apply(ranges[first], current);
+    return;
+  }
 
   // Rebuild the sorted, disjoint range list: untouched prefix, the accessed window split at
   // its edges (gaps become fresh ranges), untouched suffix. Neighbours with equal state merge.
   scratch_.clear();
   size_t i = 0;
-  for (; i < ranges.size() && ranges[i].end <= begin; ++i) Append(std::move(ranges[i]));
+  for (; i < first; ++i) Append(std::move(ranges[i]));
   uint64_t cursor = begin;
   for (; i < ranges.size() && ranges[i].begin < end; ++i) {
     ShadowRange& range = ranges[i];

@@ -120,7 +120,9 @@ class HazardChecker {
               const AccessRef& op, const VectorClock& clock, DevPtr va_of_begin);
 
   // The allocation was destroyed: its history goes too.
-  void Forget(uint64_t allocation) { shadows_.erase(allocation); }
+  void Forget(uint64_t allocation) {
+    if (allocation < shadows_.size()) std::vector<ShadowRange>().swap(shadows_[allocation]);
+  }
 
   const std::vector<Hazard>& hazards() const { return hazards_; }
   // Races found after `max_reports` distinct pairs were reported.
@@ -160,7 +162,8 @@ class HazardChecker {
   uint64_t dropped_ = 0;
   std::vector<Hazard> hazards_;
   absl::flat_hash_map<std::pair<uint64_t, uint64_t>, size_t> reported_;  // (seq, seq) -> index
-  absl::flat_hash_map<uint64_t, std::vector<ShadowRange>> shadows_;
+  // Indexed by allocation id (ids are dense and never reused): no hashing on the hot path.
+  std::vector<std::vector<ShadowRange>> shadows_;
   std::vector<ShadowRange> scratch_;
 };
 
