@@ -336,6 +336,36 @@ BOOST_AUTO_TEST_CASE(two_runs_give_identical_timelines) {
   BOOST_TEST((first == second));  // bit for bit, doubles included
 }
 
+BOOST_AUTO_TEST_CASE(work_issued_behind_simulated_time_starts_late_and_is_counted) {
+  auto world = MakeWorld(RoundProfile(), 2);
+  const StreamId c0 = NewStream(*world, 0, "c");
+  const StreamId c1 = NewStream(*world, 1, "c");
+  DWDP_REQUIRE_OK(world->streams(0).Launch(Kernel(1e6), c0, Tag(OpKind::kCompute)));
+  DWDP_REQUIRE_OK(world->streams(0).Synchronize());  // simulated time is now 1 ms
+  BOOST_TEST(world->late_issues() == 0u);
+  // Rank 1's host is still at 0: not phase-wise, so its kernel cannot start before 1 ms.
+  DWDP_REQUIRE_OK(world->streams(1).Launch(Kernel(10), c1, Tag(OpKind::kCompute, -1, "late")));
+  DWDP_REQUIRE_OK(world->streams(1).Synchronize());
+  BOOST_TEST(world->late_issues() == 1u);
+  const TimedOp late = Find(world->streams(1).TakeTimeline(), "late");
+  BOOST_TEST(late.issue_ns == 0);
+  BOOST_TEST(late.start_ns == 1e6);
+}
+
+BOOST_AUTO_TEST_CASE(world_allgather_returns_every_contribution_and_joins_hosts) {
+  HardwareProfile profile = RoundProfile();
+  profile.host_issue_ns = Q(700);
+  auto world = MakeWorld(profile, 3);
+  const StreamId c2 = NewStream(*world, 2, "c");
+  DWDP_REQUIRE_OK(world->streams(2).Launch(Kernel(1), c2, Tag(OpKind::kCompute)));
+  const std::vector<std::vector<uint8_t>> parts = {{0}, {1, 1}, {}};
+  const auto all = world->Allgather(parts);
+  BOOST_TEST_REQUIRE(all.ok(), all.status().ToString());
+  BOOST_TEST((*all == parts));
+  for (int64_t r = 0; r < 3; ++r) BOOST_TEST(world->host_ns(r) == 700);
+  BOOST_TEST(!world->Allgather({{0}}).ok());  // one part per rank
+}
+
 // ---------------------------------------------------------------------------------------------
 // The copy schedules of DWDP_SPEC §4 on an H100 x4 NV18 host: every GPU pulls 512 MiB from each
 // of its 3 peers. Measured (critical path relative to ideal): rotate ~1.0, ascending 2.0, one

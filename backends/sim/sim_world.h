@@ -79,12 +79,18 @@ class SimWorld {
   absl::StatusOr<std::vector<std::vector<uint8_t>>> Allgather(
       const std::vector<std::vector<uint8_t>>& per_rank);
 
-  // Simulates everything enqueued; the first asynchronous error of any rank.
+  // Simulates everything enqueued; the first asynchronous error of any rank. Host clocks do
+  // not move (no host synchronized); use SynchronizeAll for that.
   absl::Status RunUntilIdle();
   // Synchronize on every rank in order; the first error.
   absl::Status SynchronizeAll();
 
+  // Simulated time: how far the engine has run.
   double now_ns() const { return engine_->now_ns(); }
+  // Operations issued at a host time the simulation had already passed (phase-wise use was
+  // broken somewhere; their timing is approximate).
+  uint64_t late_issues() const { return engine_->late_issues(); }
+  uint64_t ops_completed() const { return engine_->ops_completed(); }
   double host_ns(int64_t rank) const { return engine_->host_ns(rank); }
   const std::vector<Hazard>& hazards() const;
   uint64_t hazards_dropped() const;
