@@ -1,0 +1,771 @@
+#include "backends/sim/sim_engine.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/util/bytes.h"
+
+namespace dwdp::sim {
+namespace {
+
+constexpr double kInfinity = std::numeric_limits<double>::infinity();
+constexpr const char* kInvalidHandle = "CUDA_ERROR_INVALID_HANDLE";
+
+std::string TagSuffix(const OpTag& tag) {
+  const std::string text = DescribeTag(tag);
+  return text.empty() ? "" : absl::StrCat(" [", text, "]");
+}
+
+}  // namespace
+
+Engine::Engine(const EngineParams& params, std::vector<SimDriver*> drivers, PhysicalMemory* memory)
+    : params_(params), drivers_(std::move(drivers)), memory_(memory) {
+  const size_t gpus = drivers_.size();
+  ranks_.resize(gpus);
+  if (params_.check_hazards || params_.functional) hazards_ = std::make_unique<HazardChecker>();
+  links_.resize(gpus);
+  for (LinkStats& link : links_) link.bytes_to.assign(gpus, 0);
+  port_capacity_.assign(3 * gpus, 0);
+  port_users_.assign(3 * gpus, 0);
+  port_active_.assign(3 * gpus, 0);
+  remote_in_.assign(gpus, 0);
+  gpu_has_flow_.assign(gpus, 0);
+  gpu_has_kernel_.assign(gpus, 0);
+}
+
+Engine::~Engine() = default;
+
+absl::Status Engine::CheckRank(int64_t rank, absl::string_view call) const {
+  if (rank < 0 || rank >= num_ranks()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: rank %d is not in the world of %d ranks", call, rank, num_ranks()));
+  }
+  if (ranks_[rank].in_collective) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s on rank %d: the rank is inside a barrier or allgather that the other ranks have not "
+        "joined yet; complete the collective on every rank before enqueuing more work",
+        call, rank));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Engine::Stream*> Engine::FindStream(int64_t rank, StreamId stream,
+                                                   absl::string_view call) {
+  if (absl::Status status = CheckRank(rank, call); !status.ok()) return status;
+  auto it = ranks_[rank].streams.find(stream);
+  if (it == ranks_[rank].streams.end() || it->second->destroyed) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s on rank %d: stream %d does not exist or was destroyed: %s", call, rank,
+                        stream, kInvalidHandle));
+  }
+  return it->second;
+}
+
+absl::StatusOr<StreamId> Engine::CreateStream(int64_t rank, absl::string_view name) {
+  if (absl::Status status = CheckRank(rank, "CreateStream"); !status.ok()) return status;
+  RankState& state = ranks_[rank];
+  auto stream = std::make_unique<Stream>();
+  stream->index = static_cast<uint32_t>(streams_.size());
+  stream->rank = rank;
+  stream->id = state.next_stream++;
+  stream->name = std::string(name);
+  state.streams.emplace(stream->id, stream.get());
+  state.stream_list.push_back(stream.get());
+  const StreamId id = stream->id;
+  streams_.push_back(std::move(stream));
+  return id;
+}
+
+absl::Status Engine::DestroyStream(int64_t rank, StreamId stream) {
+  absl::StatusOr<Stream*> found = FindStream(rank, stream, "DestroyStream");
+  if (!found.ok()) return found.status();
+  // Like cudaStreamDestroy: work already enqueued still runs.
+  (*found)->destroyed = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EventId> Engine::CreateEvent(int64_t rank) {
+  if (absl::Status status = CheckRank(rank, "CreateEvent"); !status.ok()) return status;
+  RankState& state = ranks_[rank];
+  const EventId id = state.next_event++;
+  state.events.emplace(id, EventState{});
+  return id;
+}
+
+absl::Status Engine::DestroyEvent(int64_t rank, EventId event) {
+  if (absl::Status status = CheckRank(rank, "DestroyEvent"); !status.ok()) return status;
+  if (ranks_[rank].events.erase(event) == 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "DestroyEvent on rank %d: event %d does not exist: %s", rank, event, kInvalidHandle));
+  }
+  return absl::OkStatus();
+}
+
+const VectorClock& Engine::TickClock(Stream* stream) {
+  RankState& rank = ranks_[stream->rank];
+  if (stream->joined_host_version != rank.host_version) {
+    // Whatever the host has observed (synchronize, barrier) happens before what it enqueues.
+    stream->clock.Join(rank.host_clock);
+    stream->joined_host_version = rank.host_version;
+  }
+  stream->clock.Tick(stream->index);
+  return stream->clock;
+}
+
+Engine::Op* Engine::Enqueue(Stream* stream, std::unique_ptr<Op> op) {
+  RankState& rank = ranks_[stream->rank];
+  rank.host_ns += params_.host_issue_ns;
+  op->issue_ns = rank.host_ns;
+  op->seq = next_seq_++;
+  op->stream = stream;
+  if (op->issue_ns < now_) ++late_issues_;
+  ++rank.pending;
+  ++total_pending_;
+  Op* raw = op.get();
+  const bool was_idle = stream->queue.empty();
+  stream->queue.push_back(std::move(op));
+  if (was_idle) Kick(stream);
+  return raw;
+}
+
+AccessRef Engine::MakeAccessOp(const Op& op, AccessOpType type, DevPtr dst, DevPtr src) {
+  auto* access = new AccessOp;
+  access->seq = op.seq;
+  access->rank = op.stream->rank;
+  access->stream = op.stream->id;
+  access->stream_name = &op.stream->name;
+  access->component = op.stream->index;
+  access->clock = op.stream->clock.get(op.stream->index);
+  access->type = type;
+  access->tag = op.tag;
+  access->kernel = op.kernel_name;
+  access->dst = dst;
+  access->src = src;
+  access->bytes = op.bytes;
+  return AccessRef(access);
+}
+
+void Engine::RecordAccesses(const std::vector<Segment>& segments, AccessKind kind,
+                            const AccessRef& op, const VectorClock& clock) {
+  for (const Segment& segment : segments) {
+    hazards_->Access(segment.allocation_id, segment.allocation->owner_gpu, segment.offset,
+                     segment.offset + segment.bytes, kind, op, clock, segment.va);
+  }
+}
+
+void Engine::AddError(int64_t rank, absl::Status status) {
+  if (ranks_[rank].first_error.ok()) ranks_[rank].first_error = status;
+  errors_.push_back(SimError{rank, now_, std::move(status)});
+}
+
+void Engine::ForgetAllocation(uint64_t allocation) {
+  if (hazards_) hazards_->Forget(allocation);
+}
+
+int64_t Engine::MajorityOwner(const std::vector<Segment>& segments) const {
+  if (segments.empty()) return -1;
+  const int64_t first = segments.front().allocation->owner_gpu;
+  bool single = true;
+  for (const Segment& segment : segments) single &= segment.allocation->owner_gpu == first;
+  if (single) return first;
+  // A range spanning several GPUs' memory is modelled as one flow from the GPU holding most of
+  // its bytes (lowest GPU on a tie, for determinism).
+  std::vector<uint64_t> per_gpu(drivers_.size(), 0);
+  for (const Segment& segment : segments) per_gpu[segment.allocation->owner_gpu] += segment.bytes;
+  return std::max_element(per_gpu.begin(), per_gpu.end()) - per_gpu.begin();
+}
+
+absl::Status Engine::Record(int64_t rank, EventId event, StreamId stream, const OpTag& tag) {
+  absl::StatusOr<Stream*> found = FindStream(rank, stream, "Record");
+  if (!found.ok()) return found.status();
+  auto event_it = ranks_[rank].events.find(event);
+  if (event_it == ranks_[rank].events.end()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "Record on rank %d: event %d does not exist: %s", rank, event, kInvalidHandle));
+  }
+  auto op = std::make_unique<Op>();
+  op->type = OpType::kRecord;
+  op->tag = tag;
+  op->record = std::make_shared<RecordState>();
+  if (hazards_) event_it->second.clock = TickClock(*found);
+  event_it->second.last = op->record;
+  Enqueue(*found, std::move(op));
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Wait(int64_t rank, StreamId stream, EventId event, const OpTag& tag) {
+  absl::StatusOr<Stream*> found = FindStream(rank, stream, "Wait");
+  if (!found.ok()) return found.status();
+  auto event_it = ranks_[rank].events.find(event);
+  if (event_it == ranks_[rank].events.end()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "Wait on rank %d: event %d does not exist: %s", rank, event, kInvalidHandle));
+  }
+  auto op = std::make_unique<Op>();
+  op->type = OpType::kWait;
+  op->tag = tag;
+  // The record enqueued last before this wait; a later record of the event does not matter.
+  op->record = event_it->second.last;
+  if (hazards_) {
+    (*found)->clock.Join(event_it->second.clock);
+    TickClock(*found);
+  }
+  Enqueue(*found, std::move(op));
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Copy(int64_t rank, DevPtr dst, DevPtr src, uint64_t bytes, StreamId stream,
+                          const OpTag& tag) {
+  absl::StatusOr<Stream*> found = FindStream(rank, stream, "Copy");
+  if (!found.ok()) return found.status();
+  auto op = std::make_unique<Op>();
+  op->type = OpType::kCopy;
+  op->tag = tag;
+  op->bytes = bytes;
+  scratch_src_.clear();
+  scratch_dst_.clear();
+  absl::Status resolved = drivers_[rank]->Resolve(src, bytes, &scratch_src_);
+  if (resolved.ok()) resolved = drivers_[rank]->Resolve(dst, bytes, &scratch_dst_);
+  if (!resolved.ok()) {
+    op->faulted = true;
+    op->src_gpu = op->dst_gpu = rank;
+  } else {
+    op->src_gpu = bytes == 0 ? rank : MajorityOwner(scratch_src_);
+    op->dst_gpu = bytes == 0 ? rank : MajorityOwner(scratch_dst_);
+  }
+  if (hazards_) {
+    const VectorClock& clock = TickClock(*found);
+    if (!op->faulted) {
+      op->seq = next_seq_;  // Enqueue assigns this same number
+      op->stream = *found;
+      const AccessRef access = MakeAccessOp(*op, AccessOpType::kCopy, dst, src);
+      RecordAccesses(scratch_src_, AccessKind::kRead, access, clock);
+      RecordAccesses(scratch_dst_, AccessKind::kWrite, access, clock);
+    }
+  }
+  if (params_.functional && !op->faulted) {
+    op->src = scratch_src_;
+    op->dst = scratch_dst_;
+  }
+  const Op* queued = Enqueue(*found, std::move(op));
+  if (!resolved.ok()) {
+    AddError(rank,
+             absl::Status(resolved.code(),
+                          absl::StrFormat("copy %s <- %s (%d bytes) on rank %d stream '%s'%s: %s",
+                                          FormatVa(dst), FormatVa(src), bytes, rank, (*found)->name,
+                                          TagSuffix(queued->tag), resolved.message())));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Fill(int64_t rank, DevPtr dst, uint64_t bytes, const PatternRef& pattern,
+                          uint64_t tensor_offset, StreamId stream, const OpTag& tag) {
+  absl::StatusOr<Stream*> found = FindStream(rank, stream, "Fill");
+  if (!found.ok()) return found.status();
+  auto op = std::make_unique<Op>();
+  op->type = OpType::kFill;
+  op->tag = tag;
+  op->bytes = bytes;
+  op->pattern = pattern;
+  op->tensor_offset = tensor_offset;
+  op->src_gpu = op->dst_gpu = rank;
+  scratch_dst_.clear();
+  const absl::Status resolved = drivers_[rank]->Resolve(dst, bytes, &scratch_dst_);
+  if (!resolved.ok()) {
+    op->faulted = true;
+  } else if (bytes > 0) {
+    op->src_gpu = op->dst_gpu = MajorityOwner(scratch_dst_);
+  }
+  if (hazards_) {
+    const VectorClock& clock = TickClock(*found);
+    if (!op->faulted) {
+      op->seq = next_seq_;
+      op->stream = *found;
+      const AccessRef access = MakeAccessOp(*op, AccessOpType::kFill, dst, 0);
+      RecordAccesses(scratch_dst_, AccessKind::kWrite, access, clock);
+    }
+  }
+  if (params_.functional && !op->faulted) op->dst = scratch_dst_;
+  const Op* queued = Enqueue(*found, std::move(op));
+  if (!resolved.ok()) {
+    AddError(rank, absl::Status(resolved.code(),
+                                absl::StrFormat("fill %s (%d bytes) on rank %d stream '%s'%s: %s",
+                                                FormatVa(dst), bytes, rank, (*found)->name,
+                                                TagSuffix(queued->tag), resolved.message())));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Launch(int64_t rank, const KernelLaunch& kernel, StreamId stream,
+                            const OpTag& tag) {
+  absl::StatusOr<Stream*> found = FindStream(rank, stream, "Launch");
+  if (!found.ok()) return found.status();
+  auto op = std::make_unique<Op>();
+  op->type = OpType::kKernel;
+  op->tag = tag;
+  op->kernel_name = kernel.name;
+  op->remaining = std::max(0.0, kernel.duration_ns);
+  op->src_gpu = op->dst_gpu = rank;
+  scratch_src_.clear();
+  absl::Status resolved;
+  for (const KernelRead& read : kernel.reads) {
+    const size_t first_segment = scratch_src_.size();
+    resolved = drivers_[rank]->Resolve(read.va, read.bytes, &scratch_src_);
+    if (!resolved.ok()) {
+      op->faulted = true;
+      op->verify.clear();
+      break;
+    }
+    if (params_.functional && read.verify) {
+      VerifyRead verify;
+      verify.pattern = read.pattern;
+      verify.va = read.va;
+      verify.segments.assign(scratch_src_.begin() + first_segment, scratch_src_.end());
+      op->verify.push_back(std::move(verify));
+    }
+  }
+  if (hazards_) {
+    const VectorClock& clock = TickClock(*found);
+    if (!op->faulted) {
+      op->seq = next_seq_;
+      op->stream = *found;
+      const AccessRef access = MakeAccessOp(*op, AccessOpType::kKernel, 0, 0);
+      RecordAccesses(scratch_src_, AccessKind::kRead, access, clock);
+    }
+  }
+  const Op* queued = Enqueue(*found, std::move(op));
+  if (!resolved.ok()) {
+    AddError(rank, absl::Status(resolved.code(),
+                                absl::StrFormat("kernel '%s' on rank %d stream '%s'%s: %s",
+                                                kernel.name, rank, (*found)->name,
+                                                TagSuffix(queued->tag), resolved.message())));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Synchronize(int64_t rank) {
+  if (absl::Status status = CheckRank(rank, "Synchronize"); !status.ok()) return status;
+  RankState& state = ranks_[rank];
+  if (absl::Status status = Run([&state] { return state.pending == 0; }); !status.ok()) {
+    return status;
+  }
+  state.host_ns = std::max(state.host_ns, state.last_end_ns);
+  if (hazards_) {
+    for (const Stream* stream : state.stream_list) state.host_clock.Join(stream->clock);
+    ++state.host_version;
+  }
+  return state.first_error;
+}
+
+absl::Status Engine::RunUntilIdle() {
+  if (absl::Status status = Run([this] { return total_pending_ == 0; }); !status.ok()) {
+    return status;
+  }
+  return errors_.empty() ? absl::OkStatus() : errors_.front().status;
+}
+
+std::vector<TimedOp> Engine::TakeTimeline(int64_t rank) {
+  if (rank < 0 || rank >= num_ranks()) return {};
+  return std::exchange(ranks_[rank].timeline, {});
+}
+
+void Engine::JoinHosts(const std::vector<int64_t>& ranks) {
+  double latest = 0;
+  VectorClock joined;
+  for (int64_t rank : ranks) {
+    latest = std::max(latest, ranks_[rank].host_ns);
+    if (hazards_) joined.Join(ranks_[rank].host_clock);
+  }
+  for (int64_t rank : ranks) {
+    ranks_[rank].host_ns = latest;
+    if (hazards_) {
+      ranks_[rank].host_clock = joined;
+      ++ranks_[rank].host_version;
+    }
+  }
+}
+
+void Engine::set_in_collective(int64_t rank, bool in_collective) {
+  ranks_[rank].in_collective = in_collective;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Simulation.
+
+void Engine::Schedule(double t, TimerKind kind, Stream* stream, Op* op) {
+  timers_.push(Timer{t, next_timer_seq_++, kind, stream, op});
+}
+
+void Engine::Kick(Stream* stream) {
+  if (stream->busy || stream->queue.empty()) return;
+  const double t = std::max(now_, stream->queue.front()->issue_ns);
+  if (stream->kick_at == t) return;
+  stream->kick_at = t;
+  Schedule(t, TimerKind::kKick, stream, nullptr);
+}
+
+void Engine::StartHead(Stream* stream) {
+  Op* op = stream->queue.front().get();
+  stream->busy = true;
+  op->start_ns = now_;
+  switch (op->type) {
+    case OpType::kRecord:
+      Schedule(now_ + params_.event_ns, TimerKind::kComplete, stream, op);
+      break;
+    case OpType::kWait:
+      if (op->record == nullptr || op->record->done) {
+        const double satisfied = op->record == nullptr ? 0 : op->record->end_ns;
+        Schedule(std::max(now_ + params_.event_ns, satisfied), TimerKind::kComplete, stream, op);
+      } else {
+        op->record->waiters.push_back(op);
+      }
+      break;
+    case OpType::kCopy: {
+      const double stream_delay_ns = params_.copy_latency_ns * (1.0 - params_.copy_latency_on_link);
+      if (stream_delay_ns > 0) {
+        Schedule(now_ + stream_delay_ns, TimerKind::kBeginFlow, stream, op);
+      } else {
+        BeginFlow(op);
+      }
+      break;
+    }
+    case OpType::kFill:
+      BeginFlow(op);
+      break;
+    case OpType::kKernel:
+      if (params_.functional && !op->faulted) Verify(op);
+      if (op->faulted || op->remaining <= 0) {
+        Schedule(now_, TimerKind::kComplete, stream, op);
+      } else {
+        op->finish_ns = kInfinity;
+        kernels_.push_back(op);
+        rates_dirty_ = true;
+      }
+      break;
+  }
+}
+
+void Engine::BeginFlow(Op* op) {
+  // The part of a copy's fixed cost that occupies its path, as bytes at the port's full rate:
+  // uncontended it costs exactly that time, shared k ways it stretches k times like the bytes.
+  const double overhead_bytes =
+      op->type != OpType::kCopy
+          ? 0.0
+          : params_.copy_latency_ns * params_.copy_latency_on_link *
+                (op->src_gpu != op->dst_gpu ? params_.peer_copy_bw : params_.local_copy_bw) / 1e9;
+  if (op->faulted || op->bytes + overhead_bytes <= 0) {
+    Schedule(now_, TimerKind::kComplete, op->stream, op);
+    return;
+  }
+  op->remaining = static_cast<double>(op->bytes) + overhead_bytes;
+  op->finish_ns = kInfinity;
+  flows_.push_back(op);
+  rates_dirty_ = true;
+}
+
+void Engine::CompleteOp(Op* op) {
+  op->end_ns = now_;
+  Stream* stream = op->stream;
+  RankState& rank = ranks_[stream->rank];
+  switch (op->type) {
+    case OpType::kRecord:
+      op->record->done = true;
+      op->record->end_ns = now_;
+      for (Op* waiter : op->record->waiters) {
+        Schedule(std::max(now_, waiter->start_ns + params_.event_ns), TimerKind::kComplete,
+                 waiter->stream, waiter);
+      }
+      op->record->waiters.clear();
+      break;
+    case OpType::kCopy:
+    case OpType::kFill:
+      if (params_.functional && !op->faulted) MoveBytes(op);
+      break;
+    case OpType::kWait:
+    case OpType::kKernel:
+      break;
+  }
+  if (params_.record_timeline) {
+    rank.timeline.push_back(
+        TimedOp{stream->rank, stream->id, op->tag,
+                op->type == OpType::kCopy || op->type == OpType::kFill ? op->bytes : 0,
+                op->issue_ns, op->start_ns, op->end_ns});
+  }
+  rank.last_end_ns = std::max(rank.last_end_ns, now_);
+  --rank.pending;
+  --total_pending_;
+  ++ops_completed_;
+  std::unique_ptr<Op> done = std::move(stream->queue.front());
+  stream->queue.pop_front();
+  stream->busy = false;
+  if (!stream->queue.empty()) {
+    if (stream->queue.front()->issue_ns <= now_) {
+      StartHead(stream);
+    } else {
+      Kick(stream);
+    }
+  }
+}
+
+void Engine::RecomputeRates() {
+  const size_t gpus = drivers_.size();
+  const auto egress = [](int64_t gpu) { return static_cast<size_t>(gpu); };
+  const auto ingress = [gpus](int64_t gpu) { return gpus + static_cast<size_t>(gpu); };
+  const auto local = [gpus](int64_t gpu) { return 2 * gpus + static_cast<size_t>(gpu); };
+
+  std::fill(remote_in_.begin(), remote_in_.end(), 0);
+  std::fill(gpu_has_flow_.begin(), gpu_has_flow_.end(), 0);
+  std::fill(gpu_has_kernel_.begin(), gpu_has_kernel_.end(), 0);
+  std::fill(port_users_.begin(), port_users_.end(), 0);
+  for (const Op* flow : flows_) {
+    gpu_has_flow_[flow->src_gpu] = 1;
+    gpu_has_flow_[flow->dst_gpu] = 1;
+    if (flow->src_gpu != flow->dst_gpu) {
+      ++remote_in_[flow->dst_gpu];
+      ++port_users_[egress(flow->src_gpu)];
+      ++port_users_[ingress(flow->dst_gpu)];
+    } else {
+      ++port_users_[local(flow->dst_gpu)];
+    }
+  }
+  for (size_t gpu = 0; gpu < gpus; ++gpu) {
+    // Simulated time is in ns: capacities in bytes per ns.
+    port_capacity_[egress(gpu)] = params_.peer_copy_bw / 1e9;
+    port_capacity_[ingress(gpu)] =
+        params_.peer_copy_bw / 1e9 *
+        (remote_in_[gpu] >= 2 ? params_.concurrent_pull_efficiency : 1.0);
+    port_capacity_[local(gpu)] = params_.local_copy_bw / 1e9;
+  }
+  port_active_ = port_users_;
+
+  // Progressive filling: raise every unfrozen flow's rate together until a port saturates,
+  // freeze the flows through it, repeat.
+  for (Op* flow : flows_) flow->rate = -1;
+  size_t unfrozen = flows_.size();
+  while (unfrozen > 0) {
+    double best_share = kInfinity;
+    size_t best_port = 0;
+    for (size_t port = 0; port < port_users_.size(); ++port) {
+      if (port_users_[port] <= 0) continue;
+      const double share = std::max(0.0, port_capacity_[port]) / port_users_[port];
+      if (share < best_share) {
+        best_share = share;
+        best_port = port;
+      }
+    }
+    for (Op* flow : flows_) {
+      if (flow->rate >= 0) continue;
+      const bool remote = flow->src_gpu != flow->dst_gpu;
+      const bool uses =
+          remote ? (egress(flow->src_gpu) == best_port || ingress(flow->dst_gpu) == best_port)
+                 : local(flow->dst_gpu) == best_port;
+      if (!uses) continue;
+      flow->rate = best_share;
+      --unfrozen;
+      if (remote) {
+        port_capacity_[egress(flow->src_gpu)] -= best_share;
+        --port_users_[egress(flow->src_gpu)];
+        port_capacity_[ingress(flow->dst_gpu)] -= best_share;
+        --port_users_[ingress(flow->dst_gpu)];
+      } else {
+        port_capacity_[local(flow->dst_gpu)] -= best_share;
+        --port_users_[local(flow->dst_gpu)];
+      }
+    }
+  }
+  for (Op* flow : flows_) flow->finish_ns = now_ + flow->remaining / flow->rate;
+
+  const double slowed = 1.0 / (1.0 + params_.compute_slowdown);
+  for (Op* kernel : kernels_) {
+    gpu_has_kernel_[kernel->dst_gpu] = 1;
+    kernel->rate = gpu_has_flow_[kernel->dst_gpu] ? slowed : 1.0;
+    kernel->finish_ns = now_ + kernel->remaining / kernel->rate;
+  }
+  rates_dirty_ = false;
+}
+
+void Engine::AdvanceTo(double t) {
+  const double dt = t - now_;
+  for (Op* flow : flows_) flow->remaining = std::max(0.0, flow->remaining - flow->rate * dt);
+  for (Op* kernel : kernels_) {
+    kernel->remaining = std::max(0.0, kernel->remaining - kernel->rate * dt);
+  }
+  const size_t gpus = drivers_.size();
+  for (size_t gpu = 0; gpu < gpus; ++gpu) {
+    LinkStats& link = links_[gpu];
+    if (port_active_[gpu] > 0) link.egress_busy_ns += dt;
+    if (port_active_[gpus + gpu] > 0) link.ingress_busy_ns += dt;
+    if (port_active_[2 * gpus + gpu] > 0) link.local_busy_ns += dt;
+    if (gpu_has_kernel_[gpu]) link.compute_busy_ns += dt;
+  }
+  now_ = t;
+}
+
+template <typename Done>
+absl::Status Engine::Run(Done done) {
+  while (!done()) {
+    if (rates_dirty_) RecomputeRates();
+    double t = timers_.empty() ? kInfinity : timers_.top().t;
+    for (const Op* flow : flows_) t = std::min(t, flow->finish_ns);
+    for (const Op* kernel : kernels_) t = std::min(t, kernel->finish_ns);
+    if (t == kInfinity) {
+      return absl::InternalError(
+          absl::StrCat("the simulation cannot make progress: ", DescribeStuck()));
+    }
+    if (t > now_) AdvanceTo(t);
+
+    finished_.clear();
+    size_t kept = 0;
+    for (Op* flow : flows_) {
+      if (flow->finish_ns <= now_) {
+        finished_.push_back(flow);
+      } else {
+        flows_[kept++] = flow;
+      }
+    }
+    flows_.resize(kept);
+    const size_t finished_flows = finished_.size();
+    kept = 0;
+    for (Op* kernel : kernels_) {
+      if (kernel->finish_ns <= now_) {
+        finished_.push_back(kernel);
+      } else {
+        kernels_[kept++] = kernel;
+      }
+    }
+    kernels_.resize(kept);
+    if (!finished_.empty()) rates_dirty_ = true;
+    for (size_t i = 0; i < finished_.size(); ++i) {
+      Op* op = finished_[i];
+      if (i < finished_flows) {
+        LinkStats& src = links_[op->src_gpu];
+        if (op->src_gpu != op->dst_gpu) {
+          src.egress_bytes += op->bytes;
+          src.bytes_to[op->dst_gpu] += op->bytes;
+          links_[op->dst_gpu].ingress_bytes += op->bytes;
+        } else {
+          src.local_bytes += op->bytes;
+        }
+      }
+      CompleteOp(op);
+    }
+
+    while (!timers_.empty() && timers_.top().t <= now_) {
+      const Timer timer = timers_.top();
+      timers_.pop();
+      switch (timer.kind) {
+        case TimerKind::kKick:
+          timer.stream->kick_at = -1;
+          if (!timer.stream->busy && !timer.stream->queue.empty() &&
+              timer.stream->queue.front()->issue_ns <= now_) {
+            StartHead(timer.stream);
+          } else {
+            Kick(timer.stream);
+          }
+          break;
+        case TimerKind::kBeginFlow:
+          BeginFlow(timer.op);
+          break;
+        case TimerKind::kComplete:
+          CompleteOp(timer.op);
+          break;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string Engine::DescribeStuck() const {
+  std::string out;
+  for (const auto& stream : streams_) {
+    if (stream->queue.empty()) continue;
+    const Op& head = *stream->queue.front();
+    absl::StrAppendFormat(&out, "%srank %d stream '%s': %d operation(s) pending, head %s%s",
+                          out.empty() ? "" : "; ", stream->rank, stream->name, stream->queue.size(),
+                          stream->busy ? "started" : "not started", TagSuffix(head.tag));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Functional mode.
+
+void Engine::MoveBytes(Op* op) {
+  const int64_t rank = op->stream->rank;
+  const auto lost = [&](const Segment& segment, absl::string_view what) {
+    AddError(rank, absl::DataLossError(absl::StrFormat(
+                       "%s %s on rank %d stream '%s'%s: allocation %d behind VA %s was destroyed "
+                       "while the operation was in flight",
+                       op->type == OpType::kCopy ? "copy" : "fill", what, rank, op->stream->name,
+                       TagSuffix(op->tag), segment.allocation_id, FormatVa(segment.va))));
+  };
+  if (op->type == OpType::kFill) {
+    uint64_t tensor_offset = op->tensor_offset;
+    for (const Segment& segment : op->dst) {
+      PhysicalAllocation* allocation = memory_->Find(segment.allocation_id);
+      if (allocation == nullptr || !allocation->data) return lost(segment, "destination");
+      uint8_t* out = allocation->data.get() + segment.offset;
+      for (uint64_t i = 0; i < segment.bytes; ++i) {
+        out[i] = PatternByte(op->pattern, tensor_offset + i);
+      }
+      tensor_offset += segment.bytes;
+    }
+    return;
+  }
+  // Read everything first: the source and destination may overlap.
+  scratch_bytes_.resize(op->bytes);
+  uint64_t cursor = 0;
+  for (const Segment& segment : op->src) {
+    const PhysicalAllocation* allocation = memory_->Find(segment.allocation_id);
+    if (allocation == nullptr || !allocation->data) return lost(segment, "source");
+    std::memcpy(scratch_bytes_.data() + cursor, allocation->data.get() + segment.offset,
+                segment.bytes);
+    cursor += segment.bytes;
+  }
+  cursor = 0;
+  for (const Segment& segment : op->dst) {
+    PhysicalAllocation* allocation = memory_->Find(segment.allocation_id);
+    if (allocation == nullptr || !allocation->data) return lost(segment, "destination");
+    std::memcpy(allocation->data.get() + segment.offset, scratch_bytes_.data() + cursor,
+                segment.bytes);
+    cursor += segment.bytes;
+  }
+}
+
+void Engine::Verify(Op* op) {
+  const int64_t rank = op->stream->rank;
+  for (const VerifyRead& read : op->verify) {
+    uint64_t tensor_offset = 0;
+    for (const Segment& segment : read.segments) {
+      const PhysicalAllocation* allocation = memory_->Find(segment.allocation_id);
+      if (allocation == nullptr || !allocation->data) {
+        AddError(rank, absl::DataLossError(absl::StrFormat(
+                           "kernel '%s' on rank %d%s reads VA %s whose allocation %d was destroyed",
+                           op->kernel_name, rank, TagSuffix(op->tag), FormatVa(segment.va),
+                           segment.allocation_id)));
+        return;
+      }
+      const uint8_t* data = allocation->data.get() + segment.offset;
+      for (uint64_t i = 0; i < segment.bytes; ++i) {
+        const uint8_t expected = PatternByte(read.pattern, tensor_offset + i);
+        if (data[i] == expected) continue;
+        const uint64_t offset = tensor_offset + i;
+        const uint64_t expert_bytes = std::max<uint64_t>(1, read.pattern.expert_bytes);
+        AddError(rank,
+                 absl::DataLossError(absl::StrFormat(
+                     "kernel '%s' on rank %d%s read a wrong byte: layer %d weight %d expert %d "
+                     "byte %d (tensor offset %d, VA %s): expected 0x%02x, got 0x%02x",
+                     op->kernel_name, rank, TagSuffix(op->tag), read.pattern.layer,
+                     read.pattern.weight, offset / expert_bytes, offset % expert_bytes, offset,
+                     FormatVa(read.va + offset), expected, data[i])));
+        return;
+      }
+      tensor_offset += segment.bytes;
+    }
+  }
+}
+
+}  // namespace dwdp::sim

@@ -1,0 +1,312 @@
+#pragma once
+
+// The event engine of the simulator (SIMULATOR.md §2): a deterministic, single-threaded
+// discrete-event simulation in virtual nanoseconds of every stream of every rank of a world.
+//
+// * Streams run their operations in order. Wait(e) waits for the last Record(e) enqueued
+//   before it (CUDA semantics); an event never recorded is complete.
+// * Copies and fills are flows from the GPU that owns the source bytes to the GPU that owns
+//   the destination bytes. Every GPU has an egress and an ingress port of `peer_copy_bw` and a
+//   local (HBM) port of `local_copy_bw`. Active flows share the ports by max-min fairness
+//   (progressive filling), recomputed only when a flow starts or ends. When two or more remote
+//   flows arrive at one GPU at once its ingress shrinks to `concurrent_pull_efficiency` of the
+//   port (measured: one copy stream per peer ran at half the rate the links allow).
+// * Every copy pays a fixed cost, `copy_latency_ns` when its path is idle (about 4 us on H100).
+//   By default it is modelled as extra bytes on the copy's path (latency x port bandwidth), so
+//   when k flows share a port the fixed cost stretches k times like the payload: a copy's
+//   ramp-up and drain wait in the same queues as its bytes. That is what makes 2 MiB pieces
+//   interleaved across owners so slow (measured 3.7x ideal; a pure stream-side delay gives
+//   about 2.1x, this about 2.9x). `copy_latency_on_link` < 1 turns that part into a plain delay
+//   on the stream before the flow starts.
+// * Kernels run for their duration, stretched by (1 + compute_slowdown) while any flow runs on
+//   their GPU.
+// * Each rank's host pays `host_issue_ns` per enqueued operation; an operation never starts
+//   before it was issued. Synchronize advances the host clock to the rank's last completion.
+//
+// The simulation runs lazily: enqueuing only records operations; Synchronize (of one rank) and
+// RunUntilIdle move simulated time. Use it phase-wise: enqueue a phase's work on every rank,
+// then synchronize. An operation issued at a host time that simulation has already passed
+// starts when it is seen (counted in late_issues()).
+
+#include <cstdint>
+#include <deque>
+#include <limits>
+#include <memory>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "backends/sim/sim_driver.h"
+#include "backends/sim/sim_hazard.h"
+#include "backends/sim/sim_memory.h"
+#include "core/backend.h"
+
+namespace dwdp::sim {
+
+struct EngineParams {
+  double peer_copy_bw = 0;                // bytes/s, egress and ingress port of every GPU
+  double local_copy_bw = 0;               // bytes/s, device-to-device on one GPU
+  double copy_latency_ns = 0;             // fixed cost of every copy
+  double copy_latency_on_link = 1;        // part of it that occupies the path (see above)
+  double concurrent_pull_efficiency = 1;  // ingress factor with >= 2 remote flows in
+  double compute_slowdown = 0;            // fractional stretch of kernels while flows run
+  double host_issue_ns = 0;               // host cost of one enqueue
+  double event_ns = 0;                    // cost of a record or wait on the stream
+  bool functional = false;                // move and verify real bytes
+  bool check_hazards = true;
+  bool record_timeline = true;
+};
+
+// An asynchronous error (illegal address, failed verification), as Synchronize reports it.
+struct SimError {
+  int64_t rank = 0;
+  double time_ns = 0;
+  absl::Status status;
+};
+
+// Traffic of one GPU's ports over the run.
+struct LinkStats {
+  uint64_t egress_bytes = 0;  // read from this GPU by remote flows
+  uint64_t ingress_bytes = 0;
+  uint64_t local_bytes = 0;   // copies and fills within the GPU
+  double egress_busy_ns = 0;  // time with at least one flow on the port
+  double ingress_busy_ns = 0;
+  double local_busy_ns = 0;
+  double compute_busy_ns = 0;      // time with at least one kernel running
+  std::vector<uint64_t> bytes_to;  // remote bytes sent to each GPU
+};
+
+class Engine {
+ public:
+  Engine(const EngineParams& params, std::vector<SimDriver*> drivers, PhysicalMemory* memory);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // The Streams interface, per rank.
+  absl::StatusOr<StreamId> CreateStream(int64_t rank, absl::string_view name);
+  absl::StatusOr<EventId> CreateEvent(int64_t rank);
+  absl::Status DestroyEvent(int64_t rank, EventId event);
+  absl::Status DestroyStream(int64_t rank, StreamId stream);
+  absl::Status Record(int64_t rank, EventId event, StreamId stream, const OpTag& tag);
+  absl::Status Wait(int64_t rank, StreamId stream, EventId event, const OpTag& tag);
+  absl::Status Copy(int64_t rank, DevPtr dst, DevPtr src, uint64_t bytes, StreamId stream,
+                    const OpTag& tag);
+  absl::Status Fill(int64_t rank, DevPtr dst, uint64_t bytes, const PatternRef& pattern,
+                    uint64_t tensor_offset, StreamId stream, const OpTag& tag);
+  absl::Status Launch(int64_t rank, const KernelLaunch& kernel, StreamId stream, const OpTag& tag);
+  absl::Status Synchronize(int64_t rank);
+  std::vector<TimedOp> TakeTimeline(int64_t rank);
+
+  // Runs until no operation is pending anywhere; the first asynchronous error of any rank.
+  absl::Status RunUntilIdle();
+
+  // Host-side collective among `ranks`: their host clocks join at the latest of them, and
+  // everything each host has observed happens before what any of them enqueues afterwards.
+  void JoinHosts(const std::vector<int64_t>& ranks);
+  // While set, the rank is inside an incomplete collective and must not enqueue work.
+  void set_in_collective(int64_t rank, bool in_collective);
+
+  int64_t num_ranks() const { return static_cast<int64_t>(ranks_.size()); }
+  double now_ns() const { return now_; }
+  double host_ns(int64_t rank) const { return ranks_[rank].host_ns; }
+  int64_t pending_ops(int64_t rank) const { return ranks_[rank].pending; }
+  uint64_t late_issues() const { return late_issues_; }
+  uint64_t ops_completed() const { return ops_completed_; }
+  const std::vector<SimError>& errors() const { return errors_; }
+  const LinkStats& link_stats(int64_t gpu) const { return links_[gpu]; }
+  const HazardChecker* hazard_checker() const { return hazards_.get(); }
+  const EngineParams& params() const { return params_; }
+  // The allocation was destroyed: forget its access history.
+  void ForgetAllocation(uint64_t allocation);
+
+ private:
+  enum class OpType : uint8_t { kRecord, kWait, kCopy, kFill, kKernel };
+  struct Op;
+  struct Stream;
+
+  // One Record call; waits enqueued after it (and before the next record) wait for it.
+  struct RecordState {
+    bool done = false;
+    double end_ns = 0;
+    std::vector<Op*> waiters;
+  };
+  struct VerifyRead {
+    PatternRef pattern;
+    DevPtr va = 0;
+    std::vector<Segment> segments;
+  };
+  struct Op {
+    uint64_t seq = 0;
+    OpType type = OpType::kRecord;
+    Stream* stream = nullptr;
+    OpTag tag;
+    uint64_t bytes = 0;
+    double issue_ns = 0;
+    double start_ns = 0;
+    double end_ns = 0;
+    std::shared_ptr<RecordState> record;  // kRecord: its own; kWait: the one it waits for
+    // kCopy / kFill
+    int64_t src_gpu = -1;
+    int64_t dst_gpu = -1;
+    std::vector<Segment> src;  // functional mode only
+    std::vector<Segment> dst;
+    PatternRef pattern;
+    uint64_t tensor_offset = 0;
+    // kKernel
+    std::string kernel_name;
+    std::vector<VerifyRead> verify;
+    // An illegal address found at enqueue: the operation runs (takes its fixed cost) but
+    // touches no memory.
+    bool faulted = false;
+    // Progress while running: bytes (flows) or nanoseconds of work (kernels).
+    double remaining = 0;
+    double rate = 0;
+    double finish_ns = std::numeric_limits<double>::infinity();
+  };
+  struct Stream {
+    uint32_t index = 0;  // world-wide; the vector-clock component
+    int64_t rank = 0;
+    StreamId id = 0;
+    std::string name;
+    std::deque<std::unique_ptr<Op>> queue;  // front: running or next
+    bool busy = false;
+    bool destroyed = false;
+    double kick_at = -1;
+    VectorClock clock;
+    uint64_t joined_host_version = 0;
+  };
+  struct EventState {
+    std::shared_ptr<RecordState> last;
+    VectorClock clock;
+  };
+  struct RankState {
+    double host_ns = 0;
+    VectorClock host_clock;
+    uint64_t host_version = 0;
+    absl::flat_hash_map<StreamId, Stream*> streams;
+    std::vector<Stream*> stream_list;
+    absl::flat_hash_map<EventId, EventState> events;
+    StreamId next_stream = 1;
+    EventId next_event = 1;
+    int64_t pending = 0;
+    double last_end_ns = 0;
+    std::vector<TimedOp> timeline;
+    absl::Status first_error;
+    bool in_collective = false;
+  };
+  enum class TimerKind : uint8_t { kKick, kComplete, kBeginFlow };
+  struct Timer {
+    double t = 0;
+    uint64_t seq = 0;
+    TimerKind kind = TimerKind::kKick;
+    Stream* stream = nullptr;
+    Op* op = nullptr;
+  };
+  struct TimerLater {
+    bool operator()(const Timer& a, const Timer& b) const {
+      return a.t != b.t ? a.t > b.t : a.seq > b.seq;
+    }
+  };
+
+  absl::StatusOr<Stream*> FindStream(int64_t rank, StreamId stream, absl::string_view call);
+  absl::Status CheckRank(int64_t rank, absl::string_view call) const;
+  // Host side of every enqueue: issue cost, queueing.
+  Op* Enqueue(Stream* stream, std::unique_ptr<Op> op);
+  // The stream's vector clock advanced past one more operation (hazard checking only).
+  const VectorClock& TickClock(Stream* stream);
+  AccessRef MakeAccessOp(const Op& op, AccessOpType type, DevPtr dst, DevPtr src);
+  void RecordAccesses(const std::vector<Segment>& segments, AccessKind kind, const AccessRef& op,
+                      const VectorClock& clock);
+  void AddError(int64_t rank, absl::Status status);
+  int64_t MajorityOwner(const std::vector<Segment>& segments) const;
+
+  template <typename Done>
+  absl::Status Run(Done done);
+  void Schedule(double t, TimerKind kind, Stream* stream, Op* op);
+  void Kick(Stream* stream);
+  void StartHead(Stream* stream);
+  void BeginFlow(Op* op);
+  void CompleteOp(Op* op);
+  void RecomputeRates();
+  void AdvanceTo(double t);
+  void Verify(Op* op);
+  void MoveBytes(Op* op);
+  std::string DescribeStuck() const;
+
+  EngineParams params_;
+  std::vector<SimDriver*> drivers_;
+  PhysicalMemory* memory_;
+  std::unique_ptr<HazardChecker> hazards_;
+  std::vector<RankState> ranks_;
+  std::vector<std::unique_ptr<Stream>> streams_;  // by world-wide index
+  std::priority_queue<Timer, std::vector<Timer>, TimerLater> timers_;
+  std::vector<Op*> flows_;    // copies and fills moving bytes now
+  std::vector<Op*> kernels_;  // kernels running now
+  std::vector<Op*> finished_;
+  int64_t total_pending_ = 0;
+  bool rates_dirty_ = false;
+  double now_ = 0;
+  uint64_t next_seq_ = 1;
+  uint64_t next_timer_seq_ = 1;
+  uint64_t late_issues_ = 0;
+  uint64_t ops_completed_ = 0;
+  std::vector<SimError> errors_;
+  std::vector<LinkStats> links_;
+  // Scratch space reused across calls (no allocation per operation in steady state).
+  std::vector<Segment> scratch_src_;
+  std::vector<Segment> scratch_dst_;
+  std::vector<uint8_t> scratch_bytes_;
+  std::vector<double> port_capacity_;
+  std::vector<int32_t> port_users_;
+  std::vector<int32_t> port_active_;  // flows per port since the last rate computation
+  std::vector<int32_t> remote_in_;
+  std::vector<uint8_t> gpu_has_flow_;
+  std::vector<uint8_t> gpu_has_kernel_;
+};
+
+// The Streams of one rank of an Engine.
+class SimStreams : public Streams {
+ public:
+  SimStreams(Engine* engine, int64_t rank) : engine_(engine), rank_(rank) {}
+
+  absl::StatusOr<StreamId> CreateStream(absl::string_view name) override {
+    return engine_->CreateStream(rank_, name);
+  }
+  absl::StatusOr<EventId> CreateEvent() override { return engine_->CreateEvent(rank_); }
+  absl::Status DestroyEvent(EventId event) override { return engine_->DestroyEvent(rank_, event); }
+  absl::Status DestroyStream(StreamId stream) override {
+    return engine_->DestroyStream(rank_, stream);
+  }
+  absl::Status Record(EventId event, StreamId stream, const OpTag& tag) override {
+    return engine_->Record(rank_, event, stream, tag);
+  }
+  absl::Status Wait(StreamId stream, EventId event, const OpTag& tag) override {
+    return engine_->Wait(rank_, stream, event, tag);
+  }
+  absl::Status Copy(DevPtr dst, DevPtr src, uint64_t bytes, StreamId stream,
+                    const OpTag& tag) override {
+    return engine_->Copy(rank_, dst, src, bytes, stream, tag);
+  }
+  absl::Status Fill(DevPtr dst, uint64_t bytes, const PatternRef& pattern, uint64_t tensor_offset,
+                    StreamId stream, const OpTag& tag) override {
+    return engine_->Fill(rank_, dst, bytes, pattern, tensor_offset, stream, tag);
+  }
+  absl::Status Launch(const KernelLaunch& kernel, StreamId stream, const OpTag& tag) override {
+    return engine_->Launch(rank_, kernel, stream, tag);
+  }
+  absl::Status Synchronize() override { return engine_->Synchronize(rank_); }
+  std::vector<TimedOp> TakeTimeline() override { return engine_->TakeTimeline(rank_); }
+
+  int64_t rank() const { return rank_; }
+  double host_ns() const { return engine_->host_ns(rank_); }
+
+ private:
+  Engine* engine_;
+  int64_t rank_;
+};
+
+}  // namespace dwdp::sim
