@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   dwdp::cli::RegisterValidate(app, ctx);
   dwdp::cli::RegisterRecipes(app, ctx);
   dwdp::cli::RegisterLayout(app, ctx);
+  dwdp::cli::RegisterRun(app, ctx);
   dwdp::cli::RegisterPlan(app, ctx);
   dwdp::cli::RegisterPlace(app, ctx);
   try {

@@ -102,8 +102,14 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
     const LayerTimes times = ComputeLayerTimes(*scenario);
 
     if (opts->backend == "cuda") {
-      CudaRunRequest request{&*scenario, &*layout, &times, functional, *fault, opts->trace,
-                             format == Format::kJson, opts->all_ranks};
+      CudaRunRequest request{&*scenario,
+                             &*layout,
+                             &times,
+                             functional,
+                             *fault,
+                             opts->trace,
+                             format == Format::kJson,
+                             opts->all_ranks};
       ctx.exit_code = RunOnCuda(request);
       return;
     }
@@ -147,8 +153,9 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
       }
     }
     if (!report.ok) {
-      const std::string first = !report.errors.empty() ? report.errors.front()
-                                                        : absl::StrCat("race: ", report.hazards.front());
+      const std::string first = !report.errors.empty()
+                                    ? report.errors.front()
+                                    : absl::StrCat("race: ", report.hazards.front());
       std::cerr << "error: " << first << "\n";
       ctx.exit_code = kExitInvalid;
     }

@@ -4,6 +4,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include <utility>
 
 namespace dwdp {
@@ -52,6 +55,36 @@ void SharedHandle::close_fd() {
 uint8_t PatternByte(const PatternRef& pattern, uint64_t tensor_offset) {
   const uint64_t eb = pattern.expert_bytes == 0 ? 1 : pattern.expert_bytes;
   return PatternValue(pattern.layer, pattern.weight, tensor_offset / eb, tensor_offset % eb);
+}
+
+void FillPattern(const PatternRef& pattern, uint64_t tensor_offset, uint8_t* out, uint64_t bytes) {
+  const uint64_t eb = pattern.expert_bytes == 0 ? 1 : pattern.expert_bytes;
+  uint64_t done = 0;
+  while (done < bytes) {
+    const uint64_t offset = tensor_offset + done;
+    const uint64_t expert = offset / eb;
+    uint64_t in_expert = offset % eb;
+    const uint64_t run = std::min(bytes - done, eb - in_expert);
+    const uint64_t seed = PatternSeed(pattern.layer, pattern.weight, expert);
+    uint8_t* dst = out + done;
+    const uint8_t* const end = dst + run;
+    // Unaligned head, whole words, tail.
+    while (dst < end && in_expert % 8 != 0) {
+      *dst++ = static_cast<uint8_t>(PatternWord(seed, in_expert / 8) >> (8 * (in_expert % 8)));
+      ++in_expert;
+    }
+    while (end - dst >= 8) {
+      const uint64_t word = PatternWord(seed, in_expert / 8);
+      std::memcpy(dst, &word, 8);  // little-endian: byte k is bits 8k..8k+7
+      dst += 8;
+      in_expert += 8;
+    }
+    while (dst < end) {
+      *dst++ = static_cast<uint8_t>(PatternWord(seed, in_expert / 8) >> (8 * (in_expert % 8)));
+      ++in_expert;
+    }
+    done += run;
+  }
 }
 
 }  // namespace dwdp

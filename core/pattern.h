@@ -13,19 +13,32 @@
 
 namespace dwdp {
 
-// Byte `offset` of expert `expert` of (layer, weight). A cheap hash: neighbouring experts,
-// layers, weights and offsets differ, so an off-by-one expert, a stale layer or a shifted copy
-// shows up as wrong bytes.
-DWDP_HOST_DEVICE inline uint8_t PatternValue(int64_t layer, int64_t weight, uint64_t expert,
-                                             uint64_t offset) {
+// The pattern is built from one 64-bit word per 8 bytes of an expert, so hosts can fill and
+// check it a word at a time. The seed differs per (layer, weight, expert), so an off-by-one
+// expert or a stale layer shows up as wrong bytes; the word index mixes in the offset, so a
+// shifted copy does too.
+DWDP_HOST_DEVICE inline uint64_t PatternSeed(int64_t layer, int64_t weight, uint64_t expert) {
   uint64_t h = static_cast<uint64_t>(layer) * 0x9E3779B97F4A7C15ull;
   h ^= (static_cast<uint64_t>(weight) + 1) * 0xC2B2AE3D27D4EB4Full;
   h ^= (expert + 1) * 0x165667B19E3779F9ull;
-  h ^= offset * 0x27D4EB2F165667C5ull;
-  h ^= h >> 29;
-  h *= 0xBF58476D1CE4E5B9ull;
-  h ^= h >> 32;
-  return static_cast<uint8_t>(h);
+  h ^= h >> 31;
+  h *= 0x94D049BB133111EBull;
+  return h ^ (h >> 29);
+}
+
+DWDP_HOST_DEVICE inline uint64_t PatternWord(uint64_t seed, uint64_t word_index) {
+  uint64_t w = seed + word_index * 0xD6E8FEB86659FD93ull;
+  w ^= w >> 32;
+  w *= 0xBF58476D1CE4E5B9ull;
+  return w ^ (w >> 29);
+}
+
+// Byte `offset` of expert `expert` of (layer, weight): byte offset % 8 of word offset / 8
+// (little-endian, as the words are stored).
+DWDP_HOST_DEVICE inline uint8_t PatternValue(int64_t layer, int64_t weight, uint64_t expert,
+                                             uint64_t offset) {
+  const uint64_t word = PatternWord(PatternSeed(layer, weight, expert), offset / 8);
+  return static_cast<uint8_t>(word >> (8 * (offset % 8)));
 }
 
 }  // namespace dwdp

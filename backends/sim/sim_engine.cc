@@ -707,10 +707,8 @@ void Engine::MoveBytes(Op* op) {
     for (const Segment& segment : op->dst) {
       PhysicalAllocation* allocation = memory_->Find(segment.allocation_id);
       if (allocation == nullptr || !allocation->data) return lost(segment, "destination");
-      uint8_t* out = allocation->data.get() + segment.offset;
-      for (uint64_t i = 0; i < segment.bytes; ++i) {
-        out[i] = PatternByte(op->pattern, tensor_offset + i);
-      }
+      FillPattern(op->pattern, tensor_offset, allocation->data.get() + segment.offset,
+                  segment.bytes);
       tensor_offset += segment.bytes;
     }
     return;
@@ -749,9 +747,17 @@ void Engine::Verify(Op* op) {
         return;
       }
       const uint8_t* data = allocation->data.get() + segment.offset;
-      for (uint64_t i = 0; i < segment.bytes; ++i) {
-        const uint8_t expected = PatternByte(read.pattern, tensor_offset + i);
-        if (data[i] == expected) continue;
+      // Compare against the expected bytes a chunk at a time; only a mismatching chunk is
+      // searched byte by byte.
+      constexpr uint64_t kChunk = 256 * 1024;
+      for (uint64_t base = 0; base < segment.bytes; base += kChunk) {
+        const uint64_t n = std::min(kChunk, segment.bytes - base);
+        scratch_bytes_.resize(n);
+        FillPattern(read.pattern, tensor_offset + base, scratch_bytes_.data(), n);
+        if (std::memcmp(scratch_bytes_.data(), data + base, n) == 0) continue;
+        uint64_t i = base;
+        while (data[i] == scratch_bytes_[i - base]) ++i;
+        const uint8_t expected = scratch_bytes_[i - base];
         const uint64_t offset = tensor_offset + i;
         const uint64_t expert_bytes = std::max<uint64_t>(1, read.pattern.expert_bytes);
         AddError(rank,

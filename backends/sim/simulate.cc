@@ -111,12 +111,14 @@ absl::StatusOr<SimulationResult> SimulateScenario(const Scenario& scenario,
   for (const SimError& e : w.errors()) {
     const std::string text(e.status.message());
     bool seen = false;
-    for (const std::string& existing : errors) seen = seen || existing.find(text) != std::string::npos;
+    for (const std::string& existing : errors)
+      seen = seen || existing.find(text) != std::string::npos;
     if (!seen) errors.push_back(text);
   }
   result.leaks = w.leak_report();
   if (!result.leaks.empty()) {
-    errors.push_back(absl::StrCat("resources still alive after teardown: ", result.leaks.ToString()));
+    errors.push_back(
+        absl::StrCat("resources still alive after teardown: ", result.leaks.ToString()));
   }
   result.report.errors = std::move(errors);
   result.report.ok = result.report.errors.empty() && result.report.hazards.empty();
@@ -134,9 +136,9 @@ absl::StatusOr<SimulationResult> SimulateScenario(const Scenario& scenario,
   result.report.extra["links"] = links;
   result.report.extra["simulated_ns"] = w.now_ns();
   if (scenario.dwdp.num_groups > 1) {
-    result.report.extra["note"] = absl::StrFormat(
-        "the %d groups are identical; one group of %d ranks was simulated",
-        scenario.dwdp.num_groups, num_ranks);
+    result.report.extra["note"] =
+        absl::StrFormat("the %d groups are identical; one group of %d ranks was simulated",
+                        scenario.dwdp.num_groups, num_ranks);
   }
   return result;
 }
