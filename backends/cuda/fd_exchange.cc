@@ -229,12 +229,24 @@ class ExchangeSession {
   absl::Status SendSome(Outgoing& out, const std::vector<SharedHandle>& mine,
                         Clock::time_point now);
   absl::Status AcceptAll();
+  // Reads what incoming connection `index` has; appends it to *closed when the peer closed it
+  // (an error when that peer's handles are incomplete).
+  absl::Status ReadIncoming(size_t index, std::vector<size_t>* closed);
+  void EraseIncoming(std::vector<size_t>& closed);
+  // Called when `peer` closed the connection we sent our handles on. A peer keeps that end open
+  // until its own exchange ends, and it can only succeed after sending us everything, so its
+  // handles are queued on our side by now (in a socket, or a connection waiting in the accept
+  // queue): read all of that; if none of its handles is there, the peer exited or failed.
+  absl::Status CheckPeerAfterHangUp(int64_t peer);
   // Reads what `in` has; sets *closed when the peer closed its end.
   absl::Status ReceiveSome(Incoming& in, bool* closed);
   absl::Status Deliver(Incoming& in, const MessageHeader& header, const WireHandle* handles,
                        std::vector<UniqueFd>& fds);
   bool AllReceived() const;
   std::string DescribeTimeout() const;
+  // `message` followed by the connections this rank turned away, which often explain why a
+  // peer gave up.
+  std::string WithRejections(std::string message) const;
 
   int64_t rank_;
   int64_t size_;
@@ -318,10 +330,10 @@ absl::Status ExchangeSession::SendSome(Outgoing& out, const std::vector<SharedHa
         out.last_error = ErrnoText(err);
         return absl::OkStatus();
       }
-      return absl::UnavailableError(absl::StrFormat(
+      return absl::UnavailableError(WithRejections(absl::StrFormat(
           "rank %d closed its exchange socket while rank %d was sending it handle %d of %d: %s "
           "(the process probably exited)",
-          out.rank, rank_, out.next, mine.size(), ErrnoText(err)));
+          out.rank, rank_, out.next, mine.size(), ErrnoText(err))));
     }
     const size_t expected_bytes = sizeof(header) + count * sizeof(WireHandle);
     if (static_cast<size_t>(sent) != expected_bytes) {
@@ -333,7 +345,7 @@ absl::Status ExchangeSession::SendSome(Outgoing& out, const std::vector<SharedHa
     out.next += count;
     if (out.next == mine.size()) {
       out.done = true;
-      out.socket.reset();  // queued messages still reach the peer
+      // The socket stays open: its hang-up tells when the peer's exchange ended.
     }
   }
   return absl::OkStatus();
@@ -464,6 +476,11 @@ absl::Status ExchangeSession::Deliver(Incoming& in, const MessageHeader& header,
   return absl::OkStatus();
 }
 
+std::string ExchangeSession::WithRejections(std::string message) const {
+  for (const std::string& rejected : rejected_) absl::StrAppend(&message, "; ", rejected);
+  return message;
+}
+
 bool ExchangeSession::AllReceived() const {
   for (int64_t r = 0; r < size_; ++r) {
     if (r != rank_ && !inbox_[static_cast<size_t>(r)].complete) return false;
@@ -529,10 +546,10 @@ absl::Status ExchangeSession::Run(UniqueFd listener, const std::vector<RankInfo>
     for (Outgoing& out : outgoing_) {
       TryConnect(out, now);
       if (out.gone) {
-        return absl::UnavailableError(absl::StrFormat(
+        return absl::UnavailableError(WithRejections(absl::StrFormat(
             "fd exchange on rank %d of %d: rank %d is gone: its exchange socket refuses "
             "connections (%s), so the process exited or failed before sending its handles",
-            rank_, size_, out.rank, out.last_error));
+            rank_, size_, out.rank, out.last_error)));
       }
       if (out.socket.valid()) {
         absl::Status sent = SendSome(out, mine, now);
@@ -553,7 +570,13 @@ absl::Status ExchangeSession::Run(UniqueFd listener, const std::vector<RankInfo>
     bool timer_pending = false;
     for (size_t i = 0; i < outgoing_.size(); ++i) {
       const Outgoing& out = outgoing_[i];
-      if (out.done) continue;
+      if (out.done) {
+        if (out.socket.valid()) {
+          polls.push_back({out.socket.get(), 0, 0});  // hang-up only
+          owners.emplace_back(Watched::kOutgoing, i);
+        }
+        continue;
+      }
       if (!out.socket.valid() || out.want_write) {
         timer_pending = true;  // a connect or a send is due at retry_at
       } else {
@@ -571,38 +594,72 @@ absl::Status ExchangeSession::Run(UniqueFd listener, const std::vector<RankInfo>
     if (ready <= 0) continue;
 
     std::vector<size_t> closed_incoming;
+    std::vector<int64_t> hung_up;
     for (size_t p = 0; p < polls.size(); ++p) {
       if (polls[p].revents == 0) continue;
       const auto [watched, index] = owners[p];
       if (watched == Watched::kListener) {
-        absl::Status accepted = AcceptAll();
-        if (!accepted.ok()) return accepted;
+        if (absl::Status s = AcceptAll(); !s.ok()) return s;
       } else if (watched == Watched::kIncoming) {
-        Incoming& in = incoming_[index];
-        bool closed = false;
-        absl::Status received = ReceiveSome(in, &closed);
-        if (!received.ok()) return received;
-        if (closed) {
-          if (in.rank >= 0 && !inbox_[static_cast<size_t>(in.rank)].complete) {
-            const Inbox& inbox = inbox_[static_cast<size_t>(in.rank)];
-            return absl::UnavailableError(absl::StrFormat(
-                "rank %d closed its connection to rank %d after sending %d of %d handles (the "
-                "process probably exited)",
-                in.rank, rank_, inbox.received, inbox.expected));
-          }
-          closed_incoming.push_back(index);
-        }
+        if (absl::Status s = ReadIncoming(index, &closed_incoming); !s.ok()) return s;
       } else {
-        // Writable again (or hung up: the next sendmsg reports EPIPE with the peer's rank).
-        outgoing_[index].want_write = true;
+        Outgoing& out = outgoing_[index];
+        if (!out.done) {
+          // Writable again (or hung up: the next sendmsg reports EPIPE with the peer's rank).
+          out.want_write = true;
+        } else if (polls[p].revents & (POLLHUP | POLLERR)) {
+          out.socket.reset();
+          hung_up.push_back(out.rank);
+        }
       }
     }
-    // Erase closed connections back to front so that the indices stay valid.
-    std::sort(closed_incoming.rbegin(), closed_incoming.rend());
-    for (size_t index : closed_incoming) {
-      incoming_.erase(incoming_.begin() + static_cast<std::ptrdiff_t>(index));
+    EraseIncoming(closed_incoming);
+    for (int64_t peer : hung_up) {
+      if (absl::Status s = CheckPeerAfterHangUp(peer); !s.ok()) return s;
     }
   }
+}
+
+absl::Status ExchangeSession::ReadIncoming(size_t index, std::vector<size_t>* closed) {
+  Incoming& in = incoming_[index];
+  bool eof = false;
+  if (absl::Status s = ReceiveSome(in, &eof); !s.ok()) return s;
+  if (!eof) return absl::OkStatus();
+  if (in.rank >= 0 && !inbox_[static_cast<size_t>(in.rank)].complete) {
+    const Inbox& inbox = inbox_[static_cast<size_t>(in.rank)];
+    return absl::UnavailableError(absl::StrFormat(
+        "fd exchange on rank %d of %d: rank %d closed its connection after sending %d of %d "
+        "handles (the process probably exited)",
+        rank_, size_, in.rank, inbox.received, inbox.expected));
+  }
+  closed->push_back(index);
+  return absl::OkStatus();
+}
+
+void ExchangeSession::EraseIncoming(std::vector<size_t>& closed) {
+  // Back to front, so that the indices stay valid.
+  std::sort(closed.rbegin(), closed.rend());
+  closed.erase(std::unique(closed.begin(), closed.end()), closed.end());
+  for (size_t index : closed) {
+    incoming_.erase(incoming_.begin() + static_cast<std::ptrdiff_t>(index));
+  }
+  closed.clear();
+}
+
+absl::Status ExchangeSession::CheckPeerAfterHangUp(int64_t peer) {
+  const Inbox& inbox = inbox_[static_cast<size_t>(peer)];
+  if (inbox.complete) return absl::OkStatus();
+  if (absl::Status s = AcceptAll(); !s.ok()) return s;
+  std::vector<size_t> closed;
+  for (size_t i = 0; i < incoming_.size(); ++i) {
+    if (absl::Status s = ReadIncoming(i, &closed); !s.ok()) return s;
+  }
+  EraseIncoming(closed);
+  if (inbox.seen) return absl::OkStatus();  // the rest is queued, or its EOF is an error above
+  return absl::UnavailableError(WithRejections(absl::StrFormat(
+      "fd exchange on rank %d of %d: rank %d hung up without sending any of its %d handles, so "
+      "the process exited or failed",
+      rank_, size_, peer, inbox.expected)));
 }
 
 }  // namespace
