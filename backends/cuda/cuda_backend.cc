@@ -151,7 +151,9 @@ class CudaBackendFactoryImpl final : public CudaBackendFactory {
 
   absl::StatusOr<std::unique_ptr<Driver>> CreateDriver(const CudaDriverOptions& options) override {
     if (absl::Status s = RequireInitialized("CreateDriver"); !s.ok()) return s;
-    absl::StatusOr<std::unique_ptr<CudaDriver>> driver = CudaDriver::Create(options);
+    CudaDriverOptions effective = options;
+    effective.log_handle_choice = options.log_handle_choice && info_.world_rank == 0;
+    absl::StatusOr<std::unique_ptr<CudaDriver>> driver = CudaDriver::Create(effective);
     if (!driver.ok()) return driver.status();
     return std::unique_ptr<Driver>(std::move(*driver));
   }
@@ -171,7 +173,8 @@ class CudaBackendFactoryImpl final : public CudaBackendFactory {
         return std::unique_ptr<HandleExchange>(
             std::make_unique<FdHandleExchange>(group, WithEnvironmentHooks(options)));
       case HandleKind::kFabric:
-        return std::unique_ptr<HandleExchange>(std::make_unique<FabricHandleExchange>(group));
+        return std::unique_ptr<HandleExchange>(
+            std::make_unique<FabricHandleExchange>(group, WithEnvironmentHooks(options)));
       case HandleKind::kNone:
         break;
     }

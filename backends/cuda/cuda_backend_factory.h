@@ -69,8 +69,8 @@ enum class HandleKindRequest {
 struct CudaDriverOptions {
   int64_t rank = 0;  // Driver::rank(), the owner rank of exported handles, and in messages
   HandleKindRequest handle_kind = HandleKindRequest::kAuto;
-  // Print the handle-kind decision and its reason to stderr (once per process). Set it on one
-  // rank only (rank 0) to keep the log readable.
+  // Print the handle-kind decision and its reason to stderr, once per process. Through the
+  // factory only world rank 0 prints.
   bool log_handle_choice = true;
 };
 
@@ -91,10 +91,11 @@ struct HandleExchangeOptions {
   // effective uid. Tests override it to prove that a foreign uid is turned away.
   std::optional<uint32_t> allowed_peer_uid;
   // Test hook for the killed-rank test: the process whose group rank equals this exits with
-  // `exit_after_export_code` right after the ranks have agreed on the exchange (its handles are
-  // exported, it sends none of them). The others must fail within `timeout_seconds` with a
-  // message naming the rank. When -1, the environment variable
-  // DWDP_TEST_EXIT_AFTER_EXPORT_RANK (read by CreateHandleExchange) may set it.
+  // `exit_after_export_code` inside Exchange, its handles exported but none sent (fd: after the
+  // ranks agreed on the socket names; fabric: before the allgather). The others must fail
+  // within the timeout with a message naming the rank or the operation. When -1, the
+  // environment variable DWDP_TEST_EXIT_AFTER_EXPORT_RANK (read by CreateHandleExchange) may
+  // set it.
   int64_t exit_after_export_rank = -1;
   int exit_after_export_code = 3;
 };

@@ -1,6 +1,8 @@
 #include "backends/cuda/fabric_exchange.h"
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -85,6 +87,12 @@ absl::StatusOr<std::vector<std::vector<std::vector<SharedHandle>>>> FabricHandle
     Append(wire, handle.bytes());
     Append(wire, static_cast<uint32_t>(handle.fabric().size()));
     wire.insert(wire.end(), handle.fabric().begin(), handle.fabric().end());
+  }
+  if (options_.exit_after_export_rank == rank) {
+    std::fprintf(stderr, "dwdp: test hook: group rank %ld exits after exporting its handles\n",
+                 static_cast<long>(rank));
+    std::fflush(stderr);
+    std::_Exit(options_.exit_after_export_code);
   }
   absl::StatusOr<std::vector<std::vector<uint8_t>>> gathered = group_.Allgather(wire);
   if (!gathered.ok()) {
