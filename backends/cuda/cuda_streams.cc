@@ -19,9 +19,8 @@ namespace {
 // Timing events made up front, enough for a few hundred operations between TakeTimeline calls
 // (the pool grows when a forward pass needs more, and then stays that size).
 constexpr size_t kInitialTimingEvents = 512;
-// Blocks per SM of the kernels (256 threads each): all resident at once, so the compute
-// stand-in's duration is measured from a common start.
-constexpr int kComputeBlocksPerSm = 4;
+// Blocks per SM of the fill kernel (256 threads each); the compute kernel's come from its
+// occupancy (kernels.h).
 constexpr int kFillBlocksPerSm = 8;
 constexpr uint64_t kSinkGuard = 0x9E3779B97F4A7C15ull;
 
@@ -41,12 +40,13 @@ std::string Describe(const OpTag& tag) {
 }  // namespace
 
 CudaStreams::CudaStreams(const DriverApi* api, const CudaStreamsOptions& options,
-                         int device_ordinal, int multiprocessor_count)
+                         int device_ordinal, int multiprocessor_count, int compute_blocks)
     : api_(api),
       rank_(options.rank),
       timing_(options.timing),
       device_ordinal_(device_ordinal),
-      multiprocessor_count_(multiprocessor_count) {}
+      multiprocessor_count_(multiprocessor_count),
+      compute_blocks_(compute_blocks) {}
 
 std::string CudaStreams::Where() const {
   return absl::StrFormat("on device %d (rank %d)", device_ordinal_, rank_);
@@ -72,7 +72,14 @@ absl::StatusOr<std::unique_ptr<CudaStreams>> CudaStreams::Create(
       !s.ok()) {
     return s;
   }
-  std::unique_ptr<CudaStreams> streams(new CudaStreams(*api, options, *ordinal, sms));
+  int compute_blocks_per_sm = 1;
+  if (absl::Status s = RuntimeStatus(ComputeBlocksPerSm(&compute_blocks_per_sm),
+                                     "query the occupancy of the compute kernel");
+      !s.ok()) {
+    return s;
+  }
+  std::unique_ptr<CudaStreams> streams(
+      new CudaStreams(*api, options, *ordinal, sms, std::max(1, sms * compute_blocks_per_sm)));
   if (absl::Status s = streams->Initialize(); !s.ok()) return s;
   return streams;
 }
@@ -366,7 +373,6 @@ absl::Status CudaStreams::Launch(const KernelLaunch& kernel, StreamId stream, co
   const double issue_ns = HostNowNs();
   absl::StatusOr<CUevent_st*> start = Stamp((*entry)->stream, "kernel");
   if (!start.ok()) return start.status();
-  const int blocks = std::max(1, multiprocessor_count_ * kComputeBlocksPerSm);
   size_t next = 0;
   do {
     ComputeArgs args;
@@ -391,7 +397,7 @@ absl::Status CudaStreams::Launch(const KernelLaunch& kernel, StreamId stream, co
     const bool last = next >= kernel.reads.size();
     args.duration_ns =
         last && kernel.duration_ns > 0 ? static_cast<uint64_t>(kernel.duration_ns) : 0;
-    const int error = LaunchCompute((*entry)->stream, args, blocks);
+    const int error = LaunchCompute((*entry)->stream, args, compute_blocks_);
     if (absl::Status s = RuntimeStatus(
             error, absl::StrFormat("launch of kernel '%s' (%d reads, %d bytes) on stream '%s' "
                                    "(%s) %s",

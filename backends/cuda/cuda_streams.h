@@ -79,7 +79,7 @@ class CudaStreams : public Streams {
   };
 
   CudaStreams(const DriverApi* api, const CudaStreamsOptions& options, int device_ordinal,
-              int multiprocessor_count);
+              int multiprocessor_count, int compute_blocks);
   absl::Status Initialize();
   absl::StatusOr<const StreamEntry*> FindStream(StreamId stream, const char* operation) const;
   absl::StatusOr<CUevent_st*> AcquireTimingEvent();
@@ -98,6 +98,7 @@ class CudaStreams : public Streams {
   bool timing_;
   int device_ordinal_;
   int multiprocessor_count_;
+  int compute_blocks_;  // every block resident at once (kernels.h)
 
   std::map<StreamId, StreamEntry> streams_;
   std::map<EventId, CUevent_st*> events_;

@@ -99,7 +99,7 @@ __device__ __forceinline__ void ReportMismatch(uint64_t* mismatch, uint32_t seq,
   }
 }
 
-__global__ void ComputeKernel(ComputeArgs args) {
+__global__ void __launch_bounds__(kThreads, kComputeBlocksPerSm) ComputeKernel(ComputeArgs args) {
   const uint64_t started = GlobalTimerNs();
   const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
   const uint64_t thread = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -155,6 +155,15 @@ int LaunchFill(void* stream, uint64_t dst, uint64_t bytes, int64_t layer, int64_
   FillKernel<<<static_cast<unsigned>(blocks), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       dst, bytes, layer, weight, expert_bytes == 0 ? 1 : expert_bytes, tensor_offset);
   return static_cast<int>(cudaGetLastError());
+}
+
+int ComputeBlocksPerSm(int* blocks_per_sm) {
+  int blocks = 0;
+  const cudaError_t error =
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, ComputeKernel, kThreads, 0);
+  if (error != cudaSuccess) return static_cast<int>(error);
+  *blocks_per_sm = blocks < 1 ? 1 : (blocks > kComputeBlocksPerSm ? kComputeBlocksPerSm : blocks);
+  return cudaSuccess;
 }
 
 int LaunchCompute(void* stream, const ComputeArgs& args, int blocks) {

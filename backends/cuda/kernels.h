@@ -50,4 +50,10 @@ int LaunchFill(void* stream, uint64_t dst, uint64_t bytes, int64_t layer, int64_
 // duration_ns has passed since it started. Returns the launch's cudaError_t value.
 int LaunchCompute(void* stream, const ComputeArgs& args, int blocks);
 
+// How many blocks of the compute kernel fit on one SM at once (at most kComputeBlocksPerSm).
+// Launching no more than that per SM keeps every block resident from the start, so that the
+// duration is measured from a common start. Returns a cudaError_t value.
+inline constexpr int kComputeBlocksPerSm = 4;
+int ComputeBlocksPerSm(int* blocks_per_sm);
+
 }  // namespace dwdp::cuda
