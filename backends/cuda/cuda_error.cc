@@ -11,65 +11,105 @@ namespace dwdp::cuda {
 namespace {
 
 // The CUresult values this build knows, by name (cuda.h of CUDA 13).
-#define DWDP_CU_RESULTS(X)                                                                                                                      \
-  X(CUDA_SUCCESS)                                                                                                                               \
-  X(CUDA_ERROR_INVALID_VALUE)                                                                                                                   \
-  X(CUDA_ERROR_OUT_OF_MEMORY)                                                                                                                   \
-  X(CUDA_ERROR_NOT_INITIALIZED) X(CUDA_ERROR_DEINITIALIZED) X(CUDA_ERROR_PROFILER_DISABLED) X(                                                  \
-      CUDA_ERROR_PROFILER_NOT_INITIALIZED) X(CUDA_ERROR_PROFILER_ALREADY_STARTED) X(CUDA_ERROR_PROFILER_ALREADY_STOPPED)                        \
-      X(CUDA_ERROR_STUB_LIBRARY) X(CUDA_ERROR_CALL_REQUIRES_NEWER_DRIVER) X(CUDA_ERROR_DEVICE_UNAVAILABLE) X(                                   \
-          CUDA_ERROR_NO_DEVICE) X(CUDA_ERROR_INVALID_DEVICE) X(CUDA_ERROR_DEVICE_NOT_LICENSED) X(CUDA_ERROR_INVALID_IMAGE)                      \
-          X(CUDA_ERROR_INVALID_CONTEXT) X(CUDA_ERROR_CONTEXT_ALREADY_CURRENT) X(CUDA_ERROR_MAP_FAILED) X(                                       \
-              CUDA_ERROR_UNMAP_FAILED) X(CUDA_ERROR_ARRAY_IS_MAPPED) X(CUDA_ERROR_ALREADY_MAPPED) X(CUDA_ERROR_NO_BINARY_FOR_GPU)               \
-              X(CUDA_ERROR_ALREADY_ACQUIRED) X(CUDA_ERROR_NOT_MAPPED) X(CUDA_ERROR_NOT_MAPPED_AS_ARRAY) X(                                      \
-                  CUDA_ERROR_NOT_MAPPED_AS_POINTER) X(CUDA_ERROR_ECC_UNCORRECTABLE) X(CUDA_ERROR_UNSUPPORTED_LIMIT)                             \
-                  X(CUDA_ERROR_CONTEXT_ALREADY_IN_USE) X(CUDA_ERROR_PEER_ACCESS_UNSUPPORTED) X(                                                 \
-                      CUDA_ERROR_INVALID_PTX) X(CUDA_ERROR_INVALID_GRAPHICS_CONTEXT) X(CUDA_ERROR_NVLINK_UNCORRECTABLE)                         \
-                      X(CUDA_ERROR_JIT_COMPILER_NOT_FOUND) X(CUDA_ERROR_UNSUPPORTED_PTX_VERSION) X(                                             \
-                          CUDA_ERROR_JIT_COMPILATION_DISABLED) X(CUDA_ERROR_UNSUPPORTED_EXEC_AFFINITY)                                          \
-                          X(CUDA_ERROR_INVALID_SOURCE) X(CUDA_ERROR_FILE_NOT_FOUND) X(                                                          \
-                              CUDA_ERROR_SHARED_OBJECT_SYMBOL_NOT_FOUND) X(CUDA_ERROR_SHARED_OBJECT_INIT_FAILED)                                \
-                              X(CUDA_ERROR_OPERATING_SYSTEM) X(CUDA_ERROR_INVALID_HANDLE) X(                                                    \
-                                  CUDA_ERROR_ILLEGAL_STATE) X(CUDA_ERROR_NOT_FOUND) X(CUDA_ERROR_NOT_READY)                                     \
-                                  X(CUDA_ERROR_ILLEGAL_ADDRESS) X(CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES) X(                                        \
-                                      CUDA_ERROR_LAUNCH_TIMEOUT) X(CUDA_ERROR_LAUNCH_INCOMPATIBLE_TEXTURING)                                    \
-                                      X(CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED) X(CUDA_ERROR_PEER_ACCESS_NOT_ENABLED) X(                        \
-                                          CUDA_ERROR_PRIMARY_CONTEXT_ACTIVE) X(CUDA_ERROR_CONTEXT_IS_DESTROYED)                                 \
-                                          X(CUDA_ERROR_ASSERT) X(CUDA_ERROR_TOO_MANY_PEERS) X(                                                  \
-                                              CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED) X(CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED)               \
-                                              X(CUDA_ERROR_HARDWARE_STACK_ERROR) X(CUDA_ERROR_ILLEGAL_INSTRUCTION) X(                           \
-                                                  CUDA_ERROR_MISALIGNED_ADDRESS) X(CUDA_ERROR_INVALID_ADDRESS_SPACE)                            \
-                                                  X(CUDA_ERROR_INVALID_PC) X(CUDA_ERROR_LAUNCH_FAILED) X(                                       \
-                                                      CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE) X(CUDA_ERROR_NOT_PERMITTED)                      \
-                                                      X(CUDA_ERROR_NOT_SUPPORTED) X(                                                            \
-                                                          CUDA_ERROR_SYSTEM_NOT_READY) X(CUDA_ERROR_SYSTEM_DRIVER_MISMATCH)                     \
-                                                          X(CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE) X(                                       \
-                                                              CUDA_ERROR_MPS_CONNECTION_FAILED) X(CUDA_ERROR_MPS_RPC_FAILURE)                   \
-                                                              X(CUDA_ERROR_MPS_SERVER_NOT_READY) X(                                             \
-                                                                  CUDA_ERROR_MPS_MAX_CLIENTS_REACHED) X(CUDA_ERROR_MPS_MAX_CONNECTIONS_REACHED) \
-                                                                  X(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED) X(                                   \
-                                                                      CUDA_ERROR_STREAM_CAPTURE_INVALIDATED)                                    \
-                                                                      X(CUDA_ERROR_STREAM_CAPTURE_MERGE) X(                                     \
-                                                                          CUDA_ERROR_STREAM_CAPTURE_UNMATCHED)                                  \
-                                                                          X(CUDA_ERROR_STREAM_CAPTURE_UNJOINED) X(                              \
-                                                                              CUDA_ERROR_STREAM_CAPTURE_ISOLATION)                              \
-                                                                              X(CUDA_ERROR_STREAM_CAPTURE_IMPLICIT)                             \
-                                                                                  X(CUDA_ERROR_CAPTURED_EVENT) X(                               \
-                                                                                      CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD)                   \
-                                                                                      X(CUDA_ERROR_TIMEOUT) X(                                  \
-                                                                                          CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE)                 \
-                                                                                          X(CUDA_ERROR_EXTERNAL_DEVICE)                         \
-                                                                                              X(CUDA_ERROR_INVALID_CLUSTER_SIZE)                \
-                                                                                                  X(CUDA_ERROR_UNKNOWN)
-
 const char* KnownName(int result) {
-  switch (result) {
-#define DWDP_CU_RESULT_CASE(name) \
+#define DWDP_CU_RESULT_NAME(name) \
   case name:                      \
     return #name;
-    DWDP_CU_RESULTS(DWDP_CU_RESULT_CASE)
-#undef DWDP_CU_RESULT_CASE
+  switch (result) {
+    // clang-format off
+    DWDP_CU_RESULT_NAME(CUDA_SUCCESS)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_INVALID_VALUE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_OUT_OF_MEMORY)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_NOT_INITIALIZED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_DEINITIALIZED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_PROFILER_DISABLED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_PROFILER_NOT_INITIALIZED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_PROFILER_ALREADY_STARTED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_PROFILER_ALREADY_STOPPED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_STUB_LIBRARY)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_CALL_REQUIRES_NEWER_DRIVER)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_DEVICE_UNAVAILABLE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_NO_DEVICE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_INVALID_DEVICE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_DEVICE_NOT_LICENSED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_INVALID_IMAGE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_INVALID_CONTEXT)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_CONTEXT_ALREADY_CURRENT)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_MAP_FAILED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_UNMAP_FAILED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_ARRAY_IS_MAPPED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_ALREADY_MAPPED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_NO_BINARY_FOR_GPU)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_ALREADY_ACQUIRED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_NOT_MAPPED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_NOT_MAPPED_AS_ARRAY)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_NOT_MAPPED_AS_POINTER)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_ECC_UNCORRECTABLE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_UNSUPPORTED_LIMIT)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_CONTEXT_ALREADY_IN_USE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_PEER_ACCESS_UNSUPPORTED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_INVALID_PTX)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_INVALID_GRAPHICS_CONTEXT)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_NVLINK_UNCORRECTABLE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_JIT_COMPILER_NOT_FOUND)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_UNSUPPORTED_PTX_VERSION)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_JIT_COMPILATION_DISABLED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_UNSUPPORTED_EXEC_AFFINITY)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_INVALID_SOURCE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_FILE_NOT_FOUND)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_SHARED_OBJECT_SYMBOL_NOT_FOUND)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_SHARED_OBJECT_INIT_FAILED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_OPERATING_SYSTEM)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_INVALID_HANDLE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_ILLEGAL_STATE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_NOT_FOUND)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_NOT_READY)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_ILLEGAL_ADDRESS)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_LAUNCH_TIMEOUT)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_LAUNCH_INCOMPATIBLE_TEXTURING)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_PEER_ACCESS_NOT_ENABLED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_PRIMARY_CONTEXT_ACTIVE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_CONTEXT_IS_DESTROYED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_ASSERT)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_TOO_MANY_PEERS)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_HARDWARE_STACK_ERROR)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_ILLEGAL_INSTRUCTION)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_MISALIGNED_ADDRESS)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_INVALID_ADDRESS_SPACE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_INVALID_PC)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_LAUNCH_FAILED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_NOT_PERMITTED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_NOT_SUPPORTED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_SYSTEM_NOT_READY)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_SYSTEM_DRIVER_MISMATCH)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_MPS_CONNECTION_FAILED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_MPS_RPC_FAILURE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_MPS_SERVER_NOT_READY)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_MPS_MAX_CLIENTS_REACHED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_MPS_MAX_CONNECTIONS_REACHED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_STREAM_CAPTURE_INVALIDATED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_STREAM_CAPTURE_MERGE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_STREAM_CAPTURE_UNMATCHED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_STREAM_CAPTURE_UNJOINED)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_STREAM_CAPTURE_ISOLATION)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_STREAM_CAPTURE_IMPLICIT)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_CAPTURED_EVENT)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_TIMEOUT)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_EXTERNAL_DEVICE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_INVALID_CLUSTER_SIZE)
+    DWDP_CU_RESULT_NAME(CUDA_ERROR_UNKNOWN)
+    // clang-format on
   }
+#undef DWDP_CU_RESULT_NAME
   return nullptr;
 }
 
