@@ -5,6 +5,7 @@
 // on a machine where libcuda could not even be loaded.
 
 #include <string>
+#include <type_traits>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -21,8 +22,21 @@ absl::StatusCode CuResultCode(int result);
 // OK for CUDA_SUCCESS, else "<what>: <CUDA error name>" with CuResultCode.
 absl::Status CuStatus(int result, absl::string_view what);
 
+// The same with the text made by `describe()` only on failure, so that the hot paths (records,
+// waits, copies, launches) format no strings when all is well.
+template <typename Describe, typename = std::enable_if_t<std::is_invocable_v<Describe>>>
+absl::Status CuStatus(int result, Describe&& describe) {
+  if (result == 0) return absl::OkStatus();
+  return CuStatus(result, absl::string_view(describe()));
+}
+
 // Runtime API errors (cudaError_t) by their runtime name ("cudaErrorNoDevice").
 std::string RuntimeErrorName(int error);
 absl::Status RuntimeStatus(int error, absl::string_view what);
+template <typename Describe, typename = std::enable_if_t<std::is_invocable_v<Describe>>>
+absl::Status RuntimeStatus(int error, Describe&& describe) {
+  if (error == 0) return absl::OkStatus();
+  return RuntimeStatus(error, absl::string_view(describe()));
+}
 
 }  // namespace dwdp::cuda

@@ -224,8 +224,9 @@ absl::StatusOr<CUevent_st*> CudaStreams::Stamp(CUstream_st* stream, absl::string
   if (!timing_) return nullptr;
   absl::StatusOr<CUevent_st*> event = AcquireTimingEvent();
   if (!event.ok()) return event.status();
-  if (absl::Status s = CuStatus(api_->cuEventRecord(*event, stream),
-                                absl::StrCat("cuEventRecord (timing of ", what, ") ", Where()));
+  if (absl::Status s =
+          CuStatus(api_->cuEventRecord(*event, stream),
+                   [&] { return absl::StrCat("cuEventRecord (timing of ", what, ") ", Where()); });
       !s.ok()) {
     timing_pool_.push_back(*event);
     return s;
@@ -264,8 +265,11 @@ absl::Status CudaStreams::Record(EventId event, StreamId stream, const OpTag& ta
   }
   const double issue_ns = HostNowNs();
   if (absl::Status s = CuStatus(api_->cuEventRecord(it->second, (*entry)->stream),
-                                absl::StrFormat("cuEventRecord of event %d on stream '%s' (%s) %s",
-                                                event, (*entry)->name, Describe(tag), Where()));
+                                [&] {
+                                  return absl::StrFormat(
+                                      "cuEventRecord of event %d on stream '%s' (%s) %s", event,
+                                      (*entry)->name, Describe(tag), Where());
+                                });
       !s.ok()) {
     return s;
   }
@@ -287,10 +291,12 @@ absl::Status CudaStreams::Wait(StreamId stream, EventId event, const OpTag& tag)
   const double issue_ns = HostNowNs();
   absl::StatusOr<CUevent_st*> reached = Stamp((*entry)->stream, "wait");
   if (!reached.ok()) return reached.status();
-  if (absl::Status s =
-          CuStatus(api_->cuStreamWaitEvent((*entry)->stream, it->second, 0),
-                   absl::StrFormat("cuStreamWaitEvent of stream '%s' on event %d (%s) %s",
-                                   (*entry)->name, event, Describe(tag), Where()));
+  if (absl::Status s = CuStatus(api_->cuStreamWaitEvent((*entry)->stream, it->second, 0),
+                                [&] {
+                                  return absl::StrFormat(
+                                      "cuStreamWaitEvent of stream '%s' on event %d (%s) %s",
+                                      (*entry)->name, event, Describe(tag), Where());
+                                });
       !s.ok()) {
     return s;
   }
@@ -308,10 +314,13 @@ absl::Status CudaStreams::Copy(DevPtr dst, DevPtr src, uint64_t bytes, StreamId 
   const double issue_ns = HostNowNs();
   absl::StatusOr<CUevent_st*> start = Stamp((*entry)->stream, "copy");
   if (!start.ok()) return start.status();
-  if (absl::Status s = CuStatus(
-          api_->cuMemcpyDtoDAsync(dst, src, bytes, (*entry)->stream),
-          absl::StrFormat("cuMemcpyDtoDAsync of %d bytes from %s to %s on stream '%s' (%s) %s",
-                          bytes, Hex(src), Hex(dst), (*entry)->name, Describe(tag), Where()));
+  if (absl::Status s =
+          CuStatus(api_->cuMemcpyDtoDAsync(dst, src, bytes, (*entry)->stream),
+                   [&] {
+                     return absl::StrFormat(
+                         "cuMemcpyDtoDAsync of %d bytes from %s to %s on stream '%s' (%s) %s",
+                         bytes, Hex(src), Hex(dst), (*entry)->name, Describe(tag), Where());
+                   });
       !s.ok()) {
     return s;
   }
@@ -332,11 +341,15 @@ absl::Status CudaStreams::Fill(DevPtr dst, uint64_t bytes, const PatternRef& pat
   const int error =
       LaunchFill((*entry)->stream, dst, bytes, pattern.layer, pattern.weight, pattern.expert_bytes,
                  tensor_offset, std::max(1, multiprocessor_count_ * kFillBlocksPerSm));
-  if (absl::Status s = RuntimeStatus(
-          error, absl::StrFormat("fill of %d bytes at %s (layer %d, weight %d, tensor offset %d) "
-                                 "on stream '%s' (%s) %s",
-                                 bytes, Hex(dst), pattern.layer, pattern.weight, tensor_offset,
-                                 (*entry)->name, Describe(tag), Where()));
+  if (absl::Status s =
+          RuntimeStatus(error,
+                        [&] {
+                          return absl::StrFormat(
+                              "fill of %d bytes at %s (layer %d, weight %d, tensor offset %d) "
+                              "on stream '%s' (%s) %s",
+                              bytes, Hex(dst), pattern.layer, pattern.weight, tensor_offset,
+                              (*entry)->name, Describe(tag), Where());
+                        });
       !s.ok()) {
     return s;
   }
@@ -398,11 +411,15 @@ absl::Status CudaStreams::Launch(const KernelLaunch& kernel, StreamId stream, co
     args.duration_ns =
         last && kernel.duration_ns > 0 ? static_cast<uint64_t>(kernel.duration_ns) : 0;
     const int error = LaunchCompute((*entry)->stream, args, compute_blocks_);
-    if (absl::Status s = RuntimeStatus(
-            error, absl::StrFormat("launch of kernel '%s' (%d reads, %d bytes) on stream '%s' "
-                                   "(%s) %s",
-                                   kernel.name, kernel.reads.size(), total_bytes, (*entry)->name,
-                                   Describe(tag), Where()));
+    if (absl::Status s =
+            RuntimeStatus(error,
+                          [&] {
+                            return absl::StrFormat(
+                                "launch of kernel '%s' (%d reads, %d bytes) on stream '%s' "
+                                "(%s) %s",
+                                kernel.name, kernel.reads.size(), total_bytes, (*entry)->name,
+                                Describe(tag), Where());
+                          });
         !s.ok()) {
       return s;
     }
