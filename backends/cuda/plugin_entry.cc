@@ -1,0 +1,16 @@
+// The one symbol libdwdp_cuda.so exports (everything else is hidden). Its name is
+// kCudaBackendEntryPoint; the loader test opens the built module and looks it up by that name.
+
+#include <cstdint>
+#include <type_traits>
+
+#include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/cuda_backend_factory.h"
+
+extern "C" __attribute__((visibility("default"))) dwdp::cuda::CudaBackendFactory*
+dwdp_cuda_backend_factory(uint32_t abi_version) {
+  if (abi_version != dwdp::cuda::kCudaBackendAbiVersion) return nullptr;
+  return &dwdp::cuda::GetCudaBackendFactory();
+}
+
+static_assert(std::is_same_v<decltype(&dwdp_cuda_backend_factory), DwdpCudaBackendFactoryFn>);
