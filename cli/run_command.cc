@@ -29,6 +29,7 @@ struct RunOptions {
   std::string contention;
   bool all_ranks = false;
   bool no_hazards = false;
+  double timeout_s = 60;
 };
 
 // Physical bytes the simulator would hold for the whole group in functional mode.
@@ -77,6 +78,10 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
   cmd->add_flag("--all-ranks", opts->all_ranks, "Per-layer tables for every rank");
   cmd->add_flag("--no-hazards", opts->no_hazards,
                 "Timing mode without the race checker (faster for long runs)");
+  cmd->add_option("--timeout", opts->timeout_s,
+                  "cuda: seconds to wait for a peer during setup before failing")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str();
   AddFormatOption(*cmd, opts->format);
   cmd->callback([opts, &ctx] {
     const Format format = ParseFormat(opts->format);

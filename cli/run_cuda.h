@@ -21,6 +21,7 @@ struct CudaRunRequest {
   std::string trace_path;
   bool json = false;
   bool all_ranks = false;
+  double timeout_s = 60;  // bound on every wait for a peer during setup
 };
 
 // Returns the exit code.

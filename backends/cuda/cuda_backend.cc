@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_driver.h"
+#include "backends/cuda/cuda_error.h"
 #include "backends/cuda/cuda_streams.h"
 #include "backends/cuda/driver_api.h"
 #include "backends/cuda/fabric_exchange.h"
@@ -179,6 +180,18 @@ class CudaBackendFactoryImpl final : public CudaBackendFactory {
         break;
     }
     return absl::InvalidArgumentError("a handle exchange needs a shareable handle kind");
+  }
+
+  absl::StatusOr<uint64_t> DeviceMemoryInUse() override {
+    if (absl::Status s = RequireInitialized("DeviceMemoryInUse"); !s.ok()) return s;
+    const DriverApi* api = LoadedDriverApi();
+    if (api == nullptr) return absl::FailedPreconditionError("the CUDA driver is not loaded");
+    size_t free_bytes = 0;
+    size_t total_bytes = 0;
+    if (CUresult r = api->cuMemGetInfo(&free_bytes, &total_bytes); r != CUDA_SUCCESS) {
+      return CuStatus(r, "cuMemGetInfo");
+    }
+    return static_cast<uint64_t>(total_bytes - free_bytes);
   }
 
   void Shutdown(int exit_code) override {

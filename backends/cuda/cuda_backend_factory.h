@@ -31,7 +31,7 @@ namespace dwdp::cuda {
 
 // Bumped whenever anything in this header changes; the loader refuses a module built from a
 // different version of it (the binary and the module share C++ types across the boundary).
-inline constexpr uint32_t kCudaBackendAbiVersion = 1;
+inline constexpr uint32_t kCudaBackendAbiVersion = 2;
 inline constexpr char kCudaBackendEntryPoint[] = "dwdp_cuda_backend_factory";
 inline constexpr char kCudaBackendModuleFile[] = "libdwdp_cuda.so";
 
@@ -130,6 +130,10 @@ class CudaBackendFactory {
   // returned object.
   virtual absl::StatusOr<std::unique_ptr<HandleExchange>> CreateHandleExchange(
       Comm& group, HandleKind kind, const HandleExchangeOptions& options) = 0;
+
+  // Device memory in use on this process's GPU (total - free, cuMemGetInfo): compared before
+  // setup and after teardown to show that every run gives back what it took.
+  virtual absl::StatusOr<uint64_t> DeviceMemoryInUse() = 0;
 
   // Ends MPI. exit_code 0, or a single-rank job: MPI_Finalize, then returns. Otherwise
   // MPI_Abort(exit_code), which ends every rank of the job (peers may be stuck in a collective

@@ -66,6 +66,7 @@ absl::Status ResolveAll(DriverApi& api) {
   DWDP_RESOLVE(cuMemAlloc, 3020)
   DWDP_RESOLVE(cuMemFree, 3020)
   DWDP_RESOLVE(cuMemcpyDtoDAsync, 3020)
+  DWDP_RESOLVE(cuMemGetInfo, 3020)
   DWDP_RESOLVE(cuMemcpyDtoH, 3020)
   DWDP_RESOLVE(cuMemcpyHtoD, 3020)
   DWDP_RESOLVE(cuMemsetD8Async, 3020)

@@ -47,6 +47,7 @@ struct DriverApi {
   PFN_cuMemcpyDtoH_v3020 cuMemcpyDtoH = nullptr;
   PFN_cuMemcpyHtoD_v3020 cuMemcpyHtoD = nullptr;
   PFN_cuMemsetD8Async_v3020 cuMemsetD8Async = nullptr;
+  PFN_cuMemGetInfo_v3020 cuMemGetInfo = nullptr;
 };
 
 // Resolves every entry point once per process; later calls return the same table (or the same

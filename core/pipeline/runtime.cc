@@ -1,6 +1,7 @@
 #include "core/pipeline/runtime.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <set>
 
@@ -549,7 +550,15 @@ absl::Status GroupRuntime::RunForward(int64_t forward) {
           return WithContext(st, where);
         }
       }
-      if (auto st = manager.WaitAndBind(p); !st.ok()) return WithContext(st, where);
+      const auto bind_start = std::chrono::steady_clock::now();
+      absl::Status bound = manager.WaitAndBind(p);
+      const double bind_ns =
+          std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - bind_start)
+              .count();
+      wait_and_bind_cost_.total_ns += bind_ns;
+      wait_and_bind_cost_.max_ns = std::max(wait_and_bind_cost_.max_ns, bind_ns);
+      ++wait_and_bind_cost_.calls;
+      if (!bound.ok()) return WithContext(bound, where);
       KernelLaunch kernel;
       kernel.name = "moe";
       kernel.duration_ns = options_.moe_ns[p];
@@ -575,6 +584,28 @@ absl::Status GroupRuntime::RunForward(int64_t forward) {
     }
   }
   return first;
+}
+
+absl::Status GroupRuntime::ProbeLayerCopies(int64_t rank, int64_t position) {
+  for (auto& r : ranks_) {
+    if (r->rank != rank) continue;
+    if (!r->manager) return absl::FailedPreconditionError("copy probe after teardown");
+    if (position < 0 || position >= layout_.num_layers()) {
+      return absl::OutOfRangeError(absl::StrFormat("copy probe of layer position %d", position));
+    }
+    OpTag tag;
+    tag.kind = OpKind::kCopy;
+    tag.layer = layout_.moe_layers[position];
+    tag.forward = -1;
+    tag.label = "raw copy";
+    const int64_t saved = r->bad_copy_position;
+    r->bad_copy_position = -1;  // the probe measures, it does not plant faults
+    absl::Status st = IssueLayerCopies(*r, position, r->copy, tag);
+    r->bad_copy_position = saved;
+    if (st.ok()) st = r->streams->Synchronize();
+    return WithContext(st, absl::StrFormat("copy probe on rank %d", rank));
+  }
+  return absl::NotFoundError(absl::StrFormat("rank %d is not hosted here", rank));
 }
 
 absl::Status GroupRuntime::Unwind(RankState& rank) {

@@ -84,6 +84,19 @@ class GroupRuntime {
   // wait_and_bind, MoE kernel, record_compute, prefetch_next), then synchronizes.
   absl::Status RunForward(int64_t forward);
 
+  // Issues the copies of the layer at `position` on a hosted rank with nothing else queued and
+  // waits for them (tagged "raw copy", forward -1): the raw copy rate of the same byte volumes
+  // a prefetch moves, for the prefetch-efficiency figure.
+  absl::Status ProbeLayerCopies(int64_t rank, int64_t position);
+
+  // Host time spent in wait_and_bind over all forwards (the engine-facing cost per layer).
+  struct HostCost {
+    double total_ns = 0;
+    double max_ns = 0;
+    int64_t calls = 0;
+  };
+  const HostCost& wait_and_bind_cost() const { return wait_and_bind_cost_; }
+
   // Idempotent. Returns the first error of the release calls.
   absl::Status Teardown();
 
@@ -116,6 +129,7 @@ class GroupRuntime {
   Coordinator& coordinator_;
   RuntimeOptions options_;
   std::vector<std::unique_ptr<RankState>> ranks_;
+  HostCost wait_and_bind_cost_;
 };
 
 }  // namespace dwdp
