@@ -30,6 +30,7 @@ struct RunOptions {
   bool all_ranks = false;
   bool no_hazards = false;
   double timeout_s = 60;
+  std::optional<int64_t> num_buffers;
 };
 
 // Physical bytes the simulator would hold for the whole group in functional mode.
@@ -75,6 +76,8 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
                   "Hardware preset or profile file (overrides the scenario's)");
   cmd->add_option("--contention", opts->contention, "Copy schedule (overrides the scenario's)")
       ->check(CLI::IsMember({"rotate", "ascending", "round_robin"}));
+  cmd->add_option("--num-buffers", opts->num_buffers, "Pool slots k (overrides the scenario's)")
+      ->check(CLI::Range(int64_t{2}, int64_t{64}));
   cmd->add_flag("--all-ranks", opts->all_ranks, "Per-layer tables for every rank");
   cmd->add_flag("--no-hazards", opts->no_hazards,
                 "Timing mode without the race checker (faster for long runs)");
@@ -99,6 +102,7 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
                                            : ContentionMode::kRotate;
     }
     if (opts->forwards) scenario->workload.forwards = *opts->forwards;
+    if (opts->num_buffers) scenario->dwdp.num_buffers = *opts->num_buffers;
     auto layout = ComputeGroupLayout(*scenario);
     if (!layout.ok()) return ReportError(layout.status(), kExitInvalid, ctx);
     auto fault = ParseFault(opts->inject);
