@@ -1,0 +1,12 @@
+# Sourced on a GPU machine next to a bundle from scripts/bundle.sh: library paths, the module,
+# and the launch line. NVLink multicast stays off (NCCL_NVLS_ENABLE=0).
+bundle="${DWDP_BUNDLE:-$(pwd)/dist/dwdp}"
+export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export DWDP_CUDA_MODULE="$bundle/lib/libdwdp_cuda.so"
+export NCCL_NVLS_ENABLE=0
+dwdp_mpirun() {
+  local np="$1"
+  shift
+  mpirun --allow-run-as-root --oversubscribe -np "$np" --bind-to none \
+    -x LD_LIBRARY_PATH -x DWDP_CUDA_MODULE -x NCCL_NVLS_ENABLE "$@"
+}
