@@ -31,6 +31,8 @@ struct RunOptions {
   bool no_hazards = false;
   double timeout_s = 60;
   std::optional<int64_t> num_buffers;
+  std::optional<double> layer_compute_ns;
+  bool no_gpu_timing = false;
 };
 
 // Physical bytes the simulator would hold for the whole group in functional mode.
@@ -78,6 +80,11 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
       ->check(CLI::IsMember({"rotate", "ascending", "round_robin"}));
   cmd->add_option("--num-buffers", opts->num_buffers, "Pool slots k (overrides the scenario's)")
       ->check(CLI::Range(int64_t{2}, int64_t{64}));
+  cmd->add_option("--layer-compute-ns", opts->layer_compute_ns,
+                  "Compute time of every MoE layer in ns (overrides the perf model)")
+      ->check(CLI::Range(0.0, 1e12));
+  cmd->add_flag("--no-gpu-timing", opts->no_gpu_timing,
+                "cuda: no events around each operation (measures host costs alone)");
   cmd->add_flag("--all-ranks", opts->all_ranks, "Per-layer tables for every rank");
   cmd->add_flag("--no-hazards", opts->no_hazards,
                 "Timing mode without the race checker (faster for long runs)");
@@ -103,6 +110,7 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
     }
     if (opts->forwards) scenario->workload.forwards = *opts->forwards;
     if (opts->num_buffers) scenario->dwdp.num_buffers = *opts->num_buffers;
+    if (opts->layer_compute_ns) scenario->workload.layer_compute_ns = *opts->layer_compute_ns;
     auto layout = ComputeGroupLayout(*scenario);
     if (!layout.ok()) return ReportError(layout.status(), kExitInvalid, ctx);
     auto fault = ParseFault(opts->inject);

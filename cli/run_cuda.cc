@@ -112,7 +112,7 @@ int RunGroupRank(cuda::CudaBackendFactory& factory, const CudaRunRequest& reques
   outcome["rank"] = rank;
   auto driver = factory.CreateDriver({.rank = rank});
   if (!driver.ok()) return fail(std::string(driver.status().message()));
-  auto streams = factory.CreateStreams({.rank = rank, .timing = true});
+  auto streams = factory.CreateStreams({.rank = rank, .timing = request.gpu_timing});
   if (!streams.ok()) return fail(std::string(streams.status().message()));
   cuda::HandleExchangeOptions exchange_options;
   exchange_options.timeout_seconds = request.timeout_s;
@@ -120,6 +120,24 @@ int RunGroupRank(cuda::CudaBackendFactory& factory, const CudaRunRequest& reques
       factory.CreateHandleExchange(**group, (*driver)->shareable_kind(), exchange_options);
   if (!exchange.ok()) return fail(std::string(exchange.status().message()));
   outcome["handle_kind"] = HandleKindName((*driver)->shareable_kind());
+  // The driver and the runtime keep a little device memory for themselves the first time a
+  // stream, an event or a VMM handle is used. Warm those paths up once, then take the baseline
+  // that teardown must return to.
+  {
+    Driver& drv = **driver;
+    auto probe = drv.Create(drv.granularity(), drv.shareable_kind());
+    if (probe.ok()) {
+      auto shared = drv.Export(*probe);
+      auto va = drv.Reserve(drv.granularity(), drv.granularity());
+      if (va.ok() && drv.Map(*va, drv.granularity(), *probe, 0).ok()) {
+        (void)drv.SetAccess(*va, drv.granularity());
+        (void)drv.Unmap(*va, drv.granularity());
+      }
+      if (va.ok()) (void)drv.Free(*va, drv.granularity());
+      (void)drv.Release(*probe);
+    }
+  }
+  auto memory_before = factory.DeviceMemoryInUse();
 
   CudaCoordinator coordinator(rank, **driver, **streams, **exchange, **group);
   RuntimeOptions options;
@@ -130,66 +148,89 @@ int RunGroupRank(cuda::CudaBackendFactory& factory, const CudaRunRequest& reques
   options.prelude_ns = request.times->prelude_ns;
   options.contention = scenario.dwdp.contention;
   auto runtime = GroupRuntime::Setup(layout, coordinator, options);
+  int exit_code = kExitOk;
   if (!runtime.ok()) {
     const std::string message =
         absl::StrCat("rank ", rank, ": setup: ", runtime.status().message());
     std::cerr << "error: " << message << "\n";
-    return fail(message);
+    exit_code = fail(message);
   }
-  (void)(*streams)->TakeTimeline();  // setup is not part of any forward
-  int exit_code = kExitOk;
   nlohmann::json ops = nlohmann::json::array();
   int64_t forwards_done = 0;
-  for (int64_t f = 0; f < scenario.workload.forwards; ++f) {
-    absl::Status st = (*runtime)->RunForward(f);
-    ++forwards_done;
-    if (!st.ok()) {
-      std::cerr << "error: rank " << rank << ": " << st.message() << "\n";
-      exit_code = fail(std::string(st.message()));
-      break;
-    }
-  }
-  for (const TimedOp& op : (*streams)->TakeTimeline()) ops.push_back(OpToJson(op));
-  outcome["forwards_done"] = forwards_done;
-  // Raw copy rate: the same copies as one prefetch, one rank at a time with nothing else
-  // running, so no link or copy engine is shared.
   double raw_ns = 0;
   uint64_t raw_bytes = 0;
-  for (int64_t turn = 0; turn < d && exit_code == kExitOk; ++turn) {
-    if (auto st = (*group)->Barrier(); !st.ok()) {
-      exit_code = fail(absl::StrCat("barrier before the copy probe: ", st.message()));
-      break;
+  if (runtime.ok()) {
+    (void)(*streams)->TakeTimeline();  // setup is not part of any forward
+    for (int64_t f = 0; f < scenario.workload.forwards; ++f) {
+      absl::Status st = (*runtime)->RunForward(f);
+      ++forwards_done;
+      if (!st.ok()) {
+        std::cerr << "error: rank " << rank << ": " << st.message() << "\n";
+        exit_code = fail(std::string(st.message()));
+        break;
+      }
     }
-    if (turn != rank) continue;
-    if (auto st = (*runtime)->ProbeLayerCopies(rank, 0); !st.ok()) {
-      exit_code = fail(std::string(st.message()));
-      break;
+    for (const TimedOp& op : (*streams)->TakeTimeline()) ops.push_back(OpToJson(op));
+    // Every rank decides together whether to run the copy probe, so no rank waits in a
+    // collective that a failed peer skipped.
+    bool all_ok = exit_code == kExitOk;
+    if (auto votes = (*group)->Allgather(std::vector<uint8_t>{all_ok ? uint8_t{1} : uint8_t{0}});
+        votes.ok()) {
+      for (const auto& v : *votes) all_ok = all_ok && !v.empty() && v[0] == 1;
+    } else {
+      all_ok = false;
+      exit_code = fail(absl::StrCat("agree on the copy probe: ", votes.status().message()));
     }
-    double start = 1e300;
-    double end = 0;
-    for (const TimedOp& op : (*streams)->TakeTimeline()) {
-      if (op.tag.label != "raw copy") continue;
-      start = std::min(start, op.start_ns);
-      end = std::max(end, op.end_ns);
-      raw_bytes += op.bytes;
+    // Raw copy rate: the same copies as one prefetch, one rank at a time with nothing else
+    // running, so no link or copy engine is shared.
+    for (int64_t turn = 0; turn < d && all_ok && request.gpu_timing; ++turn) {
+      if (auto st = (*group)->Barrier(); !st.ok()) {
+        exit_code = fail(absl::StrCat("barrier before the copy probe: ", st.message()));
+        break;
+      }
+      if (turn != rank) continue;
+      if (auto st = (*runtime)->ProbeLayerCopies(rank, 0); !st.ok()) {
+        exit_code = fail(std::string(st.message()));
+        break;
+      }
+      double start = 1e300;
+      double end = 0;
+      for (const TimedOp& op : (*streams)->TakeTimeline()) {
+        if (op.tag.label != "raw copy") continue;
+        start = std::min(start, op.start_ns);
+        end = std::max(end, op.end_ns);
+        raw_bytes += op.bytes;
+      }
+      raw_ns = end > start ? end - start : 0;
     }
-    raw_ns = end > start ? end - start : 0;
+    if (all_ok && request.gpu_timing) {
+      if (auto st = (*group)->Barrier(); !st.ok()) {
+        exit_code = fail(absl::StrCat("barrier after the copy probe: ", st.message()));
+      }
+    }
+    const GroupRuntime::HostCost& bind = (*runtime)->wait_and_bind_cost();
+    outcome["wait_and_bind_host_ns_mean"] = bind.calls ? bind.total_ns / bind.calls : 0.0;
+    outcome["wait_and_bind_host_ns_max"] = bind.max_ns;
+    if (absl::Status st = (*runtime)->Teardown(); !st.ok()) {
+      exit_code = fail(absl::StrCat("teardown: ", st.message()));
+    }
+    runtime->reset();
   }
-  if (exit_code == kExitOk) {
-    if (auto st = (*group)->Barrier(); !st.ok()) {
-      exit_code = fail(absl::StrCat("barrier after the copy probe: ", st.message()));
-    }
-  }
+  outcome["forwards_done"] = forwards_done;
   outcome["raw_copy_ns"] = raw_ns;
   outcome["raw_copy_bytes"] = raw_bytes;
-  const GroupRuntime::HostCost& bind = (*runtime)->wait_and_bind_cost();
-  outcome["wait_and_bind_host_ns_mean"] = bind.calls ? bind.total_ns / bind.calls : 0.0;
-  outcome["wait_and_bind_host_ns_max"] = bind.max_ns;
   outcome["peak_device_bytes"] = (*driver)->peak_device_bytes();
-  if (absl::Status st = (*runtime)->Teardown(); !st.ok()) {
-    exit_code = fail(absl::StrCat("teardown: ", st.message()));
+  auto memory_after = factory.DeviceMemoryInUse();
+  if (memory_before.ok() && memory_after.ok()) {
+    outcome["device_memory_before"] = *memory_before;
+    outcome["device_memory_after"] = *memory_after;
+    if (*memory_after != *memory_before) {
+      exit_code = fail(absl::StrFormat(
+          "device memory in use is %s after teardown, %s before setup (%s not given back)",
+          FormatBytes(*memory_after), FormatBytes(*memory_before),
+          FormatBytes(*memory_after > *memory_before ? *memory_after - *memory_before : 0)));
+    }
   }
-  runtime->reset();
   outcome["ops"] = std::move(ops);
   // Gather every rank's outcome on the group (all ranks reach this point unless a peer died,
   // in which case the allgather times out and this rank fails too).
@@ -239,7 +280,9 @@ int RunGroupRank(cuda::CudaBackendFactory& factory, const CudaRunRequest& reques
                         {"achieved_copy_bytes_per_s", achieved},
                         {"prefetch_efficiency", efficiency},
                         {"wait_and_bind_host_ns_mean", o.value("wait_and_bind_host_ns_mean", 0.0)},
-                        {"wait_and_bind_host_ns_max", o.value("wait_and_bind_host_ns_max", 0.0)}});
+                        {"wait_and_bind_host_ns_max", o.value("wait_and_bind_host_ns_max", 0.0)},
+                        {"device_memory_before", o.value("device_memory_before", uint64_t{0})},
+                        {"device_memory_after", o.value("device_memory_after", uint64_t{0})}});
   }
   report.extra["cuda"] = {
       {"handle_kind", outcome.value("handle_kind", "")},
@@ -257,6 +300,10 @@ int RunGroupRank(cuda::CudaBackendFactory& factory, const CudaRunRequest& reques
              return absl::StrCat("stream ", s);
            }).dump();
   }
+  if (!request.gpu_timing) {
+    report.extra["note"] =
+        "--no-gpu-timing: no per-operation events, so no per-layer times; host costs only";
+  }
   if (request.json) {
     std::cout << report.ToJson().dump(2) << "\n";
   } else {
@@ -266,11 +313,13 @@ int RunGroupRank(cuda::CudaBackendFactory& factory, const CudaRunRequest& reques
     for (const auto& r : per_rank) {
       std::cout << absl::StrFormat(
           "  rank %d: achieved %s, raw %s, prefetch efficiency %.1f%%; wait_and_bind host "
-          "cost %.2f us mean, %.2f us max\n",
+          "cost %.2f us mean, %.2f us max; device memory %s before setup, %s after teardown\n",
           r["rank"].get<int64_t>(), FormatBandwidth(r["achieved_copy_bytes_per_s"]),
           FormatBandwidth(r["raw_copy_bytes_per_s"]), 100 * r["prefetch_efficiency"].get<double>(),
           r["wait_and_bind_host_ns_mean"].get<double>() / 1e3,
-          r["wait_and_bind_host_ns_max"].get<double>() / 1e3);
+          r["wait_and_bind_host_ns_max"].get<double>() / 1e3,
+          FormatBytes(r["device_memory_before"].get<uint64_t>()),
+          FormatBytes(r["device_memory_after"].get<uint64_t>()));
     }
   }
   return report.ok ? exit_code : kExitInvalid;
@@ -301,20 +350,8 @@ int RunOnCuda(const CudaRunRequest& request) {
     (*factory)->Shutdown(0);
     return kExitInvalid;
   }
-  auto memory_before = (*factory)->DeviceMemoryInUse();
   nlohmann::json outcome;
   int exit_code = RunGroupRank(**factory, request, outcome);
-  auto memory_after = (*factory)->DeviceMemoryInUse();
-  if (memory_before.ok() && memory_after.ok() && *memory_after > *memory_before) {
-    std::cerr << absl::StrFormat(
-        "error: rank %d: device memory in use grew from %s to %s over the run\n", info.world_rank,
-        FormatBytes(*memory_before), FormatBytes(*memory_after));
-    if (exit_code == kExitOk) exit_code = kExitInvalid;
-  } else if (memory_before.ok() && memory_after.ok() && std::getenv("DWDP_REPORT_MEMORY")) {
-    std::cerr << absl::StrFormat("rank %d: device memory in use %s before, %s after\n",
-                                 info.world_rank, FormatBytes(*memory_before),
-                                 FormatBytes(*memory_after));
-  }
   if (exit_code != kExitOk) {
     for (const auto& e : outcome.value("errors", nlohmann::json::array())) {
       if (info.world_rank != 0) std::cerr << "error: " << e.get<std::string>() << "\n";

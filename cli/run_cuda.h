@@ -21,7 +21,8 @@ struct CudaRunRequest {
   std::string trace_path;
   bool json = false;
   bool all_ranks = false;
-  double timeout_s = 60;  // bound on every wait for a peer during setup
+  double timeout_s = 60;   // bound on every wait for a peer during setup
+  bool gpu_timing = true;  // events around every operation (per-layer times)
 };
 
 // Returns the exit code.

@@ -55,10 +55,18 @@ for c in rotate ascending round_robin; do
     --contention "$c" --forwards 3 --format json
   cp "$out/step.txt" "$out/timing-$n-$c.json"
 done
-for f in bad-copy-offset partial-map free-at-bind skip-ready-wait; do
+for f in bad-copy-offset partial-map; do
   step "inject $f" 1 "${mpi[@]}" "$b/dwdp" run "scenarios/$faults.yaml" --backend cuda \
     --mode functional --forwards 3 --inject "$f"
 done
+# The two pipeline races only corrupt bytes when a copy is still running while the kernel reads:
+# 20 us of compute per layer against ~0.5 ms of copy gives that copy pressure.
+for f in free-at-bind skip-ready-wait; do
+  step "inject $f under copy pressure" 1 "${mpi[@]}" "$b/dwdp" run "scenarios/$faults.yaml" \
+    --backend cuda --mode functional --forwards 3 --inject "$f" --layer-compute-ns 20000
+done
+step "host cost without GPU timing events" 0 "${mpi[@]}" "$b/dwdp" run \
+  "scenarios/$timing.yaml" --backend cuda --forwards 3 --no-gpu-timing
 export DWDP_TEST_EXIT_AFTER_EXPORT_RANK=1
 step "rank 1 exits after exporting" 3 "${mpi[@]}" "$b/dwdp" run "scenarios/$faults.yaml" \
   --backend cuda --timeout 20
