@@ -33,6 +33,7 @@ struct RunOptions {
   std::optional<int64_t> num_buffers;
   std::optional<double> layer_compute_ns;
   bool no_gpu_timing = false;
+  bool align_forwards = false;
 };
 
 // Physical bytes the simulator would hold for the whole group in functional mode.
@@ -85,6 +86,9 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
       ->check(CLI::Range(0.0, 1e12));
   cmd->add_flag("--no-gpu-timing", opts->no_gpu_timing,
                 "cuda: no events around each operation (measures host costs alone)");
+  cmd->add_flag("--align-forwards", opts->align_forwards,
+                "cuda: barrier before each forward, to measure schedules with aligned ranks "
+                "(diagnostic; DWDP never synchronises ranks at run time)");
   cmd->add_flag("--all-ranks", opts->all_ranks, "Per-layer tables for every rank");
   cmd->add_flag("--no-hazards", opts->no_hazards,
                 "Timing mode without the race checker (faster for long runs)");

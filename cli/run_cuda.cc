@@ -120,20 +120,33 @@ int RunGroupRank(cuda::CudaBackendFactory& factory, const CudaRunRequest& reques
       factory.CreateHandleExchange(**group, (*driver)->shareable_kind(), exchange_options);
   if (!exchange.ok()) return fail(std::string(exchange.status().message()));
   outcome["handle_kind"] = HandleKindName((*driver)->shareable_kind());
-  // The driver and the runtime keep a little device memory for themselves the first time a
-  // stream, an event or a VMM handle is used. Warm those paths up once, then take the baseline
-  // that teardown must return to.
+  // The driver and the runtime keep some device memory for themselves the first time a VMM
+  // handle is mapped, a kernel is launched (its local memory) or a copy runs. Warm those paths
+  // up once on a scratch allocation, then take the baseline that teardown must return to.
   {
     Driver& drv = **driver;
-    auto probe = drv.Create(drv.granularity(), drv.shareable_kind());
+    Streams& str = **streams;
+    const uint64_t g = drv.granularity();
+    auto probe = drv.Create(g, drv.shareable_kind());
     if (probe.ok()) {
       auto shared = drv.Export(*probe);
-      auto va = drv.Reserve(drv.granularity(), drv.granularity());
-      if (va.ok() && drv.Map(*va, drv.granularity(), *probe, 0).ok()) {
-        (void)drv.SetAccess(*va, drv.granularity());
-        (void)drv.Unmap(*va, drv.granularity());
+      auto va = drv.Reserve(g, g);
+      if (va.ok() && drv.Map(*va, g, *probe, 0).ok()) {
+        auto stream = str.CreateStream("warm-up");
+        if (drv.SetAccess(*va, g).ok() && stream.ok()) {
+          const PatternRef pattern{0, 0, g / 2};
+          OpTag tag;
+          tag.label = "warm-up";
+          (void)str.Fill(*va, g, pattern, 0, *stream, tag);
+          (void)str.Copy(*va + g / 2, *va, g / 2, *stream, tag);
+          (void)str.Launch({"warm-up", {{*va, g / 2, true, pattern}}, 0}, *stream, tag);
+          (void)str.Synchronize();
+          (void)str.TakeTimeline();
+        }
+        if (stream.ok()) (void)str.DestroyStream(*stream);
+        (void)drv.Unmap(*va, g);
       }
-      if (va.ok()) (void)drv.Free(*va, drv.granularity());
+      if (va.ok()) (void)drv.Free(*va, g);
       (void)drv.Release(*probe);
     }
   }
@@ -162,6 +175,13 @@ int RunGroupRank(cuda::CudaBackendFactory& factory, const CudaRunRequest& reques
   if (runtime.ok()) {
     (void)(*streams)->TakeTimeline();  // setup is not part of any forward
     for (int64_t f = 0; f < scenario.workload.forwards; ++f) {
+      if (request.align_forwards) {
+        // Diagnostic only: DWDP itself never synchronises ranks at run time.
+        if (auto st = (*group)->Barrier(); !st.ok()) {
+          exit_code = fail(absl::StrCat("barrier before forward ", f, ": ", st.message()));
+          break;
+        }
+      }
       absl::Status st = (*runtime)->RunForward(f);
       ++forwards_done;
       if (!st.ok()) {
@@ -215,6 +235,11 @@ int RunGroupRank(cuda::CudaBackendFactory& factory, const CudaRunRequest& reques
       exit_code = fail(absl::StrCat("teardown: ", st.message()));
     }
     runtime->reset();
+  }
+  // A peer's imports keep this GPU's memory alive until the peer releases them: measure once
+  // every rank of the group has torn down.
+  if (auto st = (*group)->Barrier(); !st.ok()) {
+    exit_code = fail(absl::StrCat("barrier after teardown: ", st.message()));
   }
   outcome["forwards_done"] = forwards_done;
   outcome["raw_copy_ns"] = raw_ns;

@@ -21,8 +21,9 @@ struct CudaRunRequest {
   std::string trace_path;
   bool json = false;
   bool all_ranks = false;
-  double timeout_s = 60;   // bound on every wait for a peer during setup
-  bool gpu_timing = true;  // events around every operation (per-layer times)
+  double timeout_s = 60;        // bound on every wait for a peer during setup
+  bool gpu_timing = true;       // events around every operation (per-layer times)
+  bool align_forwards = false;  // barrier before each forward (diagnostic)
 };
 
 // Returns the exit code.

@@ -54,6 +54,10 @@ for c in rotate ascending round_robin; do
   step "timing $timing $c" 0 "${mpi[@]}" "$b/dwdp" run "scenarios/$timing.yaml" --backend cuda \
     --contention "$c" --forwards 3 --format json
   cp "$out/step.txt" "$out/timing-$n-$c.json"
+  step "timing $timing $c, aligned forwards" 0 "${mpi[@]}" "$b/dwdp" run \
+    "scenarios/$timing.yaml" --backend cuda --contention "$c" --forwards 3 --align-forwards \
+    --format json
+  cp "$out/step.txt" "$out/timing-$n-$c-aligned.json"
 done
 for f in bad-copy-offset partial-map; do
   step "inject $f" 1 "${mpi[@]}" "$b/dwdp" run "scenarios/$faults.yaml" --backend cuda \
