@@ -104,10 +104,24 @@ __global__ void __launch_bounds__(kThreads, kComputeBlocksPerSm) ComputeKernel(C
   const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
   const uint64_t thread = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   uint64_t folded = 0;
+  // A real MoE kernel reads its experts' weights over its whole run, not in one burst at the
+  // start: pace the reads across 90% of the duration so that HBM traffic (and its interference
+  // with concurrent copies) is spread the same way.
+  uint64_t total_steps = 0;
+  for (int r = 0; r < args.num_reads; ++r) {
+    total_steps += (Chunks(args.reads[r].va, args.reads[r].bytes).count + stride - 1) / stride;
+  }
+  const double ns_per_step =
+      total_steps > 0 ? 0.9 * static_cast<double>(args.duration_ns) / total_steps : 0.0;
+  uint64_t step = 0;
   for (int r = 0; r < args.num_reads; ++r) {
     const DeviceRead& read = args.reads[r];
     const ChunkRange range = Chunks(read.va, read.bytes);
-    for (uint64_t c = thread; c < range.count; c += stride) {
+    for (uint64_t c = thread; c < range.count; c += stride, ++step) {
+      if (ns_per_step > 0) {
+        const uint64_t due = started + static_cast<uint64_t>(ns_per_step * step);
+        while (GlobalTimerNs() < due) __nanosleep(100);
+      }
       const uint64_t chunk = range.first + c * kChunk;
       uint8_t got[kChunk];
       uint64_t begin = chunk;

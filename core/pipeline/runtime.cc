@@ -598,10 +598,15 @@ absl::Status GroupRuntime::ProbeLayerCopies(int64_t rank, int64_t position) {
     tag.layer = layout_.moe_layers[position];
     tag.forward = -1;
     tag.label = "raw copy";
-    const int64_t saved = r->bad_copy_position;
+    // The probe moves the same bytes as whole runs, one owner after the other (the rotate
+    // plan): the single-pair rate every schedule is measured against.
+    const int64_t saved_position = r->bad_copy_position;
     r->bad_copy_position = -1;  // the probe measures, it does not plant faults
+    CopyPlan schedule = std::move(r->copy_plan);
+    r->copy_plan = MakeCopyPlan(layout_, rank, {ContentionMode::kRotate, 0});
     absl::Status st = IssueLayerCopies(*r, position, r->copy, tag);
-    r->bad_copy_position = saved;
+    r->copy_plan = std::move(schedule);
+    r->bad_copy_position = saved_position;
     if (st.ok()) st = r->streams->Synchronize();
     return WithContext(st, absl::StrFormat("copy probe on rank %d", rank));
   }

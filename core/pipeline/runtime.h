@@ -85,8 +85,9 @@ class GroupRuntime {
   absl::Status RunForward(int64_t forward);
 
   // Issues the copies of the layer at `position` on a hosted rank with nothing else queued and
-  // waits for them (tagged "raw copy", forward -1): the raw copy rate of the same byte volumes
-  // a prefetch moves, for the prefetch-efficiency figure.
+  // waits for them (tagged "raw copy", forward -1): the same byte volumes a prefetch moves, as
+  // whole runs one owner at a time, i.e. the raw single-pair copy rate that prefetch
+  // efficiency is measured against, whatever the schedule.
   absl::Status ProbeLayerCopies(int64_t rank, int64_t position);
 
   // Host time spent in wait_and_bind over all forwards (the engine-facing cost per layer).
