@@ -1,17 +1,22 @@
 // dwdp plan | place: choose dwdp_size, recipe and slot count for a model and platform, and lay
 // the chosen configuration out on a cluster.
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "backends/sim/simulate.h"
 #include "cli/common.h"
 #include "core/config/loader.h"
+#include "core/layout/layout.h"
+#include "core/perf/layer_times.h"
 #include "core/plan/placement.h"
 #include "core/plan/plan_report.h"
 #include "core/plan/planner.h"
 #include "core/report/table.h"
+#include "core/util/bytes.h"
 
 namespace dwdp::cli {
 namespace {
@@ -35,6 +40,105 @@ bool WriteFileOrReport(const std::string& path, const std::string& text, Command
 
 }  // namespace
 
+namespace {
+
+// The planner's closed-form numbers next to the simulator's for the `count` fitting candidates
+// with the highest throughput per GPU: same perf model, but the simulator runs the real slot
+// pipeline, copy schedule and link sharing.
+nlohmann::json SimulateBest(const Scenario& base, const Plan& plan, int64_t count,
+                            CommandContext& ctx) {
+  nlohmann::json out = nlohmann::json::array();
+  if (count <= 0) return out;
+  std::vector<const PlanCandidate*> fitting;
+  for (const PlanCandidate& c : plan.candidates) {
+    if (c.fits) fitting.push_back(&c);
+  }
+  std::sort(fitting.begin(), fitting.end(), [](const PlanCandidate* a, const PlanCandidate* b) {
+    return a->tokens_per_s_per_gpu > b->tokens_per_s_per_gpu;
+  });
+  if (static_cast<int64_t>(fitting.size()) > count) fitting.resize(static_cast<size_t>(count));
+  for (const PlanCandidate* c : fitting) {
+    Scenario scenario = base;
+    scenario.dwdp.dwdp_size = c->dwdp_size;
+    scenario.dwdp.num_experts_per_worker = c->num_experts_per_worker;
+    scenario.dwdp.num_prefetch_experts = c->num_prefetch_experts;
+    scenario.dwdp.loaded_chunk.reset();
+    scenario.dwdp.num_buffers = c->num_buffers;
+    scenario.dwdp.contention.mode = plan.contention;
+    scenario.workload.tokens_per_rank = c->tokens_per_rank;
+    scenario.workload.sequence_length = c->sequence_length;
+    auto layout = ComputeGroupLayout(scenario);
+    if (!layout.ok()) {
+      ReportError(layout.status(), kExitInvalid, ctx);
+      continue;
+    }
+    const LayerTimes times = ComputeLayerTimes(scenario);
+    sim::SimulateOptions options;
+    options.forwards = 1;
+    options.check_hazards = false;
+    options.attention_ns = times.attention_ns;
+    options.moe_ns = times.moe_ns;
+    options.prelude_ns = times.prelude_ns;
+    auto result = sim::SimulateScenario(scenario, *layout, options);
+    if (!result.ok()) {
+      ReportError(result.status(), kExitInvalid, ctx);
+      continue;
+    }
+    // Per-layer figures of the slowest rank, averaged over the MoE layers.
+    double copy_ns = 0;
+    double stall_ns = 0;
+    size_t layers = 0;
+    for (const RankReport& rank : result->report.ranks) {
+      double rank_copy = 0;
+      for (const LayerReport& l : rank.layers) rank_copy += l.copy_ns;
+      if (rank_copy >= copy_ns) {
+        copy_ns = rank_copy;
+        stall_ns = rank.stall_ns;
+        layers = rank.layers.size();
+      }
+    }
+    const double per_layer = layers ? 1.0 / static_cast<double>(layers) : 0;
+    out.push_back({{"dwdp_size", c->dwdp_size},
+                   {"num_experts_per_worker", c->num_experts_per_worker},
+                   {"num_prefetch_experts", c->num_prefetch_experts},
+                   {"num_buffers", c->num_buffers},
+                   {"tokens_per_rank", c->tokens_per_rank},
+                   {"sequence_length", c->sequence_length},
+                   {"planned_prefetch_ns_per_layer", c->prefetch_ns_per_layer},
+                   {"simulated_prefetch_ns_per_layer", copy_ns * per_layer},
+                   {"planned_stall_ns_per_layer", c->stall_ns_per_layer},
+                   {"simulated_stall_ns_per_layer", stall_ns * per_layer},
+                   {"planned_forward_ns", c->forward_ns},
+                   {"simulated_forward_ns", result->report.forward_ns},
+                   {"simulation_ok", result->report.ok}});
+  }
+  return out;
+}
+
+std::string SimulatedText(const nlohmann::json& simulated) {
+  TextTable table({"d", "recipe", "k", "tokens", "seq", "copy/layer plan", "copy/layer sim",
+                   "stall/layer plan", "stall/layer sim", "forward plan", "forward sim", "diff"});
+  for (const auto& s : simulated) {
+    const double planned = s["planned_forward_ns"];
+    const double sim = s["simulated_forward_ns"];
+    table.AddRow({std::to_string(s["dwdp_size"].get<int64_t>()),
+                  absl::StrCat(s["num_experts_per_worker"].get<int64_t>(), "/",
+                               s["num_prefetch_experts"].get<int64_t>()),
+                  std::to_string(s["num_buffers"].get<int64_t>()),
+                  std::to_string(s["tokens_per_rank"].get<int64_t>()),
+                  std::to_string(s["sequence_length"].get<int64_t>()),
+                  FormatNanos(s["planned_prefetch_ns_per_layer"]),
+                  FormatNanos(s["simulated_prefetch_ns_per_layer"]),
+                  FormatNanos(s["planned_stall_ns_per_layer"]),
+                  FormatNanos(s["simulated_stall_ns_per_layer"]), FormatNanos(planned),
+                  FormatNanos(sim),
+                  planned > 0 ? absl::StrFormat("%+.1f%%", 100 * (sim - planned) / planned) : "-"});
+  }
+  return "\nplanner vs simulator (timing mode, one forward, slowest rank):\n" + table.Render({1});
+}
+
+}  // namespace
+
 void RegisterPlan(CLI::App& app, CommandContext& ctx) {
   struct Options {
     std::string scenario;
@@ -51,6 +155,7 @@ void RegisterPlan(CLI::App& app, CommandContext& ctx) {
     bool recommend = false;
     std::string objective = "throughput";
     std::string csv_out;
+    int64_t simulate = 0;
   };
   auto opts = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
@@ -91,6 +196,9 @@ void RegisterPlan(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--objective", opts->objective, "What --recommend optimises")
       ->check(CLI::IsMember({"throughput", "smallest"}))
       ->capture_default_str();
+  cmd->add_option("--simulate", opts->simulate,
+                  "Also run the simulator (timing mode) on the N best fitting candidates")
+      ->check(CLI::Range(int64_t{0}, int64_t{64}));
   cmd->add_option("--csv-out", opts->csv_out, "Also write the CSV (for scripts/plot_plan.py)");
   cmd->callback([opts, &ctx] {
     auto scenario = LoadScenarioOrReport(opts->scenario, ctx);
@@ -125,15 +233,20 @@ void RegisterPlan(CLI::App& app, CommandContext& ctx) {
                                                          : PlanObjective::kThroughput);
     }
     if (!opts->csv_out.empty() && !WriteFileOrReport(opts->csv_out, PlanToCsv(*plan), ctx)) return;
+    const nlohmann::json simulated = SimulateBest(*scenario, *plan, opts->simulate, ctx);
     switch (ParseFormat(opts->format)) {
-      case Format::kJson:
-        PrintJson(PlanToJson(*plan, recommendations));
+      case Format::kJson: {
+        nlohmann::json json = PlanToJson(*plan, recommendations);
+        if (opts->simulate > 0) json["simulated"] = simulated;
+        PrintJson(json);
         break;
+      }
       case Format::kCsv:
         std::cout << PlanToCsv(*plan);
         break;
       case Format::kText:
         std::cout << PlanToText(*plan, recommendations);
+        if (opts->simulate > 0) std::cout << SimulatedText(simulated);
         break;
     }
     // A recommendation was asked for and nothing fits: the scenario cannot run as planned.

@@ -69,7 +69,8 @@ BOOST_AUTO_TEST_CASE(functional_runs_of_every_small_scenario_have_no_hazard) {
     if (name.rfind("sim-small-", 0) != 0 && name.rfind("moe72-", 0) != 0) continue;
     const Loaded loaded = Load("scenarios/" + name);
     const auto result = Simulate(loaded, Options(loaded.scenario, /*functional=*/true));
-    BOOST_TEST(result.report.ok, name << ":\n" << Joined(result.report.errors)
+    BOOST_TEST(result.report.ok, name << ":\n"
+                                      << Joined(result.report.errors)
                                       << Joined(result.report.hazards));
     BOOST_TEST(result.report.forwards == loaded.scenario.workload.forwards);
     BOOST_TEST(result.leaks.empty(), result.leaks.ToString());
@@ -83,9 +84,8 @@ BOOST_AUTO_TEST_CASE(each_layer_is_copied_once_per_forward_with_its_remote_bytes
   const auto result = Simulate(loaded, Options(loaded.scenario, true));
   for (const RankReport& rank : result.report.ranks) {
     BOOST_REQUIRE_EQUAL(rank.layers.size(), loaded.layout.moe_layers.size());
-    const uint64_t remote_experts =
-        static_cast<uint64_t>(loaded.scenario.model.num_experts -
-                              loaded.layout.ranks[rank.rank].range.count());
+    const uint64_t remote_experts = static_cast<uint64_t>(
+        loaded.scenario.model.num_experts - loaded.layout.ranks[rank.rank].range.count());
     for (const LayerReport& layer : rank.layers) {
       BOOST_TEST(layer.copy_bytes == remote_experts * loaded.scenario.model.expert_bytes());
     }
@@ -147,15 +147,15 @@ BOOST_AUTO_TEST_CASE(two_runs_give_identical_json) {
 
 BOOST_AUTO_TEST_CASE(a_failure_at_every_setup_step_rolls_back_everything) {
   const Loaded loaded = Load("scenarios/sim-small-d3-6x5-modeb.yaml");
-  const std::vector<std::string> steps = {"streams",        "local handles",
-                                          "peer views",     "pool and composite VAs",
-                                          "edge bytes",     "weight manager",
-                                          "scatter"};
+  const std::vector<std::string> steps = {
+      "streams",    "local handles",  "peer views", "pool and composite VAs",
+      "edge bytes", "weight manager", "scatter"};
   for (int64_t failing_rank = 0; failing_rank < 3; ++failing_rank) {
     for (const std::string& step : steps) {
       auto options = Options(loaded.scenario, true);
       options.step_hook = [&](int64_t rank, absl::string_view s) {
-        if (rank == failing_rank && s == step) return absl::UnavailableError("planted step failure");
+        if (rank == failing_rank && s == step)
+          return absl::UnavailableError("planted step failure");
         return absl::OkStatus();
       };
       const auto result = Simulate(loaded, options);
@@ -164,8 +164,8 @@ BOOST_AUTO_TEST_CASE(a_failure_at_every_setup_step_rolls_back_everything) {
       const std::string& first = result.report.errors.front();
       BOOST_TEST(first.find("planted step failure") != std::string::npos, first);
       BOOST_TEST(first.find("'" + step + "'") != std::string::npos, first);
-      BOOST_TEST(result.leaks.empty(), step << " on rank " << failing_rank << ": "
-                                            << result.leaks.ToString());
+      BOOST_TEST(result.leaks.empty(),
+                 step << " on rank " << failing_rank << ": " << result.leaks.ToString());
     }
   }
 }
@@ -244,9 +244,9 @@ BOOST_AUTO_TEST_CASE(a_failing_release_during_rollback_does_not_hide_the_first_e
   BOOST_TEST(!result.setup_ok);
   BOOST_REQUIRE(!result.report.errors.empty());
   const std::string& first = result.report.errors.front();
-  BOOST_TEST(first.find("(injected at driver call 40): CUDA_ERROR_INVALID_VALUE") !=
-                 std::string::npos,
-             first);
+  BOOST_TEST(
+      first.find("(injected at driver call 40): CUDA_ERROR_INVALID_VALUE") != std::string::npos,
+      first);
   BOOST_TEST(first.find("rollback also failed") != std::string::npos, first);
   BOOST_TEST(first.find("injected at driver call 40") < first.find("rollback also failed"));
   BOOST_TEST(result.leaks.empty(), result.leaks.ToString());
