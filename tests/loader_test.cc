@@ -22,6 +22,7 @@
 #include "absl/strings/str_replace.h"
 #include "core/config/loader.h"
 #include "core/config/scenario.h"
+#include "core/util/bytes.h"
 #include "tests/support/test_paths.h"
 
 namespace dwdp {
@@ -29,8 +30,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::SourcePath;
-
-constexpr uint64_t kMiB = 1024 * 1024;
 
 std::vector<int64_t> Layers(int64_t first, int64_t last) {
   std::vector<int64_t> layers;
@@ -360,6 +359,38 @@ BOOST_AUTO_TEST_CASE(gb200_b200_h200_numbers) {
   ExpectQuantity(h200.hbm_bw, 4.8e12, Provenance::kSpec, "h200 hbm_bw");
   ExpectQuantity(h200.nvlink_bw, 450e9, Provenance::kSpec, "h200 nvlink_bw");
   ExpectQuantity(h200.flops_fp8, 1.98e15, Provenance::kSpec, "h200 flops_fp8");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_SUITE(byte_sizes)
+
+BOOST_AUTO_TEST_CASE(fractional_sizes_are_exact_not_rounded) {
+  // Found by fuzz_byte_size: the fraction went through long double, so a fraction that is not
+  // a whole number of bytes was rounded into one and accepted.
+  const absl::StatusOr<uint64_t> rounded = ParseByteSize(" 6744073709551616.00000212");
+  BOOST_REQUIRE(!rounded.ok());
+  BOOST_TEST(absl::StrContains(rounded.status().message(), "is not a whole number of bytes"),
+             rounded.status().message());
+  BOOST_TEST(!ParseByteSize("1.0000000000000000000001").ok());
+  BOOST_TEST(!ParseByteSize("4095.99999999999999999999 B").ok());
+  BOOST_TEST(!ParseByteSize("0.3 KiB").ok());  // 307.2 bytes
+  // Exact fractions are whole numbers of bytes however they are written.
+  BOOST_TEST(ParseByteSize("0.5KiB").value_or(0) == 512u);
+  BOOST_TEST(ParseByteSize("1.5GiB").value_or(0) == 3 * kGiB / 2);
+  BOOST_TEST(ParseByteSize("0.0009765625 KiB").value_or(0) == 1u);  // 2^-10 KiB
+  BOOST_TEST(ParseByteSize("2.000000000000000000000000 MB").value_or(0) == 2000000u);
+  BOOST_TEST(ParseByteSize(".25k").value_or(0) == 256u);
+  // The 64-bit limit is exact too: 2^64 - 1 written with a fraction was rejected as an
+  // overflow, the next integer still is one.
+  BOOST_TEST(ParseByteSize("18446744073709551615.0").value_or(0) == UINT64_MAX);
+  const absl::StatusOr<uint64_t> too_large = ParseByteSize("18446744073709551616.0");
+  BOOST_REQUIRE(!too_large.ok());
+  BOOST_TEST(absl::StrContains(too_large.status().message(), "overflows 64 bits"),
+             too_large.status().message());
+  BOOST_TEST(!ParseByteSize("16777216 TiB").ok());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
