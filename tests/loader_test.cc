@@ -562,6 +562,35 @@ BOOST_AUTO_TEST_CASE(hardware_overrides_keep_provenance) {
                   "granularity, nvlink_bw");
 }
 
+BOOST_AUTO_TEST_CASE(fraction_and_exponent_numbers_are_exact_not_rounded) {
+  // The same rounding fuzz_byte_size found in ParseByteSize, in the loader's own number
+  // reading: a double rounded "4.0000000000000001" to 4, so a number that is not whole loaded.
+  ExpectLoadError(Replace(kBaseScenario, "dwdp_size: 4", "dwdp_size: 4.0000000000000001"),
+                  "t.yaml:5:14: key 'dwdp.dwdp_size': expected a whole number, got "
+                  "'4.0000000000000001'");
+  ExpectLoadError(Replace(kBaseScenario, "  preset: deepseek-v3-nvfp4\n",
+                          "  preset: deepseek-v3-nvfp4\n"
+                          "  weights: [{name: w, expert_bytes: 4097.0000000000000001}]\n"),
+                  "t.yaml:4:", "expected a whole number of bytes, got '4097.0000000000000001'");
+  ExpectLoadError(Replace(kBaseScenario, "tokens_per_rank: 16384", "tokens_per_rank: 1e-1"),
+                  "t.yaml:10:", "expected a whole number, got '1e-1'");
+  // Exact forms still load, with their exact value; hexadecimal keeps working.
+  const absl::StatusOr<Scenario> s = LoadScenarioString(
+      absl::StrReplaceAll(kBaseScenario,
+                          {{"dwdp_size: 4", "dwdp_size: 0.04e2"},
+                           {"num_prefetch_experts: 64", "num_prefetch_experts: 6.4e1"},
+                           {"tokens_per_rank: 16384", "tokens_per_rank: 0x4000"},
+                           {"  preset: deepseek-v3-nvfp4\n",
+                            "  preset: deepseek-v3-nvfp4\n"
+                            "  weights: [{name: w, expert_bytes: 4.097000e3}]\n"}}),
+      "t.yaml");
+  BOOST_TEST_REQUIRE(s.ok(), s.status().ToString());
+  BOOST_TEST(s->dwdp.dwdp_size == 4);
+  BOOST_TEST(s->dwdp.num_prefetch_experts == 64);
+  BOOST_TEST(s->workload.tokens_per_rank == 16384);
+  BOOST_TEST(s->model.weights.at(0).expert_bytes == 4097u);
+}
+
 BOOST_AUTO_TEST_CASE(partition_values_that_validation_reports_still_load) {
   struct Case {
     const char* from;

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -110,20 +111,46 @@ absl::Status Field::ReadInt(int64_t min, int64_t max, int64_t* out, absl::string
                 max != std::numeric_limits<int64_t>::max(), why);
   int64_t value = 0;
   if (!absl::SimpleAtoi(text, &value)) {
-    // Exponent forms are fine when exact ("1e6"); anything else is not an integer.
-    double as_double = 0;
-    if (!absl::SimpleAtod(text, &as_double) || std::isnan(as_double)) {
-      return Error(absl::StrCat("expected an integer, got ", Quote(text)));
+    // Exponent and fraction forms are fine when exactly whole ("1e6", "64.0"); the value comes
+    // from the decimal digits, since a double would round "4.0000000000000001" to 4.
+    const bool negative = !text.empty() && text.front() == '-';
+    const absl::string_view magnitude = absl::string_view(text).substr(negative ? 1 : 0);
+    const WholeDecimal exact = negative && absl::StartsWith(magnitude, "+")
+                                   ? WholeDecimal{}
+                                   : ParseWholeDecimal(magnitude);
+    switch (exact.outcome) {
+      case WholeDecimal::Outcome::kWhole: {
+        // int64_t holds magnitudes up to 2^63 - 1, and 2^63 when negative.
+        constexpr uint64_t kTwoTo63 = uint64_t{1} << 63;
+        if (exact.value > (negative ? kTwoTo63 : kTwoTo63 - 1)) {
+          return Error(absl::StrCat(range, ", got ", text));
+        }
+        // Conversion to int64_t is modular (C++20), so -2^63 comes out right too.
+        value = static_cast<int64_t>(negative ? 0 - exact.value : exact.value);
+        break;
+      }
+      case WholeDecimal::Outcome::kNotWhole:
+        return Error(absl::StrCat("expected a whole number, got ", Quote(text)));
+      case WholeDecimal::Outcome::kTooLarge:
+        return Error(absl::StrCat(range, ", got ", text));
+      case WholeDecimal::Outcome::kNotDecimal: {
+        // Other number forms absl reads (hexadecimal "0x40", "inf") keep their double reading.
+        double as_double = 0;
+        if (!absl::SimpleAtod(text, &as_double) || std::isnan(as_double)) {
+          return Error(absl::StrCat("expected an integer, got ", Quote(text)));
+        }
+        if (std::isfinite(as_double) && as_double != std::floor(as_double)) {
+          return Error(absl::StrCat("expected a whole number, got ", Quote(text)));
+        }
+        // 2^63 as a double: anything at or beyond it does not fit int64_t.
+        constexpr double kTwoTo63 = 9223372036854775808.0;
+        if (!std::isfinite(as_double) || as_double >= kTwoTo63 || as_double < -kTwoTo63) {
+          return Error(absl::StrCat(range, ", got ", text));
+        }
+        value = static_cast<int64_t>(as_double);
+        break;
+      }
     }
-    if (std::isfinite(as_double) && as_double != std::floor(as_double)) {
-      return Error(absl::StrCat("expected a whole number, got ", Quote(text)));
-    }
-    // 2^63 as a double: anything at or beyond it does not fit int64_t.
-    constexpr double kTwoTo63 = 9223372036854775808.0;
-    if (!std::isfinite(as_double) || as_double >= kTwoTo63 || as_double < -kTwoTo63) {
-      return Error(absl::StrCat(range, ", got ", text));
-    }
-    value = static_cast<int64_t>(as_double);
   }
   if (value < min || value > max) return Error(absl::StrCat(range, ", got ", text));
   *out = value;
@@ -145,9 +172,22 @@ absl::Status Field::ReadSize(uint64_t min, uint64_t max, uint64_t* out,
   }
   uint64_t value = 0;
   double as_double = 0;
+  // Plain integers first; then fraction and exponent forms, exact on their decimal digits (a
+  // double would round 4097.0000000000000001 to 4097); then other forms absl reads; then unit
+  // strings.
+  const WholeDecimal exact = ParseWholeDecimal(text);
   if (absl::SimpleAtoi(text, &value)) {
     // Plain integer.
+  } else if (exact.outcome != WholeDecimal::Outcome::kNotDecimal) {
+    if (exact.outcome == WholeDecimal::Outcome::kNotWhole) {
+      return Error(absl::StrCat("expected a whole number of bytes, got ", Quote(text)));
+    }
+    if (exact.outcome == WholeDecimal::Outcome::kTooLarge) {
+      return Error(absl::StrCat(range, ", got ", text));
+    }
+    value = exact.value;
   } else if (absl::SimpleAtod(text, &as_double) && !std::isnan(as_double)) {
+    // Other number forms absl reads (hexadecimal "0x200000", "inf") keep their double reading.
     constexpr double kTwoTo64 = 18446744073709551616.0;
     if (!std::isfinite(as_double) || as_double >= kTwoTo64) {
       return Error(absl::StrCat(range, ", got ", text));
