@@ -591,6 +591,28 @@ BOOST_AUTO_TEST_CASE(fraction_and_exponent_numbers_are_exact_not_rounded) {
   BOOST_TEST(s->model.weights.at(0).expert_bytes == 4097u);
 }
 
+BOOST_AUTO_TEST_CASE(text_values_must_be_utf8) {
+  // Found by fuzz_loader: yaml-cpp passes bytes that are not UTF-8 through, so a name like
+  // "c\xF2lf" loaded and `dwdp validate --format json` then aborted in nlohmann::json.
+  ExpectLoadError(Replace(kBaseScenario, "name: base", "name: c\xF2lf"),
+                  "t.yaml:1:7: key 'name': expected UTF-8 text, got byte 0xF2 at offset 1");
+  ExpectLoadError(Replace(kBaseScenario, "  preset: deepseek-v3-nvfp4\n",
+                          "  preset: deepseek-v3-nvfp4\n"
+                          "  weights: [{name: \"w\xC0\xAF\", expert_bytes: 4096}]\n"),
+                  "t.yaml:4:", "expected UTF-8 text, got byte 0xC0 at offset 1");  // overlong '/'
+  ExpectLoadError(Replace(kBaseScenario, "hardware: gb200-nvl72",
+                          "hardware: {preset: gb200-nvl72, gpu_name: \"\xED\xA0\x80\"}"),
+                  "t.yaml:8:43:", "expected UTF-8 text, got byte 0xED at offset 0");  // a surrogate
+  // UTF-8 text of every length loads as written.
+  const std::string name =
+      "gr\xC3\xB6\xC3\x9F"
+      "e-\xE2\x9C\x93-\xF0\x9F\x9A\x80";  // größe-✓-🚀
+  const absl::StatusOr<Scenario> s =
+      LoadScenarioString(Replace(kBaseScenario, "name: base", "name: " + name), "t.yaml");
+  BOOST_TEST_REQUIRE(s.ok(), s.status().ToString());
+  BOOST_TEST(s->name == name);
+}
+
 BOOST_AUTO_TEST_CASE(partition_values_that_validation_reports_still_load) {
   struct Case {
     const char* from;

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/util/bytes.h"
 
@@ -53,6 +54,43 @@ std::string ClosestKey(absl::string_view key, absl::Span<const absl::string_view
     }
   }
   return best;
+}
+
+// Offset of the first byte that does not belong to a well-formed UTF-8 sequence (RFC 3629: no
+// overlong forms, no surrogates, nothing past U+10FFFF), or npos. yaml-cpp passes such bytes
+// through from the file, and the commands write loaded names as JSON, which must be UTF-8.
+size_t FirstInvalidUtf8(absl::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    size_t length = 0;
+    unsigned char low = 0x80;  // bounds of the second byte, tighter after some lead bytes
+    unsigned char high = 0xBF;
+    if (lead < 0x80) {
+      length = 1;
+    } else if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      length = 3;
+      if (lead == 0xE0) low = 0xA0;   // overlong
+      if (lead == 0xED) high = 0x9F;  // surrogates
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4;
+      if (lead == 0xF0) low = 0x90;   // overlong
+      if (lead == 0xF4) high = 0x8F;  // past U+10FFFF
+    } else {
+      return i;
+    }
+    if (i + length > text.size()) return i;
+    for (size_t k = 1; k < length; ++k) {
+      const auto byte = static_cast<unsigned char>(text[i + k]);
+      const unsigned char min = k == 1 ? low : 0x80;
+      const unsigned char max = k == 1 ? high : 0xBF;
+      if (byte < min || byte > max) return i;
+    }
+    i += length;
+  }
+  return absl::string_view::npos;
 }
 
 std::string Quote(absl::string_view text) {
@@ -231,6 +269,10 @@ absl::Status Field::ReadString(std::string* out) const {
   if (!IsScalar()) return Error(absl::StrCat("expected a string, got ", Describe()));
   if (absl::StripAsciiWhitespace(node_.Scalar()).empty()) {
     return Error("expected a non-empty string");
+  }
+  if (const size_t bad = FirstInvalidUtf8(node_.Scalar()); bad != absl::string_view::npos) {
+    return Error(absl::StrFormat("expected UTF-8 text, got byte 0x%02X at offset %d of the value",
+                                 static_cast<unsigned char>(node_.Scalar()[bad]), bad));
   }
   *out = node_.Scalar();
   return absl::OkStatus();
