@@ -43,6 +43,9 @@ if [ -f "tests/fuzz/${target}.dict" ]; then
 fi
 
 crashes_before=$(find "$crashes" -type f | wc -l)
+marker="build/fuzz/logs/${target}.started"
+touch "$marker"
+started=$SECONDS
 status=0
 if [ "$seconds" -eq 0 ]; then
   # -runs=0 executes every corpus input once and stops.
@@ -51,20 +54,24 @@ else
   nice -n 10 "$binary" "${flags[@]}" -max_total_time="$seconds" "$@" "$work_corpus" "$seeds" \
     >"$log" 2>&1 || status=$?
 fi
+elapsed=$((SECONDS - started))
 crashes_after=$(find "$crashes" -type f | wc -l)
 new_crashes=$((crashes_after - crashes_before))
 
+# Final stats when libFuzzer ends normally; after a crash, the last progress line's count.
 executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+if [ -z "$executions" ]; then
+  executions=$(sed -n 's/^#\([0-9][0-9]*\).*/\1/p' "$log" | tail -1)
+fi
 corpus_size=$(find "$work_corpus" -type f | wc -l)
 if [ "$seconds" -eq 0 ]; then
   echo "${target}: replayed $(find "$seeds" -type f | wc -l) seed inputs, status ${status}"
 else
-  echo "${target}: ${executions:-?} executions in ${seconds} s (${rate:-?}/s), working corpus ${corpus_size} inputs"
+  echo "${target}: ${executions:-?} executions in ${elapsed} s, working corpus ${corpus_size} inputs"
 fi
 if [ "$new_crashes" -gt 0 ] || [ "$status" -ne 0 ]; then
   echo "${target}: CRASH (libFuzzer exit ${status}); ${new_crashes} new input(s) in ${crashes}/:"
-  find "$crashes" -type f -newer "$binary" -printf '  %p\n'
+  find "$crashes" -type f -newer "$marker" -printf '  %p\n'
   grep -E "fuzz property violated|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error|SUMMARY" "$log" |
     head -5 | sed 's/^/  /'
   echo "  full log: ${log}"
