@@ -613,6 +613,16 @@ BOOST_AUTO_TEST_CASE(text_values_must_be_utf8) {
   BOOST_TEST(s->name == name);
 }
 
+BOOST_AUTO_TEST_CASE(messages_quoting_control_characters_stay_one_line) {
+  // Found by fuzz_loader: for "---\x06\x00\n" yaml-cpp reports "unknown escape character: "
+  // followed by a raw newline, which went into the message unchanged.
+  ExpectLoadError(std::string("---\x06\0\n", 6),
+                  "t.yaml:2:1: malformed YAML: unknown escape character: \\n");
+  // The user's own text, quoted in a message, is escaped the same way.
+  ExpectLoadError(Replace(kBaseScenario, "dwdp_size: 4", "dwdp_size: |\n    4\n    5\x7F\x01\t"),
+                  "t.yaml:5:", "expected an integer, got '4\\n5\\x7F\\x01'");
+}
+
 BOOST_AUTO_TEST_CASE(partition_values_that_validation_reports_still_load) {
   struct Case {
     const char* from;

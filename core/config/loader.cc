@@ -387,7 +387,8 @@ absl::Status Guarded(const std::string& file, Fn&& parse) {
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(AtPosition(file, e.mark, e.msg));
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(file, ": unexpected error while loading: ", e.what()));
+    return absl::InternalError(AtPosition(
+        file, YAML::Mark::null_mark(), absl::StrCat("unexpected error while loading: ", e.what())));
   }
 }
 

@@ -123,9 +123,31 @@ std::string NumberText(double value) {
 
 }  // namespace
 
+std::string OneLine(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (byte < 0x20 || byte == 0x7F) {
+      out += absl::StrFormat("\\x%02X", byte);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
 std::string AtPosition(absl::string_view file, const YAML::Mark& mark, absl::string_view message) {
-  if (mark.is_null()) return absl::StrCat(file, ": ", message);
-  return absl::StrCat(file, ":", mark.line + 1, ":", mark.column + 1, ": ", message);
+  // Messages quote the user's text and yaml-cpp's (which can hold the offending character):
+  // escaping control characters keeps every message one line, as the commands print it.
+  if (mark.is_null()) return OneLine(absl::StrCat(file, ": ", message));
+  return OneLine(absl::StrCat(file, ":", mark.line + 1, ":", mark.column + 1, ": ", message));
 }
 
 absl::Status Field::Error(absl::string_view message) const {
