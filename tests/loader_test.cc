@@ -623,6 +623,18 @@ BOOST_AUTO_TEST_CASE(messages_quoting_control_characters_stay_one_line) {
                   "t.yaml:5:", "expected an integer, got '4\\n5\\x7F\\x01'");
 }
 
+BOOST_AUTO_TEST_CASE(stray_comma_at_the_top_level_is_an_error_not_a_hang) {
+  // Found by fuzz_loader (a timeout with 2 GB of memory): for ",--" yaml-cpp 0.7's LoadAll
+  // starts empty documents on the ',' forever.
+  ExpectLoadError(",--\n", "t.yaml:1:1: malformed YAML: ',' outside a list or map");
+  ExpectLoadError(kBaseScenario + std::string(",\n"), "t.yaml:11:1: malformed YAML");
+  ExpectLoadError("- a\n, b\n", "t.yaml:2:1: malformed YAML: ',' outside a list or map");
+  ExpectLoadError("[a] ,", "t.yaml:1:5: malformed YAML: ',' outside a list or map");
+  // More than one document is still counted and reported at the second one.
+  ExpectLoadError(kBaseScenario + std::string("---\nname: second\n---\n"),
+                  "t.yaml:12:1: the file holds 3 YAML documents; it must hold one");
+}
+
 BOOST_AUTO_TEST_CASE(partition_values_that_validation_reports_still_load) {
   struct Case {
     const char* from;
