@@ -22,6 +22,7 @@
 #include "absl/strings/str_replace.h"
 #include "core/config/loader.h"
 #include "core/config/scenario.h"
+#include "core/util/bytes.h"
 #include "tests/support/test_paths.h"
 
 namespace dwdp {
@@ -29,8 +30,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::SourcePath;
-
-constexpr uint64_t kMiB = 1024 * 1024;
 
 std::vector<int64_t> Layers(int64_t first, int64_t last) {
   std::vector<int64_t> layers;
@@ -366,6 +365,38 @@ BOOST_AUTO_TEST_SUITE_END()
 
 // ---------------------------------------------------------------------------------------
 
+BOOST_AUTO_TEST_SUITE(byte_sizes)
+
+BOOST_AUTO_TEST_CASE(fractional_sizes_are_exact_not_rounded) {
+  // Found by fuzz_byte_size: the fraction went through long double, so a fraction that is not
+  // a whole number of bytes was rounded into one and accepted.
+  const absl::StatusOr<uint64_t> rounded = ParseByteSize(" 6744073709551616.00000212");
+  BOOST_REQUIRE(!rounded.ok());
+  BOOST_TEST(absl::StrContains(rounded.status().message(), "is not a whole number of bytes"),
+             rounded.status().message());
+  BOOST_TEST(!ParseByteSize("1.0000000000000000000001").ok());
+  BOOST_TEST(!ParseByteSize("4095.99999999999999999999 B").ok());
+  BOOST_TEST(!ParseByteSize("0.3 KiB").ok());  // 307.2 bytes
+  // Exact fractions are whole numbers of bytes however they are written.
+  BOOST_TEST(ParseByteSize("0.5KiB").value_or(0) == 512u);
+  BOOST_TEST(ParseByteSize("1.5GiB").value_or(0) == 3 * kGiB / 2);
+  BOOST_TEST(ParseByteSize("0.0009765625 KiB").value_or(0) == 1u);  // 2^-10 KiB
+  BOOST_TEST(ParseByteSize("2.000000000000000000000000 MB").value_or(0) == 2000000u);
+  BOOST_TEST(ParseByteSize(".25k").value_or(0) == 256u);
+  // The 64-bit limit is exact too: 2^64 - 1 written with a fraction was rejected as an
+  // overflow, the next integer still is one.
+  BOOST_TEST(ParseByteSize("18446744073709551615.0").value_or(0) == UINT64_MAX);
+  const absl::StatusOr<uint64_t> too_large = ParseByteSize("18446744073709551616.0");
+  BOOST_REQUIRE(!too_large.ok());
+  BOOST_TEST(absl::StrContains(too_large.status().message(), "overflows 64 bits"),
+             too_large.status().message());
+  BOOST_TEST(!ParseByteSize("16777216 TiB").ok());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------------------------------
+
 BOOST_AUTO_TEST_SUITE(scenario_strings)
 
 BOOST_AUTO_TEST_CASE(base_scenario_loads_with_defaults) {
@@ -529,6 +560,79 @@ BOOST_AUTO_TEST_CASE(hardware_overrides_keep_provenance) {
                   "t.yaml:9:3: key 'hardware.granularity': missing",
                   "a hardware map without 'preset' must give every number; missing: "
                   "granularity, nvlink_bw");
+}
+
+BOOST_AUTO_TEST_CASE(fraction_and_exponent_numbers_are_exact_not_rounded) {
+  // The same rounding fuzz_byte_size found in ParseByteSize, in the loader's own number
+  // reading: a double rounded "4.0000000000000001" to 4, so a number that is not whole loaded.
+  ExpectLoadError(Replace(kBaseScenario, "dwdp_size: 4", "dwdp_size: 4.0000000000000001"),
+                  "t.yaml:5:14: key 'dwdp.dwdp_size': expected a whole number, got "
+                  "'4.0000000000000001'");
+  ExpectLoadError(Replace(kBaseScenario, "  preset: deepseek-v3-nvfp4\n",
+                          "  preset: deepseek-v3-nvfp4\n"
+                          "  weights: [{name: w, expert_bytes: 4097.0000000000000001}]\n"),
+                  "t.yaml:4:", "expected a whole number of bytes, got '4097.0000000000000001'");
+  ExpectLoadError(Replace(kBaseScenario, "tokens_per_rank: 16384", "tokens_per_rank: 1e-1"),
+                  "t.yaml:10:", "expected a whole number, got '1e-1'");
+  // Exact forms still load, with their exact value; hexadecimal keeps working.
+  const absl::StatusOr<Scenario> s = LoadScenarioString(
+      absl::StrReplaceAll(kBaseScenario,
+                          {{"dwdp_size: 4", "dwdp_size: 0.04e2"},
+                           {"num_prefetch_experts: 64", "num_prefetch_experts: 6.4e1"},
+                           {"tokens_per_rank: 16384", "tokens_per_rank: 0x4000"},
+                           {"  preset: deepseek-v3-nvfp4\n",
+                            "  preset: deepseek-v3-nvfp4\n"
+                            "  weights: [{name: w, expert_bytes: 4.097000e3}]\n"}}),
+      "t.yaml");
+  BOOST_TEST_REQUIRE(s.ok(), s.status().ToString());
+  BOOST_TEST(s->dwdp.dwdp_size == 4);
+  BOOST_TEST(s->dwdp.num_prefetch_experts == 64);
+  BOOST_TEST(s->workload.tokens_per_rank == 16384);
+  BOOST_TEST(s->model.weights.at(0).expert_bytes == 4097u);
+}
+
+BOOST_AUTO_TEST_CASE(text_values_must_be_utf8) {
+  // Found by fuzz_loader: yaml-cpp passes bytes that are not UTF-8 through, so a name like
+  // "c\xF2lf" loaded and `dwdp validate --format json` then aborted in nlohmann::json.
+  ExpectLoadError(Replace(kBaseScenario, "name: base", "name: c\xF2lf"),
+                  "t.yaml:1:7: key 'name': expected UTF-8 text, got byte 0xF2 at offset 1");
+  ExpectLoadError(Replace(kBaseScenario, "  preset: deepseek-v3-nvfp4\n",
+                          "  preset: deepseek-v3-nvfp4\n"
+                          "  weights: [{name: \"w\xC0\xAF\", expert_bytes: 4096}]\n"),
+                  "t.yaml:4:", "expected UTF-8 text, got byte 0xC0 at offset 1");  // overlong '/'
+  ExpectLoadError(Replace(kBaseScenario, "hardware: gb200-nvl72",
+                          "hardware: {preset: gb200-nvl72, gpu_name: \"\xED\xA0\x80\"}"),
+                  "t.yaml:8:43:", "expected UTF-8 text, got byte 0xED at offset 0");  // a surrogate
+  // UTF-8 text of every length loads as written.
+  const std::string name =
+      "gr\xC3\xB6\xC3\x9F"
+      "e-\xE2\x9C\x93-\xF0\x9F\x9A\x80";  // größe-✓-🚀
+  const absl::StatusOr<Scenario> s =
+      LoadScenarioString(Replace(kBaseScenario, "name: base", "name: " + name), "t.yaml");
+  BOOST_TEST_REQUIRE(s.ok(), s.status().ToString());
+  BOOST_TEST(s->name == name);
+}
+
+BOOST_AUTO_TEST_CASE(messages_quoting_control_characters_stay_one_line) {
+  // Found by fuzz_loader: for "---\x06\x00\n" yaml-cpp reports "unknown escape character: "
+  // followed by a raw newline, which went into the message unchanged.
+  ExpectLoadError(std::string("---\x06\0\n", 6),
+                  "t.yaml:2:1: malformed YAML: unknown escape character: \\n");
+  // The user's own text, quoted in a message, is escaped the same way.
+  ExpectLoadError(Replace(kBaseScenario, "dwdp_size: 4", "dwdp_size: |\n    4\n    5\x7F\x01\t"),
+                  "t.yaml:5:", "expected an integer, got '4\\n5\\x7F\\x01'");
+}
+
+BOOST_AUTO_TEST_CASE(stray_comma_at_the_top_level_is_an_error_not_a_hang) {
+  // Found by fuzz_loader (a timeout with 2 GB of memory): for ",--" yaml-cpp 0.7's LoadAll
+  // starts empty documents on the ',' forever.
+  ExpectLoadError(",--\n", "t.yaml:1:1: malformed YAML: ',' outside a list or map");
+  ExpectLoadError(kBaseScenario + std::string(",\n"), "t.yaml:11:1: malformed YAML");
+  ExpectLoadError("- a\n, b\n", "t.yaml:2:1: malformed YAML: ',' outside a list or map");
+  ExpectLoadError("[a] ,", "t.yaml:1:5: malformed YAML: ',' outside a list or map");
+  // More than one document is still counted and reported at the second one.
+  ExpectLoadError(kBaseScenario + std::string("---\nname: second\n---\n"),
+                  "t.yaml:12:1: the file holds 3 YAML documents; it must hold one");
 }
 
 BOOST_AUTO_TEST_CASE(partition_values_that_validation_reports_still_load) {

@@ -13,6 +13,7 @@
 #include <system_error>
 #include <vector>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "absl/status/status.h"
@@ -343,6 +344,46 @@ YAML::Mark StartMark() {
   return mark;
 }
 
+// Where each document of a YAML stream starts and where its root node is, from yaml-cpp's
+// events (no nodes are built).
+class DocumentMarks : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;
+  std::vector<YAML::Mark> roots;
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    starts.push_back(mark);
+    root_seen_ = false;
+  }
+  void OnDocumentEnd() override {
+    if (!root_seen_) Root(starts.back());
+  }
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Root(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Root(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Root(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Root(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Root(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Root(const YAML::Mark& mark) {
+    if (root_seen_) return;
+    roots.push_back(mark);
+    root_seen_ = true;
+  }
+  bool root_seen_ = false;
+};
+
 // One YAML document. `what` describes the expected content for the empty-file message.
 absl::StatusOr<YAML::Node> ParseYamlDocument(absl::string_view text, const std::string& file,
                                              absl::string_view what) {
@@ -351,23 +392,44 @@ absl::StatusOr<YAML::Node> ParseYamlDocument(absl::string_view text, const std::
         file, *mark,
         absl::StrCat("lists and maps are nested deeper than ", kMaxFlowNesting, " levels")));
   }
-  std::vector<YAML::Node> documents;
+  const std::string content(text);
+  DocumentMarks documents;
+  YAML::Node root;
   try {
-    documents = YAML::LoadAll(std::string(text));
+    // Documents are counted on parser events rather than with YAML::LoadAll: on a token that
+    // cannot start a node at the top level (a stray ',' as in ",--") yaml-cpp 0.7 starts an
+    // empty document without consuming the token, again and again, and LoadAll grows without
+    // bound. A document that starts where the previous one did has made no progress.
+    std::istringstream stream(content);
+    YAML::Parser parser(stream);
+    while (parser.HandleNextDocument(documents)) {
+      const size_t n = documents.starts.size();
+      if (n >= 2 && documents.starts[n - 1].pos == documents.starts[n - 2].pos) {
+        const YAML::Mark& at = documents.starts.back();
+        const bool comma = at.pos >= 0 && static_cast<size_t>(at.pos) < content.size() &&
+                           content[static_cast<size_t>(at.pos)] == ',';
+        return absl::InvalidArgumentError(
+            AtPosition(file, at,
+                       comma ? "malformed YAML: ',' outside a list or map"
+                             : "malformed YAML: a token that cannot start a value"));
+      }
+    }
+    root = YAML::Load(content);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(
         AtPosition(file, e.mark, absl::StrCat("malformed YAML: ", e.msg)));
   }
-  if (documents.size() > 1) {
-    return absl::InvalidArgumentError(AtPosition(
-        file, documents[1].Mark(),
-        absl::StrCat("the file holds ", documents.size(), " YAML documents; it must hold one")));
+  if (documents.roots.size() > 1) {
+    return absl::InvalidArgumentError(
+        AtPosition(file, documents.roots[1],
+                   absl::StrCat("the file holds ", documents.roots.size(),
+                                " YAML documents; it must hold one")));
   }
-  if (documents.empty() || documents.front().IsNull()) {
+  if (documents.roots.empty() || root.IsNull()) {
     return absl::InvalidArgumentError(
         AtPosition(file, StartMark(), absl::StrCat("the file is empty; expected ", what)));
   }
-  return documents.front();
+  return root;
 }
 
 Field RootField(const std::string& file, const YAML::Node& root) {
@@ -387,7 +449,8 @@ absl::Status Guarded(const std::string& file, Fn&& parse) {
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(AtPosition(file, e.mark, e.msg));
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(file, ": unexpected error while loading: ", e.what()));
+    return absl::InternalError(AtPosition(
+        file, YAML::Mark::null_mark(), absl::StrCat("unexpected error while loading: ", e.what())));
   }
 }
 

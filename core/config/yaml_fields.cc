@@ -5,8 +5,10 @@
 #include <limits>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/util/bytes.h"
 
@@ -54,6 +56,43 @@ std::string ClosestKey(absl::string_view key, absl::Span<const absl::string_view
   return best;
 }
 
+// Offset of the first byte that does not belong to a well-formed UTF-8 sequence (RFC 3629: no
+// overlong forms, no surrogates, nothing past U+10FFFF), or npos. yaml-cpp passes such bytes
+// through from the file, and the commands write loaded names as JSON, which must be UTF-8.
+size_t FirstInvalidUtf8(absl::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    size_t length = 0;
+    unsigned char low = 0x80;  // bounds of the second byte, tighter after some lead bytes
+    unsigned char high = 0xBF;
+    if (lead < 0x80) {
+      length = 1;
+    } else if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      length = 3;
+      if (lead == 0xE0) low = 0xA0;   // overlong
+      if (lead == 0xED) high = 0x9F;  // surrogates
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4;
+      if (lead == 0xF0) low = 0x90;   // overlong
+      if (lead == 0xF4) high = 0x8F;  // past U+10FFFF
+    } else {
+      return i;
+    }
+    if (i + length > text.size()) return i;
+    for (size_t k = 1; k < length; ++k) {
+      const auto byte = static_cast<unsigned char>(text[i + k]);
+      const unsigned char min = k == 1 ? low : 0x80;
+      const unsigned char max = k == 1 ? high : 0xBF;
+      if (byte < min || byte > max) return i;
+    }
+    i += length;
+  }
+  return absl::string_view::npos;
+}
+
 std::string Quote(absl::string_view text) {
   constexpr size_t kMaxShown = 40;
   if (text.size() > kMaxShown) return absl::StrCat("'", text.substr(0, kMaxShown), "…'");
@@ -84,9 +123,31 @@ std::string NumberText(double value) {
 
 }  // namespace
 
+std::string OneLine(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (byte < 0x20 || byte == 0x7F) {
+      out += absl::StrFormat("\\x%02X", byte);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
 std::string AtPosition(absl::string_view file, const YAML::Mark& mark, absl::string_view message) {
-  if (mark.is_null()) return absl::StrCat(file, ": ", message);
-  return absl::StrCat(file, ":", mark.line + 1, ":", mark.column + 1, ": ", message);
+  // Messages quote the user's text and yaml-cpp's (which can hold the offending character):
+  // escaping control characters keeps every message one line, as the commands print it.
+  if (mark.is_null()) return OneLine(absl::StrCat(file, ": ", message));
+  return OneLine(absl::StrCat(file, ":", mark.line + 1, ":", mark.column + 1, ": ", message));
 }
 
 absl::Status Field::Error(absl::string_view message) const {
@@ -110,20 +171,46 @@ absl::Status Field::ReadInt(int64_t min, int64_t max, int64_t* out, absl::string
                 max != std::numeric_limits<int64_t>::max(), why);
   int64_t value = 0;
   if (!absl::SimpleAtoi(text, &value)) {
-    // Exponent forms are fine when exact ("1e6"); anything else is not an integer.
-    double as_double = 0;
-    if (!absl::SimpleAtod(text, &as_double) || std::isnan(as_double)) {
-      return Error(absl::StrCat("expected an integer, got ", Quote(text)));
+    // Exponent and fraction forms are fine when exactly whole ("1e6", "64.0"); the value comes
+    // from the decimal digits, since a double would round "4.0000000000000001" to 4.
+    const bool negative = !text.empty() && text.front() == '-';
+    const absl::string_view magnitude = absl::string_view(text).substr(negative ? 1 : 0);
+    const WholeDecimal exact = negative && absl::StartsWith(magnitude, "+")
+                                   ? WholeDecimal{}
+                                   : ParseWholeDecimal(magnitude);
+    switch (exact.outcome) {
+      case WholeDecimal::Outcome::kWhole: {
+        // int64_t holds magnitudes up to 2^63 - 1, and 2^63 when negative.
+        constexpr uint64_t kTwoTo63 = uint64_t{1} << 63;
+        if (exact.value > (negative ? kTwoTo63 : kTwoTo63 - 1)) {
+          return Error(absl::StrCat(range, ", got ", text));
+        }
+        // Conversion to int64_t is modular (C++20), so -2^63 comes out right too.
+        value = static_cast<int64_t>(negative ? 0 - exact.value : exact.value);
+        break;
+      }
+      case WholeDecimal::Outcome::kNotWhole:
+        return Error(absl::StrCat("expected a whole number, got ", Quote(text)));
+      case WholeDecimal::Outcome::kTooLarge:
+        return Error(absl::StrCat(range, ", got ", text));
+      case WholeDecimal::Outcome::kNotDecimal: {
+        // Other number forms absl reads (hexadecimal "0x40", "inf") keep their double reading.
+        double as_double = 0;
+        if (!absl::SimpleAtod(text, &as_double) || std::isnan(as_double)) {
+          return Error(absl::StrCat("expected an integer, got ", Quote(text)));
+        }
+        if (std::isfinite(as_double) && as_double != std::floor(as_double)) {
+          return Error(absl::StrCat("expected a whole number, got ", Quote(text)));
+        }
+        // 2^63 as a double: anything at or beyond it does not fit int64_t.
+        constexpr double kTwoTo63 = 9223372036854775808.0;
+        if (!std::isfinite(as_double) || as_double >= kTwoTo63 || as_double < -kTwoTo63) {
+          return Error(absl::StrCat(range, ", got ", text));
+        }
+        value = static_cast<int64_t>(as_double);
+        break;
+      }
     }
-    if (std::isfinite(as_double) && as_double != std::floor(as_double)) {
-      return Error(absl::StrCat("expected a whole number, got ", Quote(text)));
-    }
-    // 2^63 as a double: anything at or beyond it does not fit int64_t.
-    constexpr double kTwoTo63 = 9223372036854775808.0;
-    if (!std::isfinite(as_double) || as_double >= kTwoTo63 || as_double < -kTwoTo63) {
-      return Error(absl::StrCat(range, ", got ", text));
-    }
-    value = static_cast<int64_t>(as_double);
   }
   if (value < min || value > max) return Error(absl::StrCat(range, ", got ", text));
   *out = value;
@@ -145,9 +232,22 @@ absl::Status Field::ReadSize(uint64_t min, uint64_t max, uint64_t* out,
   }
   uint64_t value = 0;
   double as_double = 0;
+  // Plain integers first; then fraction and exponent forms, exact on their decimal digits (a
+  // double would round 4097.0000000000000001 to 4097); then other forms absl reads; then unit
+  // strings.
+  const WholeDecimal exact = ParseWholeDecimal(text);
   if (absl::SimpleAtoi(text, &value)) {
     // Plain integer.
+  } else if (exact.outcome != WholeDecimal::Outcome::kNotDecimal) {
+    if (exact.outcome == WholeDecimal::Outcome::kNotWhole) {
+      return Error(absl::StrCat("expected a whole number of bytes, got ", Quote(text)));
+    }
+    if (exact.outcome == WholeDecimal::Outcome::kTooLarge) {
+      return Error(absl::StrCat(range, ", got ", text));
+    }
+    value = exact.value;
   } else if (absl::SimpleAtod(text, &as_double) && !std::isnan(as_double)) {
+    // Other number forms absl reads (hexadecimal "0x200000", "inf") keep their double reading.
     constexpr double kTwoTo64 = 18446744073709551616.0;
     if (!std::isfinite(as_double) || as_double >= kTwoTo64) {
       return Error(absl::StrCat(range, ", got ", text));
@@ -191,6 +291,10 @@ absl::Status Field::ReadString(std::string* out) const {
   if (!IsScalar()) return Error(absl::StrCat("expected a string, got ", Describe()));
   if (absl::StripAsciiWhitespace(node_.Scalar()).empty()) {
     return Error("expected a non-empty string");
+  }
+  if (const size_t bad = FirstInvalidUtf8(node_.Scalar()); bad != absl::string_view::npos) {
+    return Error(absl::StrFormat("expected UTF-8 text, got byte 0x%02X at offset %d of the value",
+                                 static_cast<unsigned char>(node_.Scalar()[bad]), bad));
   }
   *out = node_.Scalar();
   return absl::OkStatus();

@@ -21,7 +21,12 @@
 
 namespace dwdp::config_internal {
 
-// "FILE:LINE:COL: MESSAGE" with 1-based line and column; "FILE: MESSAGE" without a mark.
+// Control characters written as escapes ("\n", "\x06"), so that text quoted from a file never
+// breaks a message into lines.
+std::string OneLine(absl::string_view text);
+
+// "FILE:LINE:COL: MESSAGE" with 1-based line and column; "FILE: MESSAGE" without a mark. One
+// line (OneLine) whatever the message quotes.
 std::string AtPosition(absl::string_view file, const YAML::Mark& mark, absl::string_view message);
 
 class StrictMap;
