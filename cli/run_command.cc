@@ -1,5 +1,7 @@
 // dwdp run: whole forwards of a scenario's DWDP group on the simulator (default) or the GPUs.
 
+#include <sys/resource.h>
+
 #include <fstream>
 #include <iostream>
 
@@ -143,7 +145,7 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
     sim_options.attention_ns = times.attention_ns;
     sim_options.moe_ns = times.moe_ns;
     sim_options.prelude_ns = times.prelude_ns;
-    sim_options.record_timeline = true;
+    sim_options.keep_timeline = !opts->trace.empty();
     if (functional) {
       const uint64_t needed = FunctionalBytes(*layout);
       if (needed > sim_options.world.functional_byte_limit) {
@@ -160,6 +162,10 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
     if (!result.ok()) return ReportError(result.status(), kExitUsage, ctx);
     RunReport& report = result->report;
     report.extra["compute_source"] = times.source;
+    rusage usage{};
+    if (getrusage(RUSAGE_SELF, &usage) == 0) {
+      report.extra["host_peak_rss_bytes"] = static_cast<uint64_t>(usage.ru_maxrss) * 1024;
+    }
     report.extra["fault"] = FaultName(*fault);
     if (!opts->trace.empty()) {
       std::ofstream out(opts->trace);

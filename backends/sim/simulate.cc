@@ -47,7 +47,7 @@ absl::StatusOr<SimulationResult> SimulateScenario(const Scenario& scenario,
   SimOptions world_options = options.world;
   world_options.functional = options.functional;
   world_options.check_hazards = options.check_hazards || options.functional;
-  world_options.record_timeline = options.record_timeline;
+  world_options.record_timeline = true;  // drained after every forward
   const int64_t num_ranks = static_cast<int64_t>(layout.ranks.size());
   auto world = SimWorld::Create(scenario.hardware, num_ranks, world_options);
   if (!world.ok()) return world.status();
@@ -72,24 +72,36 @@ absl::StatusOr<SimulationResult> SimulateScenario(const Scenario& scenario,
   std::vector<std::string> errors;
   auto runtime = GroupRuntime::Setup(layout, coordinator, runtime_options);
   int64_t forwards_done = 0;
+  RunReportAccumulator accumulator;
   if (!runtime.ok()) {
     errors.push_back(absl::StrCat("setup: ", runtime.status().message()));
   } else {
     result.setup_ok = true;
     // Setup operations are not part of any forward; drop them from the timeline.
     for (int64_t r = 0; r < num_ranks; ++r) (void)(*world)->streams(r).TakeTimeline();
+    // Each forward's operations are folded into the report as soon as it ends, so memory
+    // stays flat over long runs; the whole timeline is kept only when asked for (traces).
     for (int64_t f = 0; f < options.forwards; ++f) {
       absl::Status st = (*runtime)->RunForward(f);
       ++forwards_done;
+      std::vector<TimedOp> forward_ops;
+      for (int64_t r = 0; r < num_ranks; ++r) {
+        for (TimedOp& op : (*world)->streams(r).TakeTimeline()) {
+          if (options.keep_timeline) {
+            result.stream_names[{op.rank, op.stream}] = (*runtime)->stream_name(op.rank, op.stream);
+            result.timeline.push_back(op);
+          }
+          if (op.tag.forward == f) op.tag.forward = 0;
+          forward_ops.push_back(std::move(op));
+        }
+      }
+      SimWorld& current = **world;
+      accumulator.Add(BuildRunReport(forward_ops, num_ranks, 1, [&current](int64_t rank) {
+        return current.peak_bytes(rank);
+      }));
       if (!st.ok()) {
         errors.push_back(std::string(st.message()));
         break;
-      }
-    }
-    for (int64_t r = 0; r < num_ranks; ++r) {
-      for (TimedOp& op : (*world)->streams(r).TakeTimeline()) {
-        result.stream_names[{op.rank, op.stream}] = (*runtime)->stream_name(op.rank, op.stream);
-        result.timeline.push_back(std::move(op));
       }
     }
     if (absl::Status st = (*runtime)->Teardown(); !st.ok()) {
@@ -98,8 +110,11 @@ absl::StatusOr<SimulationResult> SimulateScenario(const Scenario& scenario,
     runtime->reset();
   }
   SimWorld& w = **world;
-  result.report = BuildRunReport(result.timeline, num_ranks, forwards_done,
-                                 [&w](int64_t rank) { return w.peak_bytes(rank); });
+  result.report =
+      accumulator.count() > 0
+          ? accumulator.Result()
+          : BuildRunReport({}, num_ranks, 0, [&w](int64_t rank) { return w.peak_bytes(rank); });
+  (void)forwards_done;
   result.report.backend = "sim";
   result.report.mode = options.functional ? "functional" : "timing";
   result.report.scenario = scenario.name;

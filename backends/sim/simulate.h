@@ -23,7 +23,9 @@ namespace dwdp::sim {
 struct SimulateOptions {
   bool functional = false;
   bool check_hazards = true;
-  bool record_timeline = true;
+  // Keep every operation of every forward in the result (for traces); the report itself is
+  // folded forward by forward either way.
+  bool keep_timeline = false;
   int64_t forwards = 1;
   Fault fault = Fault::kNone;
   // Compute per MoE layer position (attention before the MoE kernel, then the kernel) and the

@@ -152,6 +152,68 @@ RunReport BuildRunReport(const std::vector<TimedOp>& timeline, int64_t num_ranks
   return report;
 }
 
+void RunReportAccumulator::Add(const RunReport& one) {
+  const double forward = one.forward_ns;
+  if (count_ == 0) {
+    sum_ = one;
+    sum_.forward_ns_each.clear();
+    min_forward_ns_ = max_forward_ns_ = forward;
+  } else {
+    min_forward_ns_ = std::min(min_forward_ns_, forward);
+    max_forward_ns_ = std::max(max_forward_ns_, forward);
+    sum_.forward_ns += one.forward_ns;
+    sum_.stall_ns += one.stall_ns;
+    sum_.copy_bytes += one.copy_bytes;
+    for (size_t r = 0; r < sum_.ranks.size() && r < one.ranks.size(); ++r) {
+      RankReport& into = sum_.ranks[r];
+      const RankReport& from = one.ranks[r];
+      into.peak_device_bytes = std::max(into.peak_device_bytes, from.peak_device_bytes);
+      into.copy_bytes += from.copy_bytes;
+      into.stall_ns += from.stall_ns;
+      into.forward_ns += from.forward_ns;
+      into.copy_busy_ns += from.copy_busy_ns;
+      for (const auto& [peer, bytes] : from.bytes_from_peer) into.bytes_from_peer[peer] += bytes;
+      for (size_t l = 0; l < into.layers.size() && l < from.layers.size(); ++l) {
+        into.layers[l].copy_bytes += from.layers[l].copy_bytes;
+        into.layers[l].copy_ns += from.layers[l].copy_ns;
+        into.layers[l].compute_ns += from.layers[l].compute_ns;
+        into.layers[l].stall_ns += from.layers[l].stall_ns;
+      }
+    }
+  }
+  if (sum_.forward_ns_each.size() < kKeptForwards) sum_.forward_ns_each.push_back(forward);
+  ++count_;
+}
+
+RunReport RunReportAccumulator::Result() const {
+  RunReport out = sum_;
+  out.forwards = count_;
+  if (count_ <= 1) return out;
+  const double n = static_cast<double>(count_);
+  const auto mean_bytes = [n](uint64_t total) {
+    return static_cast<uint64_t>(static_cast<double>(total) / n + 0.5);
+  };
+  out.forward_ns /= n;
+  out.stall_ns /= n;
+  out.copy_bytes = mean_bytes(out.copy_bytes);
+  for (RankReport& r : out.ranks) {
+    r.copy_bytes = mean_bytes(r.copy_bytes);
+    r.stall_ns /= n;
+    r.forward_ns /= n;
+    r.copy_busy_ns /= n;
+    for (auto& [peer, bytes] : r.bytes_from_peer) bytes = mean_bytes(bytes);
+    for (LayerReport& l : r.layers) {
+      l.copy_bytes = mean_bytes(l.copy_bytes);
+      l.copy_ns /= n;
+      l.compute_ns /= n;
+      l.stall_ns /= n;
+    }
+  }
+  out.extra["forward_ns_min"] = min_forward_ns_;
+  out.extra["forward_ns_max"] = max_forward_ns_;
+  return out;
+}
+
 nlohmann::json RunReport::ToJson() const {
   nlohmann::json ranks_json = nlohmann::json::array();
   for (const RankReport& r : ranks) {

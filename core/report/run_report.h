@@ -60,6 +60,25 @@ struct RunReport {
 RunReport BuildRunReport(const std::vector<TimedOp>& timeline, int64_t num_ranks, int64_t forwards,
                          const std::function<uint64_t(int64_t)>& peak_bytes);
 
+// Folds reports of single forwards (each built with forwards = 1) into the report of a whole
+// run: means over forwards and the forward times. Memory stays flat however many forwards run,
+// which is what long soak runs need.
+class RunReportAccumulator {
+ public:
+  void Add(const RunReport& one_forward);
+  int64_t count() const { return count_; }
+  // The run's report; the per-forward list keeps the first kKeptForwards forward times, and
+  // totals carry the minimum and maximum over all of them.
+  RunReport Result() const;
+  static constexpr size_t kKeptForwards = 1000;
+
+ private:
+  RunReport sum_;
+  int64_t count_ = 0;
+  double min_forward_ns_ = 0;
+  double max_forward_ns_ = 0;
+};
+
 // Chrome trace-event JSON (Perfetto / chrome://tracing): a process per rank, a track per
 // stream, one slice per copy, kernel and wait, with bytes and peers in the arguments.
 nlohmann::json ChromeTrace(const std::vector<TimedOp>& timeline,
