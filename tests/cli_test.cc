@@ -17,23 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<fs::path> YamlFiles(const std::string& dir) {
-  std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(SourcePath(dir))) {
-    if (entry.is_regular_file() && entry.path().extension() == ".yaml")
-      files.push_back(entry.path());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
-std::string FirstLine(const fs::path& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
 // A scenario file in a temporary directory, removed at the end of the test.
 struct TempScenario {
   fs::path path;
@@ -91,7 +74,7 @@ BOOST_AUTO_TEST_CASE(recipes_with_no_solution_exit_1) {
 }
 
 BOOST_AUTO_TEST_CASE(every_scenario_validates) {
-  const auto files = YamlFiles("scenarios");
+  const auto files = YamlFilesIn("scenarios");
   BOOST_REQUIRE(files.size() >= 10u);
   for (const fs::path& file : files) {
     const auto r = RunDwdp({"validate", file.string(), "--format", "json"});
@@ -102,7 +85,7 @@ BOOST_AUTO_TEST_CASE(every_scenario_validates) {
 }
 
 BOOST_AUTO_TEST_CASE(every_invalid_scenario_exits_1_with_its_check) {
-  const auto files = YamlFiles("scenarios/invalid");
+  const auto files = YamlFilesIn("scenarios/invalid");
   BOOST_REQUIRE(files.size() >= 8u);
   const std::regex expect_re("#\\s*expect:\\s*([a-z_]+)(?:\\s*\\(with (--[a-z-]+) (\\d+)\\))?");
   std::set<std::string> checks;
@@ -213,7 +196,7 @@ BOOST_AUTO_TEST_CASE(unreadable_files_exit_2_with_one_sentence) {
 }
 
 BOOST_AUTO_TEST_CASE(malformed_files_exit_2_naming_file_line_col) {
-  const auto files = YamlFiles("scenarios/malformed");
+  const auto files = YamlFilesIn("scenarios/malformed");
   BOOST_REQUIRE(files.size() >= 5u);
   const std::regex expect_re("#\\s*expect-error:\\s*(.+)$");
   for (const fs::path& file : files) {

@@ -29,30 +29,14 @@ namespace dwdp {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::FirstLine;
 using testing::SourcePath;
+using testing::YamlFilesIn;
 
 std::vector<int64_t> Layers(int64_t first, int64_t last) {
   std::vector<int64_t> layers;
   for (int64_t l = first; l <= last; ++l) layers.push_back(l);
   return layers;
-}
-
-std::vector<fs::path> YamlFilesIn(const std::string& relative_dir) {
-  std::vector<fs::path> files;
-  for (const fs::directory_entry& entry : fs::directory_iterator(SourcePath(relative_dir))) {
-    if (entry.is_regular_file() && entry.path().extension() == ".yaml") {
-      files.push_back(entry.path());
-    }
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
-std::string FirstLine(const fs::path& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return line;
 }
 
 // A temporary directory removed at scope exit.
