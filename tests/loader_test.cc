@@ -22,6 +22,7 @@
 #include "absl/strings/str_replace.h"
 #include "core/config/loader.h"
 #include "core/config/scenario.h"
+#include "core/layout/layout.h"
 #include "core/util/bytes.h"
 #include "tests/support/test_paths.h"
 
@@ -617,6 +618,28 @@ BOOST_AUTO_TEST_CASE(stray_comma_at_the_top_level_is_an_error_not_a_hang) {
   // More than one document is still counted and reported at the second one.
   ExpectLoadError(kBaseScenario + std::string("---\nname: second\n---\n"),
                   "t.yaml:12:1: the file holds 3 YAML documents; it must hold one");
+}
+
+BOOST_AUTO_TEST_CASE(default_pool_page_is_eight_granules) {
+  // Found by the fuzz_loader property "the pool page is a multiple of the granularity": with
+  // a 32 MiB granularity the fixed 16 MiB default loaded, and `dwdp layout` then failed.
+  const absl::StatusOr<Scenario> large =
+      LoadScenarioString(Replace(kBaseScenario, "hardware: gb200-nvl72",
+                                 "hardware: {preset: gb200-nvl72, granularity: 32MiB}"),
+                         "t.yaml");
+  BOOST_TEST_REQUIRE(large.ok(), large.status().ToString());
+  BOOST_TEST(large->dwdp.pool_page_bytes == 256 * kMiB);  // DWDP_SPEC: PG defaults to 8·G
+  BOOST_TEST(ComputeGroupLayout(*large).ok());
+  const absl::StatusOr<Scenario> small =
+      LoadScenarioString(Replace(kBaseScenario, "hardware: gb200-nvl72",
+                                 "hardware: {preset: gb200-nvl72, granularity: 64KiB}"),
+                         "t.yaml");
+  BOOST_TEST_REQUIRE(small.ok(), small.status().ToString());
+  BOOST_TEST(small->dwdp.pool_page_bytes == 512 * kKiB);
+  // Every preset's granularity is 2 MiB: the default stays 16 MiB there.
+  const absl::StatusOr<Scenario> preset = LoadScenarioString(kBaseScenario, "t.yaml");
+  BOOST_TEST_REQUIRE(preset.ok(), preset.status().ToString());
+  BOOST_TEST(preset->dwdp.pool_page_bytes == 16 * kMiB);
 }
 
 BOOST_AUTO_TEST_CASE(partition_values_that_validation_reports_still_load) {

@@ -847,13 +847,16 @@ absl::Status ParseDwdp(const Field& field, const ModelSpec& model, const Hardwar
     DWDP_LOADER_RETURN_IF_ERROR(buffers->ReadInt(2, 64, &config.num_buffers,
                                                  "at least 2 slots to overlap copy and compute"));
   }
+  const auto granularity = static_cast<uint64_t>(hardware.granularity.value);
+  // DWDP_SPEC: the pool page defaults to 8·G (16 MiB on every preset). A fixed 16 MiB would not
+  // be a multiple of a larger granularity, and the layout would reject what the loader took.
+  if (granularity > 0) config.pool_page_bytes = 8 * granularity;
   if (std::optional<Field> page = map.Get("pool_page_bytes")) {
     DWDP_LOADER_RETURN_IF_ERROR(page->ReadSize(4 * kKiB, 64 * kGiB, &config.pool_page_bytes));
     if (!IsPowerOfTwo(config.pool_page_bytes)) {
       return page->Error(absl::StrCat("must be a power of two, got ", config.pool_page_bytes, " (",
                                       FormatBytes(config.pool_page_bytes), ")"));
     }
-    const auto granularity = static_cast<uint64_t>(hardware.granularity.value);
     if (granularity > 0 && config.pool_page_bytes % granularity != 0) {
       return page->Error(absl::StrCat("must be a multiple of the VMM granularity of ",
                                       hardware.name, " (", FormatBytes(granularity), "), got ",

@@ -43,12 +43,12 @@ using i128 = __int128;
 constexpr u128 kMaxU64 = UINT64_MAX;
 
 // Plans are built only while they stay this small, so one input runs in milliseconds.
-constexpr uint64_t kMapPieceBudget = 1 << 15;
-constexpr uint64_t kRoundRobinPieceBudget = 1 << 15;
+constexpr uint64_t kMapPieceBudget = 4096;
+constexpr uint64_t kRoundRobinPieceBudget = 4096;
 // Up to this many ranks every rank's plans are checked; above it, a sample of ranks.
 constexpr int64_t kAllRanksUpTo = 16;
 // Up to this many experts owner() is checked for every expert; above it, at boundaries.
-constexpr int64_t kAllExpertsUpTo = 4096;
+constexpr int64_t kAllExpertsUpTo = 1024;
 
 std::string Text(u128 value) {
   if (value <= kMaxU64) return absl::StrCat(static_cast<uint64_t>(value));
@@ -296,21 +296,23 @@ struct PlanContext {
 };
 
 // One copy reads the same tensor bytes from inside the range and the handle of their owner.
-void CheckCopyOp(const PlanContext& ctx, const CopyOp& op, const std::string& where) {
+// `plan` and `index` name the op in messages (built only on failure: this runs per op).
+void CheckCopyOp(const PlanContext& ctx, const CopyOp& op, const std::string& plan, size_t index) {
+  const auto where = [&] { return absl::StrCat(plan, " op ", index); };
   const int64_t d = static_cast<int64_t>(ctx.layout.peer_ranges.size());
   const int64_t num_weights = static_cast<int64_t>(ctx.layout.ranks[ctx.rank].weights.size());
   DWDP_FUZZ_CHECK(op.weight >= 0 && op.weight < num_weights,
-                  absl::StrCat(where, ": weight ", op.weight));
+                  absl::StrCat(where(), ": weight ", op.weight));
   DWDP_FUZZ_CHECK(op.src_rank >= 0 && op.src_rank < d && op.src_rank != ctx.rank,
-                  absl::StrCat(where, ": source rank ", op.src_rank, " for rank ", ctx.rank));
-  DWDP_FUZZ_CHECK(op.bytes > 0, absl::StrCat(where, ": empty copy"));
+                  absl::StrCat(where(), ": source rank ", op.src_rank, " for rank ", ctx.rank));
+  DWDP_FUZZ_CHECK(op.bytes > 0, absl::StrCat(where(), ": empty copy"));
   const WeightLayout& src = ctx.layout.ranks[op.src_rank].weights[op.weight];
   const uint64_t eb = src.expert_bytes;
   const PeerRange& owner_range = ctx.layout.peer_ranges[op.src_rank];
   const u128 dst_end = static_cast<u128>(op.dst_offset) + op.bytes;
   DWDP_FUZZ_CHECK(static_cast<u128>(owner_range.start) * eb <= op.dst_offset &&
                       dst_end <= static_cast<u128>(owner_range.end) * eb,
-                  absl::StrCat(where, ": tensor bytes [", op.dst_offset, ", ", Text(dst_end),
+                  absl::StrCat(where(), ": tensor bytes [", op.dst_offset, ", ", Text(dst_end),
                                ") are not inside rank ", op.src_rank, "'s experts [",
                                owner_range.start, ", ", owner_range.end, ")"));
   const int64_t first_expert = static_cast<int64_t>(op.dst_offset / eb);
@@ -318,16 +320,16 @@ void CheckCopyOp(const PlanContext& ctx, const CopyOp& op, const std::string& wh
   DWDP_FUZZ_CHECK(
       ctx.owners.LowestOwner(first_expert) == op.src_rank &&
           ctx.owners.LowestOwner(last_expert) == op.src_rank,
-      absl::StrCat(where, ": experts ", first_expert, "..", last_expert, " read from rank ",
+      absl::StrCat(where(), ": experts ", first_expert, "..", last_expert, " read from rank ",
                    op.src_rank, "; their lowest owners are ", ctx.owners.LowestOwner(first_expert),
                    " and ", ctx.owners.LowestOwner(last_expert)));
   const u128 expected_src = static_cast<u128>(op.dst_offset) - src.local_begin + src.leading_edge;
   DWDP_FUZZ_CHECK(
       op.src_offset == expected_src,
-      absl::StrCat(where, ": source offset ", op.src_offset, ", the tensor byte ", op.dst_offset,
+      absl::StrCat(where(), ": source offset ", op.src_offset, ", the tensor byte ", op.dst_offset,
                    " sits at ", Text(expected_src), " in rank ", op.src_rank, "'s handle"));
   DWDP_FUZZ_CHECK(static_cast<u128>(op.src_offset) + op.bytes <= src.mnnvl_size,
-                  absl::StrCat(where, ": reads past rank ", op.src_rank, "'s handle of ",
+                  absl::StrCat(where(), ": reads past rank ", op.src_rank, "'s handle of ",
                                src.mnnvl_size, " bytes"));
 }
 
@@ -381,7 +383,7 @@ void CheckCopyPlan(const PlanContext& ctx, ContentionConfig contention) {
   const CopyPlan plan = MakeCopyPlan(ctx.layout, ctx.rank, contention);
   DWDP_FUZZ_CHECK(plan.rank == ctx.rank, absl::StrCat(where, ": labelled rank ", plan.rank));
   for (size_t i = 0; i < plan.ops.size(); ++i) {
-    CheckCopyOp(ctx, plan.ops[i], absl::StrCat(where, " op ", i));
+    CheckCopyOp(ctx, plan.ops[i], where, i);
   }
   for (int64_t w = 0; w < static_cast<int64_t>(rl.weights.size()); ++w) {
     const WeightLayout& wl = rl.weights[w];
@@ -460,7 +462,7 @@ void CheckEdgeFillPlan(const PlanContext& ctx) {
   const std::string where = absl::StrCat("edge-fill plan of rank ", ctx.rank);
   const CopyPlan plan = MakeEdgeFillPlan(ctx.layout, ctx.rank);
   for (size_t i = 0; i < plan.ops.size(); ++i) {
-    CheckCopyOp(ctx, plan.ops[i], absl::StrCat(where, " op ", i));
+    CheckCopyOp(ctx, plan.ops[i], where, i);
   }
   for (int64_t w = 0; w < static_cast<int64_t>(rl.weights.size()); ++w) {
     const WeightLayout& wl = rl.weights[w];
@@ -479,7 +481,7 @@ std::vector<int64_t> RanksToCheck(int64_t d) {
   if (d <= kAllRanksUpTo) {
     for (int64_t r = 0; r < d; ++r) ranks.push_back(r);
   } else {
-    ranks = {0, 1, 2, d / 2, d - 3, d - 2, d - 1};
+    ranks = {0, 1, d / 2, d - 2, d - 1};
   }
   return ranks;
 }
@@ -608,7 +610,8 @@ void CheckLayoutCase(const LayoutCase& c) {
   for (int64_t r : ranks) {
     for (int64_t w = 0; w < static_cast<int64_t>(weights.size()); ++w) {
       const WeightLayout& wl = layout->ranks[r].weights[w];
-      const uint64_t pieces = wl.pool_bytes() / pg + 1;
+      // Two plans (first and last layer position), each of this many pieces.
+      const uint64_t pieces = 2 * (wl.pool_bytes() / pg + 1);
       if (pieces > map_budget) continue;
       map_budget -= pieces;
       CheckMapPlan(*layout, r, 0, w);

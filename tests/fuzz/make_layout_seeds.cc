@@ -1,5 +1,7 @@
 // Writes the seed corpus of fuzz_layout: the acceptance cases of DWDP_SPEC §1/§2/§7 and a few
-// edge shapes, encoded as the bytes the target decodes. Usage: make_layout_seeds DIR
+// edge shapes, encoded as the bytes the target decodes.
+//   make_layout_seeds DIR            writes the seeds into DIR
+//   make_layout_seeds --print FILE   prints the case FILE decodes to (to read a crash input)
 //
 // The encoding mirrors FuzzedDataProvider (layout_case.h); every seed is decoded again here and
 // must re-encode to the same bytes, so a seed file always means the case named by its file.
@@ -8,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -126,12 +129,39 @@ std::vector<std::pair<std::string, LayoutCase>> Seeds() {
   return seeds;
 }
 
+void Print(const LayoutCase& c) {
+  static const char* const kShapes[] = {"valid", "raw", "raw-extreme"};
+  std::printf("shape %s: d=%lld", kShapes[c.shape], static_cast<long long>(c.dwdp_size));
+  if (c.shape == static_cast<int>(PartitionShape::kValid)) {
+    std::printf(" stride=%lld overlap=%lld", static_cast<long long>(c.stride),
+                static_cast<long long>(c.overlap));
+  }
+  std::printf(" -> size=%lld stride=%lld N=%lld\n", static_cast<long long>(c.partition_size()),
+              static_cast<long long>(c.stride), static_cast<long long>(c.partition_num_experts()));
+  std::printf("G=%llu PG=%llu buffers=%lld layers=%lld slice=%llu\n",
+              static_cast<unsigned long long>(c.granularity()),
+              static_cast<unsigned long long>(c.pool_page_bytes()),
+              static_cast<long long>(c.num_buffers), static_cast<long long>(c.num_layers),
+              static_cast<unsigned long long>(c.slice_bytes));
+  for (const WeightCase& w : c.weights) {
+    std::printf("weight kind %d: %llu bytes per expert\n", w.kind,
+                static_cast<unsigned long long>(c.expert_bytes(w)));
+  }
+}
+
 }  // namespace
 }  // namespace dwdp::fuzz
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--print") {
+    std::ifstream in(argv[2], std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    FuzzedDataProvider provider(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    dwdp::fuzz::Print(dwdp::fuzz::DecodeLayoutCase(provider));
+    return 0;
+  }
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s DIR\n", argv[0]);
+    std::fprintf(stderr, "usage: %s DIR | --print FILE\n", argv[0]);
     return 2;
   }
   const std::filesystem::path dir(argv[1]);
