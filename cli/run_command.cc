@@ -119,6 +119,9 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
     if (opts->layer_compute_ns) scenario->workload.layer_compute_ns = *opts->layer_compute_ns;
     auto layout = ComputeGroupLayout(*scenario);
     if (!layout.ok()) return ReportError(layout.status(), kExitInvalid, ctx);
+    if (auto st = CheckCopyPlanSize(*layout, scenario->dwdp.contention); !st.ok()) {
+      return ReportError(st, kExitUsage, ctx);
+    }
     auto fault = ParseFault(opts->inject);
     if (!fault.ok()) return ReportError(fault.status(), kExitUsage, ctx);
     const bool functional = opts->mode == "functional";

@@ -337,6 +337,16 @@ BOOST_AUTO_TEST_CASE(edge_fill_covers_exactly_the_edge_bytes) {
   BOOST_TEST(MakeEdgeFillPlan(DeepSeek(4, 64, 64), 1).ops.empty());
 }
 
+BOOST_AUTO_TEST_CASE(tiny_round_robin_slices_over_huge_experts_are_refused) {
+  const GroupLayout layout = DeepSeek(4, 64, 64);
+  // 192 remote experts x 24.8 MB in 64-byte pieces: about 74 million copies per layer.
+  const absl::Status tiny = CheckCopyPlanSize(layout, {ContentionMode::kRoundRobin, 64});
+  BOOST_TEST(!tiny.ok());
+  BOOST_TEST(std::string(tiny.message()).find("slice_bytes") != std::string::npos);
+  BOOST_TEST(CheckCopyPlanSize(layout, {ContentionMode::kRoundRobin, 2 * kMiB}).ok());
+  BOOST_TEST(CheckCopyPlanSize(layout, {ContentionMode::kRotate, 64}).ok());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace dwdp

@@ -244,6 +244,26 @@ CopyPlan MakeCopyPlan(const GroupLayout& layout, int64_t rank, const ContentionC
   return plan;
 }
 
+absl::Status CheckCopyPlanSize(const GroupLayout& layout, const ContentionConfig& contention) {
+  if (contention.mode != ContentionMode::kRoundRobin) return absl::OkStatus();
+  const uint64_t slice = std::max<uint64_t>(contention.slice_bytes, 1);
+  for (const RankLayout& rank : layout.ranks) {
+    uint64_t pieces = 0;
+    for (const WeightLayout& w : rank.weights) {
+      // Remote bytes of the weight in at most a handful of runs; each run is cut separately.
+      const uint64_t remote = w.tensor_bytes - (w.local_end - w.local_begin);
+      pieces += remote / slice + static_cast<uint64_t>(layout.peer_ranges.size()) * 2;
+    }
+    if (pieces > kMaxCopiesPerLayer) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "round_robin with slice_bytes %d cuts one layer of rank %d into about %d copies (at "
+          "most %d); use a larger contention.slice_bytes or the rotate schedule",
+          slice, rank.rank, pieces, kMaxCopiesPerLayer));
+    }
+  }
+  return absl::OkStatus();
+}
+
 CopyPlan MakeEdgeFillPlan(const GroupLayout& layout, int64_t rank) {
   const RankLayout& rl = layout.ranks.at(rank);
   CopyPlan plan;

@@ -118,6 +118,11 @@ struct CopyPlan {
 // (weight, slice, owner)), ordered by the contention schedule. Identical for every layer.
 CopyPlan MakeCopyPlan(const GroupLayout& layout, int64_t rank, const ContentionConfig& contention);
 
+// Copies per layer are bounded so that a tiny round_robin slice over huge experts is an error
+// with advice, not a plan that exhausts memory. Checks every rank of the group.
+inline constexpr uint64_t kMaxCopiesPerLayer = 1'000'000;
+absl::Status CheckCopyPlanSize(const GroupLayout& layout, const ContentionConfig& contention);
+
 // The edge bytes of the rank's local handles ([page_start, lsb) and [leb, page_end) per
 // weight), copied from their owners once at setup.
 CopyPlan MakeEdgeFillPlan(const GroupLayout& layout, int64_t rank);

@@ -88,6 +88,7 @@ absl::StatusOr<std::unique_ptr<GroupRuntime>> GroupRuntime::Setup(const GroupLay
   if (options.attention_ns.size() != layers || options.moe_ns.size() != layers) {
     return absl::InvalidArgumentError("runtime: compute times must be given for every MoE layer");
   }
+  if (auto st = CheckCopyPlanSize(layout, options.contention); !st.ok()) return st;
   std::unique_ptr<GroupRuntime> runtime(new GroupRuntime(layout, coordinator, std::move(options)));
   for (int64_t r : coordinator.hosted_ranks()) {
     if (r < 0 || r >= static_cast<int64_t>(layout.ranks.size())) {
