@@ -192,10 +192,10 @@ std::string Joined(const std::vector<std::string>& lines) {
 
 const std::vector<std::string> kBackends = {"sim", "cuda"};
 
-#define SKIP_IF_NO_GROUP(group, skip)                                       \
-  if (!(group)) {                                                           \
-    BOOST_TEST_MESSAGE("skipped on this machine: " << (skip));             \
-    return;                                                                 \
+#define SKIP_IF_NO_GROUP(group, skip)                          \
+  if (!(group)) {                                              \
+    BOOST_TEST_MESSAGE("skipped on this machine: " << (skip)); \
+    return;                                                    \
   }
 
 }  // namespace
@@ -211,9 +211,9 @@ BOOST_DATA_TEST_CASE(driver_rules_agree, boost::unit_test::data::make(kBackends)
   // Sizes must be multiples of the granularity.
   auto odd = driver.Create(g + 1, HandleKind::kNone);
   BOOST_TEST(!odd.ok());
-  BOOST_TEST(std::string(odd.status().message()).find("CUDA_ERROR_INVALID_VALUE") !=
-                 std::string::npos,
-             odd.status().message());
+  BOOST_TEST(
+      std::string(odd.status().message()).find("CUDA_ERROR_INVALID_VALUE") != std::string::npos,
+      odd.status().message());
   auto handle = driver.Create(2 * g, driver.shareable_kind());
   BOOST_REQUIRE_MESSAGE(handle.ok(), handle.status().message());
   auto va = driver.Reserve(2 * g, g);
@@ -242,8 +242,8 @@ BOOST_DATA_TEST_CASE(functional_groups_verify_every_byte,
                      boost::unit_test::data::make(kBackends) *
                          boost::unit_test::data::make(std::vector<int64_t>{2, 3}),
                      backend, num_buffers) {
-  for (const char* file : {"scenarios/sim-small-d3-6x5-modeb.yaml",
-                           "scenarios/sim-small-d4-7x3-redundant.yaml"}) {
+  for (const char* file :
+       {"scenarios/sim-small-d3-6x5-modeb.yaml", "scenarios/sim-small-d4-7x3-redundant.yaml"}) {
     Scenario scenario = LoadScenario(file);
     scenario.dwdp.num_buffers = num_buffers;
     auto layout = ComputeGroupLayout(scenario);
@@ -284,8 +284,7 @@ BOOST_DATA_TEST_CASE(functional_groups_verify_every_byte,
   }
 }
 
-BOOST_DATA_TEST_CASE(planted_faults_are_caught, boost::unit_test::data::make(kBackends),
-                     backend) {
+BOOST_DATA_TEST_CASE(planted_faults_are_caught, boost::unit_test::data::make(kBackends), backend) {
   const Scenario scenario = LoadScenario("scenarios/sim-small-d3-6x5-modeb.yaml");
   auto layout = ComputeGroupLayout(scenario);
   BOOST_REQUIRE(layout.ok());
