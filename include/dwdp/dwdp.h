@@ -36,7 +36,9 @@
 // the engine's forward is in flight (and cheap: a few microseconds of host time per call).
 //
 // Threads: MPI is used with MPI_THREAD_FUNNELED, so create and close the runtime from the
-// thread that initialised MPI. The per-layer calls of one Runtime must not run concurrently.
+// thread that initialised MPI. dwdp uses the GPU whose primary context is current on that
+// thread at Create (the engine's cudaSetDevice); issue the per-layer calls from a thread where
+// it is current too. The per-layer calls of one Runtime must not run concurrently.
 //
 // This header is self-contained C++17 with no CUDA or MPI types: a stream is a `void*` holding
 // a cudaStream_t / CUstream, device memory is a `void*` or `const void*`.
