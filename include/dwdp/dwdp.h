@@ -112,7 +112,9 @@ struct LocalChunk {
 struct Options {
   // The communicator of this rank's DWDP group, as a Fortran handle (MPI_Comm_c2f(comm)) so
   // this header needs no MPI types; its ranks are the group ranks 0..dwdp_size-1.
-  // kSplitWorld: dwdp splits MPI_COMM_WORLD by world rank / dwdp_size.
+  // kSplitWorld: dwdp splits MPI_COMM_WORLD by world rank / dwdp_size. When MPI is not
+  // initialised yet, Create initialises it (MPI_THREAD_FUNNELED); finalising stays the
+  // engine's job (MPI_Finalize after the last Runtime is closed).
   static constexpr int64_t kSplitWorld = -1;
   int64_t mpi_comm = kSplitWorld;
 
