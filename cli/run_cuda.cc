@@ -19,6 +19,7 @@
 #include "core/util/bytes.h"
 
 #if defined(DWDP_HAVE_CUDA)
+#include "backends/cuda/cuda_coordinator.h"
 #include "backends/cuda/loader.h"
 #endif
 
@@ -36,29 +37,7 @@ int RunOnCuda(const CudaRunRequest&) {
 
 namespace {
 
-// The ranks of one process: exactly this GPU's group rank.
-class CudaCoordinator : public Coordinator {
- public:
-  CudaCoordinator(int64_t rank, Driver& driver, Streams& streams, HandleExchange& exchange,
-                  Comm& group)
-      : rank_(rank), driver_(driver), streams_(streams), exchange_(exchange), group_(group) {}
-  std::vector<int64_t> hosted_ranks() const override { return {rank_}; }
-  Driver& driver(int64_t) override { return driver_; }
-  Streams& streams(int64_t) override { return streams_; }
-  HandleExchange& exchange() override { return exchange_; }
-  absl::StatusOr<std::vector<std::vector<uint8_t> > > Allgather(
-      std::vector<std::vector<uint8_t> > per_hosted) override {
-    if (per_hosted.size() != 1) return absl::InternalError("one hosted rank per process");
-    return group_.Allgather(per_hosted.front());
-  }
-
- private:
-  int64_t rank_;
-  Driver& driver_;
-  Streams& streams_;
-  HandleExchange& exchange_;
-  Comm& group_;
-};
+using cuda::CudaCoordinator;
 
 nlohmann::json OpToJson(const TimedOp& op) {
   return {op.rank,      op.stream,      static_cast<int>(op.tag.kind),

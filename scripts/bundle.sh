@@ -5,6 +5,7 @@
 #
 #   ./scripts/bundle.sh            # -> dist/dwdp (copy it to the GPU machine)
 #   mpirun -np 2 dist/dwdp/dwdp run scenarios/qwen3-30b-h100x2-64x64.yaml --backend cuda
+#   mpirun -np 2 dist/dwdp/engine_example       # the engine API (libdwdp.so in lib/)
 #
 # libc, libstdc++, the CUDA driver and MPI are left out on purpose: the GPU machine's own
 # libraries are used (MPI must match the mpirun that starts the job).
@@ -15,10 +16,10 @@ cd "$(dirname "$0")/.."
 out=dist/dwdp
 rm -rf "$out"
 mkdir -p "$out/lib"
-bins=(build/default/cli/dwdp build/default/cli/dwdp_cuda_smoke)
+bins=(build/default/cli/dwdp build/default/cli/dwdp_cuda_smoke build/default/cli/engine_example)
 for t in build/default/tests/*_test; do bins+=("$t"); done
 cp "${bins[@]}" "$out/"
-cp build/default/cli/libdwdp_cuda.so "$out/lib/"
+cp build/default/cli/libdwdp_cuda.so build/default/cli/libdwdp.so "$out/lib/"
 strip --strip-debug "$out"/* "$out"/lib/* 2>/dev/null || true
 system_lib='^(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux|libcuda|libmpi|libopen-|libhwloc|libevent|libpmix|libz|libudev|libnl|libibverbs|librdmacm|libfabric|libucp|libucs|libuct|libucm|libpsm|libltdl|libnuma|libmunge|libefa|libcrypto|libssl)'
 for f in "$out"/* "$out"/lib/*; do

@@ -194,6 +194,44 @@ BOOST_AUTO_TEST_CASE(planted_faults_change_the_order_as_described) {
   }
 }
 
+// An engine issues the calls on its own streams: every wait, copy and record goes to the
+// stream given with the call, in the same order as on the manager's own streams, and the
+// manager's streams keep only the initial free records of construction.
+BOOST_AUTO_TEST_CASE(calls_on_other_streams_go_to_those_streams) {
+  Harness h(5, 2);
+  const StreamId engine_compute = *h.streams.CreateStream("engine compute");
+  const StreamId engine_copy = *h.streams.CreateStream("engine copy");
+  BOOST_REQUIRE(h.manager->Prime(engine_copy).ok());
+  for (int64_t p = 0; p < 5; ++p) {
+    BOOST_REQUIRE(h.manager->WaitAndBind(p, engine_compute).ok());
+    OpTag tag;
+    tag.layer = p;
+    BOOST_REQUIRE(h.streams.Launch({}, engine_compute, tag).ok());
+    BOOST_REQUIRE(h.manager->RecordCompute(p, engine_compute).ok());
+    BOOST_REQUIRE(h.manager->PrefetchNext(p, engine_copy).ok());
+  }
+  const std::vector<std::string> own_compute = {"record " + Free(0), "record " + Free(1)};
+  BOOST_TEST(h.streams.ops[h.compute] == own_compute, boost::test_tools::per_element());
+  BOOST_TEST(h.streams.ops[h.copy].empty());
+
+  Harness reference(5, 2);
+  reference.Forward(5);
+  std::vector<std::string> expected_compute = reference.streams.ops[reference.compute];
+  expected_compute.erase(expected_compute.begin(), expected_compute.begin() + 2);
+  BOOST_TEST(h.streams.ops[engine_compute] == expected_compute, boost::test_tools::per_element());
+  BOOST_TEST(h.streams.ops[engine_copy] == reference.streams.ops[reference.copy],
+             boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(positions_outside_the_layers_are_errors_not_slots) {
+  Harness h(3, 2);
+  for (int64_t p : {-1, 3}) {
+    BOOST_TEST(h.manager->WaitAndBind(p).code() == absl::StatusCode::kOutOfRange);
+    BOOST_TEST(h.manager->RecordCompute(p).code() == absl::StatusCode::kOutOfRange);
+    BOOST_TEST(h.manager->PrefetchNext(p).code() == absl::StatusCode::kOutOfRange);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(fewer_than_two_buffers_is_rejected) {
   RecordingStreams streams;
   WeightManager::Options options;

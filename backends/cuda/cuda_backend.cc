@@ -49,6 +49,35 @@ bool LocalRankFromEnvironment(int64_t* local_rank) {
   return false;
 }
 
+// The device of the context current on this thread (set by the embedding engine, through
+// this or any other copy of the CUDA runtime: the context is the driver's, shared by all).
+absl::StatusOr<int> DeviceOfCurrentContext(const DriverApi& api) {
+  CUcontext context = nullptr;
+  if (absl::Status s = CuStatus(api.cuCtxGetCurrent(&context), "cuCtxGetCurrent"); !s.ok()) {
+    return s;
+  }
+  if (context == nullptr) {
+    return absl::FailedPreconditionError(
+        "no CUDA device is current on this thread: select the engine's GPU (cudaSetDevice) "
+        "before creating the dwdp runtime");
+  }
+  CUdevice device = 0;
+  if (absl::Status s = CuStatus(api.cuCtxGetDevice(&device), "cuCtxGetDevice"); !s.ok()) {
+    return s;
+  }
+  int count = 0;
+  if (absl::Status s = RuntimeStatus(cudaGetDeviceCount(&count), "count CUDA devices"); !s.ok()) {
+    return s;
+  }
+  for (int ordinal = 0; ordinal < count; ++ordinal) {
+    CUdevice candidate = 0;
+    if (api.cuDeviceGet(&candidate, ordinal) == CUDA_SUCCESS && candidate == device) {
+      return ordinal;
+    }
+  }
+  return absl::InternalError("the current CUDA context belongs to no visible device");
+}
+
 class CudaBackendFactoryImpl final : public CudaBackendFactory {
  public:
   uint32_t abi_version() const override { return kCudaBackendAbiVersion; }
@@ -107,13 +136,19 @@ class CudaBackendFactoryImpl final : public CudaBackendFactory {
     info_.local_size = node_size;
     if (!LocalRankFromEnvironment(&info_.local_rank)) info_.local_rank = node_rank;
 
-    info_.device_ordinal = static_cast<int>(info_.local_rank % info_.device_count);
-    if (absl::Status s = UseDevice(info_.device_ordinal); !s.ok()) return s;
     absl::StatusOr<const DriverApi*> api = LoadDriverApi();
     if (!api.ok()) {
       return absl::FailedPreconditionError(absl::StrFormat("the cuda backend cannot run on %s: %s",
                                                            info_.hostname, api.status().message()));
     }
+    if (options.use_current_device) {
+      absl::StatusOr<int> current = DeviceOfCurrentContext(**api);
+      if (!current.ok()) return current.status();
+      info_.device_ordinal = *current;
+    } else {
+      info_.device_ordinal = static_cast<int>(info_.local_rank % info_.device_count);
+    }
+    if (absl::Status s = UseDevice(info_.device_ordinal); !s.ok()) return s;
     cudaDeviceProp prop{};
     if (cudaGetDeviceProperties(&prop, info_.device_ordinal) == cudaSuccess) {
       info_.device_name = prop.name;

@@ -31,7 +31,7 @@ namespace dwdp::cuda {
 
 // Bumped whenever anything in this header changes; the loader refuses a module built from a
 // different version of it (the binary and the module share C++ types across the boundary).
-inline constexpr uint32_t kCudaBackendAbiVersion = 2;
+inline constexpr uint32_t kCudaBackendAbiVersion = 3;
 inline constexpr char kCudaBackendEntryPoint[] = "dwdp_cuda_backend_factory";
 inline constexpr char kCudaBackendModuleFile[] = "libdwdp_cuda.so";
 
@@ -39,6 +39,10 @@ struct CudaInitOptions {
   // Bound on every wait of an MPI collective issued by the backend (allgather, barrier): a rank
   // that died or never arrived is an error after this long, never a hang.
   double timeout_seconds = 60;
+  // Keep the GPU whose (primary) context is current on the calling thread instead of picking
+  // local rank modulo the device count: an engine that embeds dwdp has chosen its GPU already.
+  // No current context is then an error that says so.
+  bool use_current_device = false;
 };
 
 // What Initialize found out about this process and its GPU.

@@ -139,7 +139,9 @@ CudaStreams::~CudaStreams() {
   for (CUevent_st* event : timing_events_) api_->cuEventDestroy(event);
   if (origin_ != nullptr) api_->cuEventDestroy(origin_);
   for (const auto& [id, event] : events_) api_->cuEventDestroy(event);
-  for (const auto& [id, entry] : streams_) api_->cuStreamDestroy(entry.stream);
+  for (const auto& [id, entry] : streams_) {
+    if (!entry.adopted) api_->cuStreamDestroy(entry.stream);
+  }
   if (origin_stream_ != nullptr) api_->cuStreamDestroy(origin_stream_);
   if (device_scratch_ != 0) api_->cuMemFree(device_scratch_);
 }
@@ -153,6 +155,16 @@ absl::StatusOr<StreamId> CudaStreams::CreateStream(absl::string_view name) {
   }
   const StreamId id = next_stream_id_++;
   streams_[id] = {stream, std::string(name)};
+  return id;
+}
+
+absl::StatusOr<StreamId> CudaStreams::AdoptStream(void* stream, absl::string_view name) {
+  CUstream native = static_cast<CUstream>(stream);
+  for (const auto& [id, entry] : streams_) {
+    if (entry.adopted && entry.stream == native) return id;
+  }
+  const StreamId id = next_stream_id_++;
+  streams_[id] = {native, std::string(name), /*adopted=*/true};
   return id;
 }
 
@@ -186,6 +198,10 @@ absl::Status CudaStreams::DestroyStream(StreamId stream) {
   if (it == streams_.end()) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "cuStreamDestroy of unknown stream %d %s: CUDA_ERROR_INVALID_VALUE", stream, Where()));
+  }
+  if (it->second.adopted) {
+    streams_.erase(it);  // its owner destroys it
+    return absl::OkStatus();
   }
   absl::Status status =
       CuStatus(api_->cuStreamDestroy(it->second.stream),

@@ -43,6 +43,12 @@ class CudaStreams : public Streams {
   ~CudaStreams() override;
 
   absl::StatusOr<StreamId> CreateStream(absl::string_view name) override;
+  // Registers a stream somebody else created (an engine's cudaStream_t / CUstream, null for
+  // the legacy default stream) so operations can be issued on it by StreamId. The stream stays
+  // its owner's: DestroyStream and the destructor forget it without destroying it, and the
+  // owner must keep it alive until then (Synchronize and the destructor wait on it). Adopting
+  // the same stream again returns the same id.
+  absl::StatusOr<StreamId> AdoptStream(void* stream, absl::string_view name);
   absl::StatusOr<EventId> CreateEvent() override;
   absl::Status DestroyEvent(EventId event) override;
   absl::Status DestroyStream(StreamId stream) override;
@@ -64,6 +70,7 @@ class CudaStreams : public Streams {
   struct StreamEntry {
     CUstream_st* stream = nullptr;
     std::string name;
+    bool adopted = false;  // owned by somebody else (AdoptStream): never destroyed here
   };
   // An operation whose timing events have been recorded but not yet read.
   struct PendingOp {

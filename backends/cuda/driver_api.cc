@@ -43,6 +43,7 @@ absl::Status ResolveAll(DriverApi& api) {
   DWDP_RESOLVE(cuDeviceGet, 2000)
   DWDP_RESOLVE(cuDeviceGetAttribute, 2000)
   DWDP_RESOLVE(cuCtxGetCurrent, 4000)
+  DWDP_RESOLVE(cuCtxGetDevice, 2000)
   DWDP_RESOLVE(cuMemCreate, 10020)
   DWDP_RESOLVE(cuMemRelease, 10020)
   DWDP_RESOLVE(cuMemExportToShareableHandle, 10020)

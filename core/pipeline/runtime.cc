@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 #include <set>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -89,6 +90,10 @@ absl::StatusOr<std::unique_ptr<GroupRuntime>> GroupRuntime::Setup(const GroupLay
     return absl::InvalidArgumentError("runtime: compute times must be given for every MoE layer");
   }
   if (auto st = CheckCopyPlanSize(layout, options.contention); !st.ok()) return st;
+  if ((options.compute_stream || options.copy_stream) && coordinator.hosted_ranks().size() != 1) {
+    return absl::InvalidArgumentError(
+        "runtime: existing compute or copy streams can be given only when one rank is hosted");
+  }
   std::unique_ptr<GroupRuntime> runtime(new GroupRuntime(layout, coordinator, std::move(options)));
   for (int64_t r : coordinator.hosted_ranks()) {
     if (r < 0 || r >= static_cast<int64_t>(layout.ranks.size())) {
@@ -159,8 +164,14 @@ absl::Status GroupRuntime::RunSetup() {
 
 absl::Status GroupRuntime::SetupStreams(RankState& rank) {
   if (auto st = Step(rank, "streams"); !st.ok()) return st;
-  for (auto [name, id] : {std::pair<const char*, StreamId*>{"compute", &rank.compute},
-                          std::pair<const char*, StreamId*>{"copy", &rank.copy}}) {
+  for (auto [name, id, given] : {std::tuple<const char*, StreamId*, std::optional<StreamId>>{
+                                     "compute", &rank.compute, options_.compute_stream},
+                                 std::tuple<const char*, StreamId*, std::optional<StreamId>>{
+                                     "copy", &rank.copy, options_.copy_stream}}) {
+    if (given) {
+      *id = *given;  // the owner's stream: nothing to destroy at teardown
+      continue;
+    }
     auto stream = rank.streams->CreateStream(name);
     if (!stream.ok()) {
       return WithContext(stream.status(),
@@ -198,6 +209,9 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
     staging.clear();
     return first;
   };
+  // The local handles get content from the engine's chunks, or from the synthetic pattern in
+  // functional mode; otherwise (timing runs) they stay as created.
+  const bool fill_local = options_.functional || static_cast<bool>(options_.local_experts);
   rank.local.assign(static_cast<size_t>(layers), {});
   for (int64_t p = 0; p < layers; ++p) {
     for (size_t w = 0; w < rl.weights.size(); ++w) {
@@ -213,7 +227,7 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
       const Handle created = *handle;
       rank.cleanup.push_back({"release local handle of " + what,
                               [&driver, created] { return driver.Release(created); }});
-      if (!options_.functional) continue;
+      if (!fill_local) continue;
       auto va = driver.Reserve(wl.mnnvl_size, layout_.granularity);
       if (!va.ok()) {
         (void)unmap_staging();
@@ -232,10 +246,18 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
         tag.layer = layout_.moe_layers[p];
         tag.weight = static_cast<int64_t>(w);
         tag.label = "load local experts";
-        st = rank.streams->Fill(
-            *va + wl.leading_edge, wl.local_end - wl.local_begin,
-            PatternRef{layout_.moe_layers[p], static_cast<int64_t>(w), wl.expert_bytes},
-            wl.local_begin, rank.copy, tag);
+        if (options_.local_experts) {
+          absl::StatusOr<DevPtr> source =
+              options_.local_experts(rank.rank, p, static_cast<int64_t>(w));
+          st = source.ok() ? rank.streams->Copy(*va + wl.leading_edge, *source,
+                                                wl.local_end - wl.local_begin, rank.copy, tag)
+                           : source.status();
+        } else {
+          st = rank.streams->Fill(
+              *va + wl.leading_edge, wl.local_end - wl.local_begin,
+              PatternRef{layout_.moe_layers[p], static_cast<int64_t>(w), wl.expert_bytes},
+              wl.local_begin, rank.copy, tag);
+        }
       }
       if (!st.ok()) {
         (void)unmap_staging();
@@ -243,7 +265,7 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
       }
     }
   }
-  if (options_.functional) {
+  if (fill_local) {
     absl::Status st = rank.streams->Synchronize();
     absl::Status unmapped = unmap_staging();
     if (!st.ok())
@@ -612,6 +634,37 @@ absl::Status GroupRuntime::ProbeLayerCopies(int64_t rank, int64_t position) {
     return WithContext(st, absl::StrFormat("copy probe on rank %d", rank));
   }
   return absl::NotFoundError(absl::StrFormat("rank %d is not hosted here", rank));
+}
+
+absl::StatusOr<WeightManager*> GroupRuntime::ManagerOf(int64_t rank, const char* call) {
+  for (auto& r : ranks_) {
+    if (r->rank != rank) continue;
+    if (!r->manager) {
+      return absl::FailedPreconditionError(absl::StrFormat("%s after teardown", call));
+    }
+    return r->manager.get();
+  }
+  return absl::NotFoundError(absl::StrFormat("%s: rank %d is not hosted here", call, rank));
+}
+
+absl::Status GroupRuntime::Prime(int64_t rank, StreamId copy) {
+  auto manager = ManagerOf(rank, "prime");
+  return manager.ok() ? (*manager)->Prime(copy) : manager.status();
+}
+
+absl::Status GroupRuntime::WaitAndBind(int64_t rank, int64_t position, StreamId compute) {
+  auto manager = ManagerOf(rank, "wait_and_bind");
+  return manager.ok() ? (*manager)->WaitAndBind(position, compute) : manager.status();
+}
+
+absl::Status GroupRuntime::RecordCompute(int64_t rank, int64_t position, StreamId compute) {
+  auto manager = ManagerOf(rank, "record_compute");
+  return manager.ok() ? (*manager)->RecordCompute(position, compute) : manager.status();
+}
+
+absl::Status GroupRuntime::PrefetchNext(int64_t rank, int64_t position, StreamId copy) {
+  auto manager = ManagerOf(rank, "prefetch_next");
+  return manager.ok() ? (*manager)->PrefetchNext(position, copy) : manager.status();
 }
 
 absl::Status GroupRuntime::Unwind(RankState& rank) {

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,18 @@ struct RuntimeOptions {
   ContentionConfig contention;
   // Called with (rank, step) before each setup step; a non-OK status fails that step (tests).
   std::function<absl::Status(int64_t rank, absl::string_view step)> step_hook;
+  // Where a rank's own experts come from when an engine has loaded them: the device address of
+  // the rank's bytes [lsb, leb) of the layer at `position`, weight `weight`. Setup copies them
+  // into the local handle at leading_edge (instead of the synthetic pattern) and waits for the
+  // copies, so the engine may free its memory once Setup returns.
+  std::function<absl::StatusOr<DevPtr>(int64_t rank, int64_t position, int64_t weight)>
+      local_experts;
+  // Streams the backend already has (an engine's own), used instead of creating the rank's
+  // compute or copy stream and never destroyed by the runtime. Only with one hosted rank. Setup
+  // issues its copies on the copy stream, so work the engine enqueued there before (loading
+  // its chunks) is ordered before them.
+  std::optional<StreamId> compute_stream;
+  std::optional<StreamId> copy_stream;
 };
 
 // One undoable action of setup, in creation order; teardown runs them in reverse.
@@ -98,6 +111,14 @@ class GroupRuntime {
   };
   const HostCost& wait_and_bind_cost() const { return wait_and_bind_cost_; }
 
+  // The weight manager calls of one hosted rank, one at a time on the given streams: an engine
+  // drives its own forward with them instead of RunForward (DWDP_SPEC §4). Nothing here waits
+  // for the host or for other ranks. `position` is the layer's index in the sorted MoE list.
+  absl::Status Prime(int64_t rank, StreamId copy);
+  absl::Status WaitAndBind(int64_t rank, int64_t position, StreamId compute);
+  absl::Status RecordCompute(int64_t rank, int64_t position, StreamId compute);
+  absl::Status PrefetchNext(int64_t rank, int64_t position, StreamId copy);
+
   // Idempotent. Returns the first error of the release calls.
   absl::Status Teardown();
 
@@ -124,6 +145,8 @@ class GroupRuntime {
                                 const OpTag& tag);
   absl::Status ScatterSmallVectors();
   absl::Status Step(RankState& rank, absl::string_view step);
+  // The weight manager of a hosted rank, or an error naming why there is none.
+  absl::StatusOr<WeightManager*> ManagerOf(int64_t rank, const char* call);
   absl::Status Unwind(RankState& rank);
 
   const GroupLayout& layout_;

@@ -62,56 +62,62 @@ OpTag WeightManager::Tag(OpKind kind, int64_t position) const {
   return tag;
 }
 
-absl::Status WeightManager::Prefetch(int64_t position) {
-  if (position < 0 || position >= options_.num_layers) {
-    return absl::OutOfRangeError(
-        absl::StrFormat("prefetch of MoE layer position %d of %d", position, options_.num_layers));
-  }
+absl::Status WeightManager::CheckPosition(int64_t position, const char* call) const {
+  if (position >= 0 && position < options_.num_layers) return absl::OkStatus();
+  return absl::OutOfRangeError(
+      absl::StrFormat("%s of MoE layer position %d of %d", call, position, options_.num_layers));
+}
+
+absl::Status WeightManager::Prefetch(int64_t position, StreamId copy) {
+  if (auto st = CheckPosition(position, "prefetch"); !st.ok()) return st;
   const int64_t s = slot_of(position);
   OpTag wait = Tag(OpKind::kWait, position);
   wait.label = "wait free";
-  if (auto st = streams_.Wait(copy_, free_[s], wait); !st.ok()) return st;
-  if (auto st = issue_copies_(position, copy_, Tag(OpKind::kCopy, position)); !st.ok()) return st;
+  if (auto st = streams_.Wait(copy, free_[s], wait); !st.ok()) return st;
+  if (auto st = issue_copies_(position, copy, Tag(OpKind::kCopy, position)); !st.ok()) return st;
   OpTag record = Tag(OpKind::kRecord, position);
   record.label = "ready";
-  return streams_.Record(ready_[s], copy_, record);
+  return streams_.Record(ready_[s], copy, record);
 }
 
-absl::Status WeightManager::Prime() {
+absl::Status WeightManager::Prime(StreamId copy) {
   for (int64_t p = 0; p < options_.num_layers && p < options_.num_buffers; ++p) {
-    if (auto st = Prefetch(p); !st.ok()) return st;
+    if (auto st = Prefetch(p, copy); !st.ok()) return st;
   }
   return absl::OkStatus();
 }
 
-absl::Status WeightManager::WaitAndBind(int64_t position) {
+absl::Status WeightManager::WaitAndBind(int64_t position, StreamId compute) {
+  if (auto st = CheckPosition(position, "wait_and_bind"); !st.ok()) return st;
   const int64_t s = slot_of(position);
   if (options_.fault != PipelineFault::kSkipReadyWait) {
     OpTag wait = Tag(OpKind::kWait, position);
     wait.label = "wait ready";
-    if (auto st = streams_.Wait(compute_, ready_[s], wait); !st.ok()) return st;
+    if (auto st = streams_.Wait(compute, ready_[s], wait); !st.ok()) return st;
   }
   if (options_.fault == PipelineFault::kFreeAtBind) {
     OpTag record = Tag(OpKind::kRecord, position);
     record.label = "free (at bind: planted fault)";
-    return streams_.Record(free_[s], compute_, record);
+    return streams_.Record(free_[s], compute, record);
   }
   // Binding is a pointer swap in the engine (the composite VA of the layer is fixed at setup),
   // so there is nothing to enqueue here.
   return absl::OkStatus();
 }
 
-absl::Status WeightManager::RecordCompute(int64_t position) {
+absl::Status WeightManager::RecordCompute(int64_t position, StreamId compute) {
+  if (auto st = CheckPosition(position, "record_compute"); !st.ok()) return st;
   if (options_.fault == PipelineFault::kFreeAtBind) return absl::OkStatus();
   OpTag record = Tag(OpKind::kRecord, position);
   record.label = "free";
-  return streams_.Record(free_[slot_of(position)], compute_, record);
+  return streams_.Record(free_[slot_of(position)], compute, record);
 }
 
-absl::Status WeightManager::PrefetchNext(int64_t position) {
+absl::Status WeightManager::PrefetchNext(int64_t position, StreamId copy) {
+  if (auto st = CheckPosition(position, "prefetch_next"); !st.ok()) return st;
   const int64_t next = position + options_.num_buffers;
   if (next >= options_.num_layers) return absl::OkStatus();  // the last k layers prefetch nothing
-  return Prefetch(next);
+  return Prefetch(next, copy);
 }
 
 }  // namespace dwdp

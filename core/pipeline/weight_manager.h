@@ -57,11 +57,20 @@ class WeightManager {
   int64_t slot_of(int64_t position) const { return position % options_.num_buffers; }
 
   void set_forward(int64_t forward) { forward_ = forward; }
-  absl::Status Prime();
-  absl::Status Prefetch(int64_t position);
-  absl::Status WaitAndBind(int64_t position);
-  absl::Status RecordCompute(int64_t position);
-  absl::Status PrefetchNext(int64_t position);
+  absl::Status Prime() { return Prime(copy_); }
+  absl::Status Prefetch(int64_t position) { return Prefetch(position, copy_); }
+  absl::Status WaitAndBind(int64_t position) { return WaitAndBind(position, compute_); }
+  absl::Status RecordCompute(int64_t position) { return RecordCompute(position, compute_); }
+  absl::Status PrefetchNext(int64_t position) { return PrefetchNext(position, copy_); }
+
+  // The same calls on other streams than the ones given at construction: an engine issues them
+  // on its own streams, which may differ from call to call. The events belong to the slots, not
+  // to the streams, so the contract holds whichever streams carry the waits and records.
+  absl::Status Prime(StreamId copy);
+  absl::Status Prefetch(int64_t position, StreamId copy);
+  absl::Status WaitAndBind(int64_t position, StreamId compute);
+  absl::Status RecordCompute(int64_t position, StreamId compute);
+  absl::Status PrefetchNext(int64_t position, StreamId copy);
 
   // Releases the events (idempotent).
   absl::Status Destroy();
@@ -75,6 +84,7 @@ class WeightManager {
         options_(std::move(options)),
         issue_copies_(std::move(issue_copies)) {}
   OpTag Tag(OpKind kind, int64_t position) const;
+  absl::Status CheckPosition(int64_t position, const char* call) const;
 
   Streams& streams_;
   StreamId compute_;
