@@ -128,9 +128,8 @@ class CalibrationBuffers {
     for (int64_t peer = 0; peer < c.size; ++peer) {
       if (peer == c.rank) continue;
       if ((*received)[0][peer].size() != 1) {
-        return absl::InternalError(
-            absl::StrFormat("rank %d sent %d handles, expected 1", peer,
-                            (*received)[0][peer].size()));
+        return absl::InternalError(absl::StrFormat("rank %d sent %d handles, expected 1", peer,
+                                                   (*received)[0][peer].size()));
       }
       const SharedHandle& h = (*received)[0][peer][0];
       absl::StatusOr<Handle> imported = drv.Import(h);
@@ -197,8 +196,7 @@ class CalibrationBuffers {
   explicit CalibrationBuffers(Driver& driver) : driver_(driver) {}
 
   static absl::Status Context(const absl::Status& s, const std::string& what, uint64_t bytes) {
-    return absl::Status(s.code(),
-                        absl::StrCat(what, " (", FormatBytes(bytes), "): ", s.message()));
+    return absl::Status(s.code(), absl::StrCat(what, " (", FormatBytes(bytes), "): ", s.message()));
   }
 
   // Reserves a VA range for the last piece's whole handle, maps it and grants access.
@@ -271,8 +269,8 @@ double GateNs(size_t jobs) {
 absl::StatusOr<PhaseOutcome> RunPhase(const RankContext& c, const std::string& name,
                                       const std::vector<Job>& jobs) {
   const auto fail = [&](const absl::Status& s) {
-    return absl::Status(s.code(), absl::StrFormat("rank %d: phase '%s': %s", c.rank, name,
-                                                  s.message()));
+    return absl::Status(s.code(),
+                        absl::StrFormat("rank %d: phase '%s': %s", c.rank, name, s.message()));
   };
   std::unique_ptr<Streams> streams;
   std::vector<StreamId> ids;
@@ -300,8 +298,8 @@ absl::StatusOr<PhaseOutcome> RunPhase(const RankContext& c, const std::string& n
     OpTag gate_tag;
     gate_tag.kind = OpKind::kCompute;
     gate_tag.label = "gate";
-    if (absl::Status s = streams->Launch({"calibration gate", {}, GateNs(jobs.size())}, ids[0],
-                                         gate_tag);
+    if (absl::Status s =
+            streams->Launch({"calibration gate", {}, GateNs(jobs.size())}, ids[0], gate_tag);
         !s.ok()) {
       return fail(s);
     }
@@ -345,9 +343,9 @@ absl::StatusOr<PhaseOutcome> RunPhase(const RankContext& c, const std::string& n
     }
     for (size_t i = 0; i < jobs.size(); ++i) {
       if (!seen[i]) {
-        return fail(absl::InternalError(absl::StrFormat(
-            "job %d of %d has no timing in the backend's timeline (is timing off?)", i,
-            jobs.size())));
+        return fail(absl::InternalError(
+            absl::StrFormat("job %d of %d has no timing in the backend's timeline (is timing off?)",
+                            i, jobs.size())));
       }
     }
     double last_issue = 0, first_start = 1e300;
@@ -374,10 +372,10 @@ class Calibrator {
   }
 
   absl::Status Run() {
-    for (auto step : {&Calibrator::WarmUp, &Calibrator::SinglePair, &Calibrator::EgressSharing,
-                      &Calibrator::IngressConcurrency, &Calibrator::Schedules,
-                      &Calibrator::LocalCopy, &Calibrator::ComputeStandIn,
-                      &Calibrator::ComputeUnderCopies}) {
+    for (auto step :
+         {&Calibrator::WarmUp, &Calibrator::SinglePair, &Calibrator::EgressSharing,
+          &Calibrator::IngressConcurrency, &Calibrator::Schedules, &Calibrator::LocalCopy,
+          &Calibrator::ComputeStandIn, &Calibrator::ComputeUnderCopies}) {
       if (absl::Status s = (this->*step)(); !s.ok()) return s;
     }
     return absl::OkStatus();
@@ -401,7 +399,7 @@ class Calibrator {
   // Repeats a phase repetitions + 1 times and drops the first (first touch of a path: TLBs,
   // copy-engine set-up).
   absl::StatusOr<std::vector<PhaseOutcome>> Repeat(const std::string& name,
-                                                  const std::vector<Job>& jobs) {
+                                                   const std::vector<Job>& jobs) {
     std::vector<PhaseOutcome> kept;
     for (int rep = 0; rep <= c_.repetitions; ++rep) {
       absl::StatusOr<PhaseOutcome> o = RunPhase(c_, name, jobs);
@@ -497,9 +495,9 @@ class Calibrator {
     for (int64_t p = 0; p < d; ++p) {
       if (p == c_.rank) continue;
       schedules["ascending"].push_back({Job::Kind::kCopy, 0, slot(p), b_.peer(p), bytes, p, 0});
-      schedules["concurrent streams"].push_back(
-          {Job::Kind::kCopy, static_cast<int>(p < c_.rank ? p : p - 1), slot(p), b_.peer(p), bytes,
-           p, 0});
+      schedules["concurrent streams"].push_back({Job::Kind::kCopy,
+                                                 static_cast<int>(p < c_.rank ? p : p - 1), slot(p),
+                                                 b_.peer(p), bytes, p, 0});
     }
     // Round robin over the owners in granule-sized pieces, each piece a separate copy.
     const uint64_t piece = c_.driver.granularity();
@@ -809,17 +807,17 @@ absl::StatusOr<Derived> Derive(const std::vector<nlohmann::json>& ranks,
   std::vector<double> local_rates;
   for (const auto& r : ranks) {
     const Summary s = Summarize(Doubles(r["local_copy"]["ns"]));
-    if (s.median > 0) local_rates.push_back(r["local_copy"]["bytes"].get<double>() / s.median * 1e9);
+    if (s.median > 0)
+      local_rates.push_back(r["local_copy"]["bytes"].get<double>() / s.median * 1e9);
   }
   const Summary local = Summarize(local_rates);
   if (local.count > 0) {
     d.m.local_copy_bw = local.median;
-    d.table.AddRow({"local_copy_bw", FormatBandwidth(local.median),
-                    FormatBandwidth(base.local_copy_bw.value),
-                    absl::StrFormat("%s on each of %d GPUs",
-                                    FormatBytes(ranks[0]["local_copy"]["bytes"].get<uint64_t>()), n),
-                    absl::StrFormat("ranks %s..%s", FormatBandwidth(local.min),
-                                    FormatBandwidth(local.max))});
+    d.table.AddRow(
+        {"local_copy_bw", FormatBandwidth(local.median), FormatBandwidth(base.local_copy_bw.value),
+         absl::StrFormat("%s on each of %d GPUs",
+                         FormatBytes(ranks[0]["local_copy"]["bytes"].get<uint64_t>()), n),
+         absl::StrFormat("ranks %s..%s", FormatBandwidth(local.min), FormatBandwidth(local.max))});
   }
 
   // Egress sharing (information: the simulator's max-min ports predict it from peer_copy_bw).
@@ -856,7 +854,8 @@ absl::StatusOr<Derived> Derive(const std::vector<nlohmann::json>& ranks,
           "simulator only shrinks ingress)",
           in["peers"].get<int64_t>(), *d.m.concurrent_pull_efficiency));
     }
-    d.table.AddRow({"concurrent_pull_efficiency", absl::StrFormat("%.3f", *d.m.concurrent_pull_efficiency),
+    d.table.AddRow({"concurrent_pull_efficiency",
+                    absl::StrFormat("%.3f", *d.m.concurrent_pull_efficiency),
                     absl::StrFormat("%.3f", base.concurrent_pull_efficiency.value),
                     absl::StrFormat("rank 0 <- %d peers, 1 stream each: %s",
                                     in["peers"].get<int64_t>(), FormatBandwidth(ingress)),
@@ -893,8 +892,7 @@ absl::StatusOr<Derived> Derive(const std::vector<nlohmann::json>& ranks,
       if (!medians.count(name)) continue;
       const Summary s = Summarize(Doubles(d.summary["schedules"][name]["critical_path_ns"]));
       t.AddRow({name, FormatNanos(medians[name]), absl::StrFormat("%.2f", medians[name] / ideal),
-                rotate > 0 ? absl::StrFormat("%.2f", medians[name] / rotate) : "-",
-                Pct(s.spread)});
+                rotate > 0 ? absl::StrFormat("%.2f", medians[name] / rotate) : "-", Pct(s.spread)});
     }
     absl::StrAppendFormat(&d.details,
                           "\ncopy schedules (DWDP_SPEC §4): every rank pulls %s from each of its "
@@ -969,10 +967,10 @@ absl::StatusOr<Derived> Derive(const std::vector<nlohmann::json>& ranks,
   const Summary timed_copy_call = host("copy_with_timing_events");
   if (copy_call.count > 0) {
     d.m.host_issue_ns = copy_call.median;
-    d.table.AddRow({"host_issue_ns", FormatNanos(copy_call.median),
-                    FormatNanos(base.host_issue_ns.value), "host time per copy call",
-                    absl::StrFormat("ranks %s..%s", FormatNanos(copy_call.min),
-                                    FormatNanos(copy_call.max))});
+    d.table.AddRow(
+        {"host_issue_ns", FormatNanos(copy_call.median), FormatNanos(base.host_issue_ns.value),
+         "host time per copy call",
+         absl::StrFormat("ranks %s..%s", FormatNanos(copy_call.min), FormatNanos(copy_call.max))});
   }
   if (record_call.count > 0 && wait_call.count > 0) {
     d.m.event_ns = (record_call.median + wait_call.median) / 2;
@@ -999,17 +997,17 @@ absl::StatusOr<Derived> Derive(const std::vector<nlohmann::json>& ranks,
     const double map = Summarize(m).median, access = Summarize(a).median,
                  unmap = Summarize(u).median;
     d.m.map_ns = (map + access + unmap) / 3;
-    d.table.AddRow({"map_ns", FormatNanos(*d.m.map_ns), FormatNanos(base.map_ns.value),
-                    absl::StrFormat("(map + set_access + unmap of %s) / 3",
-                                    FormatBytes(granularity)),
-                    absl::StrFormat("map %s, access %s, unmap %s", FormatNanos(map),
-                                    FormatNanos(access), FormatNanos(unmap))});
+    d.table.AddRow(
+        {"map_ns", FormatNanos(*d.m.map_ns), FormatNanos(base.map_ns.value),
+         absl::StrFormat("(map + set_access + unmap of %s) / 3", FormatBytes(granularity)),
+         absl::StrFormat("map %s, access %s, unmap %s", FormatNanos(map), FormatNanos(access),
+                         FormatNanos(unmap))});
   }
   d.table.AddRow({"granularity", FormatBytes(granularity),
                   FormatBytes(static_cast<uint64_t>(base.granularity.value)), "driver", "-"});
   d.table.AddRow({"hbm_bytes", FormatBytes(device_memory),
-                  FormatBytes(static_cast<uint64_t>(base.hbm_bytes.value)),
-                  "device total memory", "-"});
+                  FormatBytes(static_cast<uint64_t>(base.hbm_bytes.value)), "device total memory",
+                  "-"});
   return d;
 }
 
@@ -1036,8 +1034,7 @@ absl::Status CheckWritable(const std::string& path) {
   std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
-    return absl::NotFoundError(
-        absl::StrCat("the directory of --out '", path, "' does not exist"));
+    return absl::NotFoundError(absl::StrCat("the directory of --out '", path, "' does not exist"));
   }
   if (access(dir.c_str(), W_OK) != 0) {
     return absl::PermissionDeniedError(
@@ -1167,8 +1164,7 @@ int CalibrateRank(cuda::CudaBackendFactory& factory, const CalibrateOptions& opt
           exit_code = error(absl::StrFormat(
               "device memory in use grows with every setup/teardown: %s before, %s after the "
               "calibration, %s after one more setup/teardown",
-              FormatBytes(*memory_before), FormatBytes(*memory_after),
-              FormatBytes(*memory_again)));
+              FormatBytes(*memory_before), FormatBytes(*memory_after), FormatBytes(*memory_again)));
         } else {
           out["driver_retained_bytes"] = *memory_after - *memory_before;
         }
@@ -1202,13 +1198,11 @@ int CalibrateRank(cuda::CudaBackendFactory& factory, const CalibrateOptions& opt
   }
   // The backend exports FABRIC handles only where creating one works (IMEX channel present).
   derived->m.imex_permitted = c.driver.shareable_kind() == HandleKind::kFabric;
-  const std::string name = !opts.name.empty()
-                               ? opts.name
-                               : std::filesystem::path(opts.out).stem().string();
-  const CalibrationIdentity identity{
-      name, info.device_name,
-      MeasuredOnLine(info.device_name, c.size, KernelDriverVersion(), info.driver_version,
-                     Today())};
+  const std::string name =
+      !opts.name.empty() ? opts.name : std::filesystem::path(opts.out).stem().string();
+  const CalibrationIdentity identity{name, info.device_name,
+                                     MeasuredOnLine(info.device_name, c.size, KernelDriverVersion(),
+                                                    info.driver_version, Today())};
   const HardwareProfile profile = ApplyCalibration(base, derived->m, identity);
   const std::string yaml = absl::StrCat(
       "# Written by `dwdp calibrate` from the '", base.name,
@@ -1232,9 +1226,10 @@ int CalibrateRank(cuda::CudaBackendFactory& factory, const CalibrateOptions& opt
   std::cout << "\nprofile numbers (written as `measured`; base = the '" << base.name
             << "' preset):\n"
             << derived->table.Render({0, 3, 4}) << derived->details;
-  std::cout << absl::StrFormat("\ndevice memory in use on rank 0: %s before setup, %s after teardown\n",
-                               FormatBytes(ranks[0].value("device_memory_before", uint64_t{0})),
-                               FormatBytes(ranks[0].value("device_memory_after", uint64_t{0})));
+  std::cout << absl::StrFormat(
+      "\ndevice memory in use on rank 0: %s before setup, %s after teardown\n",
+      FormatBytes(ranks[0].value("device_memory_before", uint64_t{0})),
+      FormatBytes(ranks[0].value("device_memory_after", uint64_t{0})));
   for (const std::string& w : derived->warnings) std::cout << "warning: " << w << "\n";
   std::cout << "\nwrote " << opts.out << "\n";
   if (!opts.raw.empty()) {
@@ -1277,7 +1272,8 @@ int Calibrate(const CalibrateOptions& opts, const HardwareProfile& base, uint64_
   // Every rank agrees on the exit code; a failed rank aborts the job (its peers may wait).
   auto codes = (*factory)->world().Allgather(std::vector<uint8_t>{static_cast<uint8_t>(exit_code)});
   if (codes.ok()) {
-    for (const auto& code : *codes) exit_code = std::max<int>(exit_code, code.empty() ? 1 : code[0]);
+    for (const auto& code : *codes)
+      exit_code = std::max<int>(exit_code, code.empty() ? 1 : code[0]);
   } else if (exit_code == kExitOk) {
     exit_code = kExitInvalid;
   }

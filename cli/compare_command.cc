@@ -30,9 +30,9 @@ absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, const char*
   text << in.rdbuf();
   nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the ", what, " report '", path,
-        "' is not valid JSON (write it with `dwdp run ... --format json > FILE`)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the ", what, " report '", path,
+                     "' is not valid JSON (write it with `dwdp run ... --format json > FILE`)"));
   }
   return j;
 }

@@ -43,10 +43,10 @@ HardwareProfile ApplyCalibration(const HardwareProfile& base, const CalibrationM
 std::string MeasuredOnLine(const std::string& gpu_name, int64_t gpus, const std::string& driver,
                            int cuda_driver_version, const std::string& date) {
   std::string line = absl::StrFormat("%s ×%d", gpu_name, gpus);
-  const std::string cuda =
-      cuda_driver_version > 0 ? absl::StrFormat("CUDA %d.%d", cuda_driver_version / 1000,
-                                                (cuda_driver_version % 1000) / 10)
-                              : "";
+  const std::string cuda = cuda_driver_version > 0
+                               ? absl::StrFormat("CUDA %d.%d", cuda_driver_version / 1000,
+                                                 (cuda_driver_version % 1000) / 10)
+                               : "";
   if (!driver.empty() && !cuda.empty()) {
     absl::StrAppend(&line, ", driver ", driver, " / ", cuda);
   } else if (!driver.empty()) {

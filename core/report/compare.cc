@@ -88,16 +88,16 @@ absl::StatusOr<ParsedReport> Parse(const nlohmann::json& j, const std::string& n
       absl::StatusOr<double> layer = Number(layers[k], "layer", lw);
       if (!layer.ok()) return layer.status();
       LayerFigures f;
-      for (auto [key, out] : {std::pair{"copy_ns", &f.copy_ns}, std::pair{"compute_ns", &f.compute_ns},
-                              std::pair{"stall_ns", &f.stall_ns}}) {
+      for (auto [key, out] :
+           {std::pair{"copy_ns", &f.copy_ns}, std::pair{"compute_ns", &f.compute_ns},
+            std::pair{"stall_ns", &f.stall_ns}}) {
         absl::StatusOr<double> v = Number(layers[k], key, lw);
         if (!v.ok()) return v.status();
         *out = *v;
       }
       const int64_t layer_id = static_cast<int64_t>(*layer);
       if (layers_out.count(layer_id)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(lw, ": layer ", layer_id, " appears twice"));
+        return absl::InvalidArgumentError(absl::StrCat(lw, ": layer ", layer_id, " appears twice"));
       }
       layers_out[layer_id] = f;
     }
@@ -116,8 +116,8 @@ nlohmann::json ValueJson(const ComparedValue& v) {
                       {"checked", v.checked},
                       {"exceeded", v.exceeded}};
   // JSON has no infinity: a prediction against a measured 0 has no finite relative error.
-  j["relative_error"] = std::isfinite(v.relative_error) ? nlohmann::json(v.relative_error)
-                                                        : nlohmann::json(nullptr);
+  j["relative_error"] =
+      std::isfinite(v.relative_error) ? nlohmann::json(v.relative_error) : nlohmann::json(nullptr);
   return j;
 }
 
@@ -154,9 +154,9 @@ absl::StatusOr<ReportComparison> CompareRunReports(const nlohmann::json& predict
   absl::StatusOr<ParsedReport> m = Parse(measured, "measured report");
   if (!m.ok()) return m.status();
   if (p->scenario != m->scenario) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "the reports are of different scenarios ('%s' predicted, '%s' measured)", p->scenario,
-        m->scenario));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("the reports are of different scenarios ('%s' predicted, '%s' measured)",
+                        p->scenario, m->scenario));
   }
   if (p->ranks.size() != m->ranks.size()) {
     return absl::InvalidArgumentError(
@@ -184,9 +184,9 @@ absl::StatusOr<ReportComparison> CompareRunReports(const nlohmann::json& predict
     }
     const auto& m_layers = it->second;
     if (p_layers.size() != m_layers.size()) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "rank %d has %d layers predicted and %d measured", rank, p_layers.size(),
-          m_layers.size()));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("rank %d has %d layers predicted and %d measured", rank, p_layers.size(),
+                          m_layers.size()));
     }
     RankComparison rc;
     rc.rank = rank;
@@ -224,10 +224,10 @@ absl::StatusOr<ReportComparison> CompareRunReports(const nlohmann::json& predict
   c.forward_ns = CompareValue(p->forward_ns, m->forward_ns, tol, true);
   c.stall_ns = CompareValue(p->stall_ns, m->stall_ns, tol, false);
   if (c.forward_ns.exceeded) {
-    c.failures.push_back(absl::StrFormat(
-        "forward time predicted %s, measured %s (%s, tolerance ±%.0f%%)",
-        FormatNanos(c.forward_ns.predicted), FormatNanos(c.forward_ns.measured),
-        Percent(c.forward_ns.relative_error), 100 * tol));
+    c.failures.push_back(
+        absl::StrFormat("forward time predicted %s, measured %s (%s, tolerance ±%.0f%%)",
+                        FormatNanos(c.forward_ns.predicted), FormatNanos(c.forward_ns.measured),
+                        Percent(c.forward_ns.relative_error), 100 * tol));
   }
   return c;
 }
@@ -279,8 +279,8 @@ std::string ReportComparison::ToText(bool all_layers) const {
     }
     return r;
   };
-  const std::vector<std::string> headers = {"",          "copy pred", "copy meas", "copy err",
-                                            "comp pred", "comp meas", "comp err",  "stall pred",
+  const std::vector<std::string> headers = {"",           "copy pred", "copy meas", "copy err",
+                                            "comp pred",  "comp meas", "comp err",  "stall pred",
                                             "stall meas", "stall err"};
   absl::StrAppend(&out, "\nper rank, mean per MoE layer:\n");
   TextTable means{std::vector<std::string>(headers)};
@@ -304,8 +304,8 @@ std::string ReportComparison::ToText(bool all_layers) const {
           worst = &l;
         }
       }
-      absl::StrAppendFormat(&out, "rank %d: largest per-layer copy error at layer %d: %s\n",
-                            r.rank, worst->layer, Percent(worst->copy_ns.relative_error));
+      absl::StrAppendFormat(&out, "rank %d: largest per-layer copy error at layer %d: %s\n", r.rank,
+                            worst->layer, Percent(worst->copy_ns.relative_error));
     }
   }
   absl::StrAppend(&out, "\nper forward:\n");
