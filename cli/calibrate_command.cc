@@ -65,6 +65,24 @@ struct CalibrateOptions {
   double timeout_s = 60;
 };
 
+// Checks before any GPU work that the profile can be written where asked.
+absl::Status CheckWritable(const std::string& path) {
+  std::filesystem::path p(path);
+  std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return absl::NotFoundError(absl::StrCat("the directory of --out '", path, "' does not exist"));
+  }
+  if (access(dir.c_str(), W_OK) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the directory of --out '", path, "' is not writable"));
+  }
+  return absl::OkStatus();
+}
+
+// The measurements need the cuda backend; without it only the usage checks above remain.
+#if defined(DWDP_HAVE_CUDA)
+
 // Everything a rank needs to take part in the phases.
 struct RankContext {
   cuda::CudaBackendFactory& factory;
@@ -1028,23 +1046,6 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& tex
   return absl::OkStatus();
 }
 
-// Checks before any GPU work that the profile can be written where asked.
-absl::Status CheckWritable(const std::string& path) {
-  std::filesystem::path p(path);
-  std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec)) {
-    return absl::NotFoundError(absl::StrCat("the directory of --out '", path, "' does not exist"));
-  }
-  if (access(dir.c_str(), W_OK) != 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("the directory of --out '", path, "' is not writable"));
-  }
-  return absl::OkStatus();
-}
-
-#if defined(DWDP_HAVE_CUDA)
-
 absl::Status WarmUpDriver(const RankContext& c, HandleExchange& exchange) {
   const uint64_t g = c.driver.granularity();
   auto buffers = CalibrationBuffers::Setup(c, exchange, g, g);
@@ -1297,8 +1298,7 @@ void RegisterCalibrate(CLI::App& app, CommandContext& ctx) {
   auto opts = std::make_shared<CalibrateOptions>();
   CLI::App* cmd = app.add_subcommand(
       "calibrate",
-      "Measure the simulator's hardware numbers on this machine's GPUs (cuda backend, one rank "
-      "per GPU under mpirun, N >= 2) and write a hardware profile");
+      "Measure a hardware profile on this machine's GPUs (cuda backend, mpirun -np N >= 2)");
   cmd->add_option("--out", opts->out, "Profile YAML file to write")->required();
   cmd->add_option("--base", opts->base,
                   "Preset or profile whose numbers are kept where nothing is measured")

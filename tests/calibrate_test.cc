@@ -60,8 +60,7 @@ BOOST_AUTO_TEST_CASE(uniform_least_squares_by_hand) {
   BOOST_TEST(fit->latency_ns == 1.0 / 3, tt::tolerance(1e-12));
   BOOST_TEST(fit->bytes_per_s == 4e8, tt::tolerance(1e-12));
   BOOST_TEST(fit->max_relative_residual == 1.0 / 15, tt::tolerance(1e-12));
-  BOOST_TEST(fit->rms_relative_residual ==
-                 std::sqrt((1.0 / 324 + 1.0 / 225 + 1.0 / 2304) / 3),
+  BOOST_TEST(fit->rms_relative_residual == std::sqrt((1.0 / 324 + 1.0 / 225 + 1.0 / 2304) / 3),
              tt::tolerance(1e-12));
   BOOST_TEST(fit->r_squared == 1.0 - 9.0 / 684, tt::tolerance(1e-12));
 }
@@ -232,8 +231,8 @@ BOOST_AUTO_TEST_CASE(calibrated_profile_round_trips_through_yaml_and_drives_the_
 
   // The simulator takes it as --hardware.
   const testing::ProcessResult run =
-      testing::RunDwdp({"run", testing::SourcePath("scenarios/sim-small-d4-4x4.yaml"),
-                        "--hardware", path, "--format", "json"});
+      testing::RunDwdp({"run", testing::SourcePath("scenarios/sim-small-d4-4x4.yaml"), "--hardware",
+                        path, "--format", "json"});
   BOOST_TEST(run.exit_code == 0, run.err);
   BOOST_TEST(absl::StrContains(run.out, "\"backend\": \"sim\""));
   std::filesystem::remove_all(dir);

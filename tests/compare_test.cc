@@ -23,7 +23,7 @@ namespace tt = boost::test_tools;
 using nlohmann::json;
 
 json Layer(int64_t layer, double copy, double compute, double stall) {
-  return {{"layer", layer}, {"slot", layer % 2},       {"copy_bytes", 1000},
+  return {{"layer", layer},  {"slot", layer % 2},     {"copy_bytes", 1000},
           {"copy_ns", copy}, {"compute_ns", compute}, {"stall_ns", stall}};
 }
 
@@ -224,7 +224,8 @@ BOOST_AUTO_TEST_CASE(real_simulator_reports_compare) {
   std::filesystem::create_directories(dir);
   const std::string scenario = testing::SourcePath("scenarios/sim-small-d4-4x4.yaml");
   const auto a = testing::RunDwdp({"run", scenario, "--format", "json"});
-  const auto b = testing::RunDwdp({"run", scenario, "--format", "json", "--hardware", "gb200-nvl72"});
+  const auto b =
+      testing::RunDwdp({"run", scenario, "--format", "json", "--hardware", "gb200-nvl72"});
   BOOST_REQUIRE(a.exit_code == 0);
   BOOST_REQUIRE(b.exit_code == 0);
   std::ofstream(dir + "/a.json") << a.out;
