@@ -167,6 +167,11 @@ class CalibrationBuffers {
             peer, FormatBytes(h.bytes()), FormatBytes(src_bytes)));
       }
     }
+    // Every rank has imported every handle before the exported fds (kept in `received`) close.
+    if (absl::Status s = exchange.Barrier(); !s.ok()) {
+      return absl::Status(
+          s.code(), absl::StrCat("barrier after importing the peers' buffers: ", s.message()));
+    }
     return buffers;
   }
 
@@ -624,7 +629,9 @@ class Calibrator {
 // Host time per Copy, Record and Wait call with timing events off (the pipeline's own cost), and
 // per Copy with them on (what `dwdp run --backend cuda` pays by default).
 absl::Status Calibrator::HostCosts() {
-  constexpr int kCalls = 200;
+  // Few enough that the calls, their timing events included, fit in a stream's queue behind
+  // the gate (a full queue would block the host and count GPU time as host time).
+  constexpr int kCalls = 128;
   nlohmann::json result = nlohmann::json::object();
   for (bool timing : {false, true}) {
     auto created = c_.factory.CreateStreams({.rank = c_.rank, .timing = timing});
@@ -1103,6 +1110,8 @@ int CalibrateRank(cuda::CudaBackendFactory& factory, const CalibrateOptions& opt
       factory.CreateHandleExchange(**group, (*driver)->shareable_kind(), exchange_options);
   if (!exchange.ok()) return error(std::string(exchange.status().message()));
   RankContext c{factory, **group, **driver, rank, (*group)->size(), opts.repetitions};
+  // Kept by value: the driver is gone by the time rank 0 writes the profile.
+  const HandleKind handle_kind = (*driver)->shareable_kind();
 
   const uint64_t g = (*driver)->granularity();
   const uint64_t src_bytes = std::max(g, AlignDown(max_bytes, g));
@@ -1198,7 +1207,7 @@ int CalibrateRank(cuda::CudaBackendFactory& factory, const CalibrateOptions& opt
     return kExitInvalid;
   }
   // The backend exports FABRIC handles only where creating one works (IMEX channel present).
-  derived->m.imex_permitted = c.driver.shareable_kind() == HandleKind::kFabric;
+  derived->m.imex_permitted = handle_kind == HandleKind::kFabric;
   const std::string name =
       !opts.name.empty() ? opts.name : std::filesystem::path(opts.out).stem().string();
   const CalibrationIdentity identity{name, info.device_name,
@@ -1222,7 +1231,7 @@ int CalibrateRank(cuda::CudaBackendFactory& factory, const CalibrateOptions& opt
   }
   std::cout << absl::StrFormat(
       "calibrated on %s (%d ranks, %s handles, %d repetitions, buffers of %s)\n",
-      identity.measured_on, c.size, HandleKindName(c.driver.shareable_kind()), opts.repetitions,
+      identity.measured_on, c.size, HandleKindName(handle_kind), opts.repetitions,
       FormatBytes(src_bytes));
   std::cout << "\nprofile numbers (written as `measured`; base = the '" << base.name
             << "' preset):\n"
