@@ -22,5 +22,7 @@ void RegisterLayout(CLI::App& app, CommandContext& ctx);
 void RegisterRun(CLI::App& app, CommandContext& ctx);
 void RegisterPlan(CLI::App& app, CommandContext& ctx);
 void RegisterPlace(CLI::App& app, CommandContext& ctx);
+void RegisterCalibrate(CLI::App& app, CommandContext& ctx);
+void RegisterCompare(CLI::App& app, CommandContext& ctx);
 
 }  // namespace dwdp::cli

@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   dwdp::cli::RegisterRun(app, ctx);
   dwdp::cli::RegisterPlan(app, ctx);
   dwdp::cli::RegisterPlace(app, ctx);
+  dwdp::cli::RegisterCalibrate(app, ctx);
+  dwdp::cli::RegisterCompare(app, ctx);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

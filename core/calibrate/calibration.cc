@@ -1,0 +1,61 @@
+#include "core/calibrate/calibration.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace dwdp {
+namespace {
+
+void SetMeasured(Quantity& q, const std::optional<double>& value) {
+  if (!value) return;
+  q.value = *value;
+  q.source = Provenance::kMeasured;
+}
+
+}  // namespace
+
+HardwareProfile ApplyCalibration(const HardwareProfile& base, const CalibrationMeasurements& m,
+                                 const CalibrationIdentity& identity) {
+  HardwareProfile hw = base;
+  hw.name = identity.name;
+  hw.source_file.clear();
+  if (!identity.gpu_name.empty()) hw.gpu_name = identity.gpu_name;
+  hw.measured_on = identity.measured_on;
+  SetMeasured(hw.granularity, m.granularity);
+  SetMeasured(hw.peer_copy_bw, m.peer_copy_bw);
+  if (m.copy_latency_ns) SetMeasured(hw.copy_latency_ns, std::max(0.0, *m.copy_latency_ns));
+  SetMeasured(hw.local_copy_bw, m.local_copy_bw);
+  SetMeasured(hw.hbm_bytes, m.hbm_bytes);
+  if (m.concurrent_pull_efficiency) {
+    // The simulator only shrinks ingress (an efficiency above 1 is refused there).
+    SetMeasured(hw.concurrent_pull_efficiency, std::clamp(*m.concurrent_pull_efficiency, 0.0, 1.0));
+  }
+  if (m.compute_slowdown) SetMeasured(hw.compute_slowdown, std::max(0.0, *m.compute_slowdown));
+  SetMeasured(hw.host_issue_ns, m.host_issue_ns);
+  SetMeasured(hw.event_ns, m.event_ns);
+  SetMeasured(hw.map_ns, m.map_ns);
+  if (m.imex_permitted) hw.imex_permitted = *m.imex_permitted;
+  return hw;
+}
+
+std::string MeasuredOnLine(const std::string& gpu_name, int64_t gpus, const std::string& driver,
+                           int cuda_driver_version, const std::string& date) {
+  std::string line = absl::StrFormat("%s ×%d", gpu_name, gpus);
+  const std::string cuda = cuda_driver_version > 0
+                               ? absl::StrFormat("CUDA %d.%d", cuda_driver_version / 1000,
+                                                 (cuda_driver_version % 1000) / 10)
+                               : "";
+  if (!driver.empty() && !cuda.empty()) {
+    absl::StrAppend(&line, ", driver ", driver, " / ", cuda);
+  } else if (!driver.empty()) {
+    absl::StrAppend(&line, ", driver ", driver);
+  } else if (!cuda.empty()) {
+    absl::StrAppend(&line, ", driver ", cuda);
+  }
+  absl::StrAppend(&line, ", ", date);
+  return line;
+}
+
+}  // namespace dwdp

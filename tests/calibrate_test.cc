@@ -1,0 +1,259 @@
+// The arithmetic and the profile writing of `dwdp calibrate` (core/calibrate), which run on rank
+// 0 after the GPU measurements. Expected values are worked out by hand in the comments, never
+// taken from the code under test.
+
+#define BOOST_TEST_MODULE calibrate
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <boost/test/unit_test.hpp>
+
+#include "absl/strings/match.h"
+#include "core/calibrate/calibration.h"
+#include "core/calibrate/fit.h"
+#include "core/config/loader.h"
+#include "core/util/bytes.h"
+#include "tests/support/run_process.h"
+#include "tests/support/test_paths.h"
+
+namespace dwdp {
+namespace {
+
+namespace tt = boost::test_tools;
+
+BOOST_AUTO_TEST_CASE(exact_line_is_recovered_by_both_weightings) {
+  // 4 us + bytes / (400 GB/s): 400 bytes per ns.
+  //   1 MiB:  4000 + 1048576 / 400    =     6621.44 ns
+  //  16 MiB:  4000 + 16777216 / 400   =    45943.04 ns
+  //   1 GiB:  4000 + 1073741824 / 400 =  2688354.56 ns
+  const std::vector<CopySample> samples = {
+      {1048576, 6621.44}, {16777216, 45943.04}, {1073741824, 2688354.56}, {1048576, 6621.44}};
+  for (FitWeighting w : {FitWeighting::kUniform, FitWeighting::kRelative}) {
+    const absl::StatusOr<LatencyBandwidthFit> fit = FitLatencyBandwidth(samples, w);
+    BOOST_REQUIRE(fit.ok());
+    BOOST_TEST(fit->latency_ns == 4000.0, tt::tolerance(1e-6));
+    BOOST_TEST(fit->bytes_per_s == 400e9, tt::tolerance(1e-9));
+    BOOST_TEST(fit->samples == 4);
+    BOOST_TEST(fit->max_relative_residual < 1e-9);
+    BOOST_TEST(fit->rms_relative_residual < 1e-9);
+    BOOST_TEST(fit->r_squared == 1.0, tt::tolerance(1e-9));
+    BOOST_TEST(fit->PredictNs(64 * kMiB) == 4000 + 67108864 / 400.0, tt::tolerance(1e-9));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(uniform_least_squares_by_hand) {
+  // (x, t) = (1, 3), (2, 5), (3, 8): mean x 2, mean t 16/3; Sxx = 2,
+  // Sxt = (-1)(3 - 16/3) + (1)(8 - 16/3) = 7/3 + 8/3 = 5 -> slope 2.5 ns/byte (4e8 bytes/s),
+  // intercept 16/3 - 2 * 2.5 = 1/3.
+  // Predictions 17/6, 16/3, 47/6: residuals 1/6, 1/3, 1/6; relative 1/18, 1/15, 1/48.
+  // rms = sqrt((1/324 + 1/225 + 1/2304) / 3); SSres = 1/36 + 4/36 + 1/36 = 1/6;
+  // SStot = (49 + 1 + 64) / 9 = 114/9 -> R^2 = 1 - (1/6) / (114/9) = 1 - 9/684.
+  const std::vector<CopySample> samples = {{1, 3}, {2, 5}, {3, 8}};
+  const absl::StatusOr<LatencyBandwidthFit> fit =
+      FitLatencyBandwidth(samples, FitWeighting::kUniform);
+  BOOST_REQUIRE(fit.ok());
+  BOOST_TEST(fit->latency_ns == 1.0 / 3, tt::tolerance(1e-12));
+  BOOST_TEST(fit->bytes_per_s == 4e8, tt::tolerance(1e-12));
+  BOOST_TEST(fit->max_relative_residual == 1.0 / 15, tt::tolerance(1e-12));
+  BOOST_TEST(fit->rms_relative_residual == std::sqrt((1.0 / 324 + 1.0 / 225 + 1.0 / 2304) / 3),
+             tt::tolerance(1e-12));
+  BOOST_TEST(fit->r_squared == 1.0 - 9.0 / 684, tt::tolerance(1e-12));
+}
+
+BOOST_AUTO_TEST_CASE(relative_weighting_by_hand) {
+  // (x, t) = (1, 2), (2, 4), (3, 4), weights 1/t^2 = 1/4, 1/16, 1/16 (sum 3/8).
+  // Weighted means: x = (1/4 + 2/16 + 3/16) / (3/8) = 1.5; t = (2/4 + 4/16 + 4/16) / (3/8) = 8/3.
+  // Sxx = 1/4 * 0.25 + 1/16 * 0.25 + 1/16 * 2.25 = 7/32;
+  // Sxt = 1/4 * (-0.5)(-2/3) + 1/16 * 0.5 * 4/3 + 1/16 * 1.5 * 4/3 = 1/12 + 1/24 + 1/8 = 1/4.
+  // slope = (1/4) / (7/32) = 8/7 ns/byte; intercept = 8/3 - 1.5 * 8/7 = 20/21.
+  // (Unweighted the same points give slope 1 and intercept 4/3: the weighting matters.)
+  const std::vector<CopySample> samples = {{1, 2}, {2, 4}, {3, 4}};
+  const absl::StatusOr<LatencyBandwidthFit> rel =
+      FitLatencyBandwidth(samples, FitWeighting::kRelative);
+  BOOST_REQUIRE(rel.ok());
+  BOOST_TEST(rel->latency_ns == 20.0 / 21, tt::tolerance(1e-12));
+  BOOST_TEST(rel->bytes_per_s == 1e9 * 7 / 8, tt::tolerance(1e-12));
+  const absl::StatusOr<LatencyBandwidthFit> uni =
+      FitLatencyBandwidth(samples, FitWeighting::kUniform);
+  BOOST_REQUIRE(uni.ok());
+  BOOST_TEST(uni->latency_ns == 4.0 / 3, tt::tolerance(1e-12));
+  BOOST_TEST(uni->bytes_per_s == 1e9, tt::tolerance(1e-12));
+}
+
+BOOST_AUTO_TEST_CASE(relative_weighting_keeps_a_small_latency_next_to_noisy_large_copies) {
+  // 4 us + 400 bytes/ns, with the 1 GiB copies off by +-0.5% (+-13.4 us, three times the
+  // latency). Unweighted, that noise lands in the intercept; weighted by 1/t^2 the small copies
+  // pin it.
+  std::vector<CopySample> samples;
+  for (double bytes : {262144.0, 1048576.0, 4194304.0}) {
+    samples.push_back({bytes, 4000 + bytes / 400});
+  }
+  const double big = 4000 + 1073741824 / 400.0;
+  samples.push_back({1073741824, big * 1.005});
+  samples.push_back({1073741824, big * 1.005});
+  samples.push_back({536870912, (4000 + 536870912 / 400.0) * 0.995});
+  const auto rel = FitLatencyBandwidth(samples, FitWeighting::kRelative);
+  const auto uni = FitLatencyBandwidth(samples, FitWeighting::kUniform);
+  BOOST_REQUIRE(rel.ok());
+  BOOST_REQUIRE(uni.ok());
+  BOOST_TEST(std::abs(rel->latency_ns - 4000) < 100);
+  BOOST_TEST(std::abs(uni->latency_ns - 4000) > std::abs(rel->latency_ns - 4000));
+}
+
+BOOST_AUTO_TEST_CASE(fit_refuses_what_is_not_a_line) {
+  const auto message = [](std::vector<CopySample> s) {
+    const auto fit = FitLatencyBandwidth(s, FitWeighting::kRelative);
+    BOOST_REQUIRE(!fit.ok());
+    BOOST_TEST(absl::IsInvalidArgument(fit.status()));
+    return std::string(fit.status().message());
+  };
+  BOOST_TEST(absl::StrContains(message({}), "two distinct copy sizes"));
+  BOOST_TEST(absl::StrContains(message({{1024, 10}, {1024, 11}}), "two distinct copy sizes"));
+  BOOST_TEST(absl::StrContains(message({{1024, 10}, {2048, 0}}), "sample 1"));
+  BOOST_TEST(absl::StrContains(message({{1024, 10}, {2048, NAN}}), "sample 1"));
+  BOOST_TEST(absl::StrContains(message({{1024, 10}, {2048, 5}}), "does not grow"));
+}
+
+BOOST_AUTO_TEST_CASE(summaries) {
+  const Summary even = Summarize({3, 1, 2, 10});
+  BOOST_TEST(even.count == 4);
+  BOOST_TEST(even.min == 1);
+  BOOST_TEST(even.max == 10);
+  BOOST_TEST(even.median == 2.5);
+  BOOST_TEST(even.mean == 4);
+  BOOST_TEST(even.spread == 3.6);  // (10 - 1) / 2.5
+  const Summary odd = Summarize({5, 1, 3});
+  BOOST_TEST(odd.median == 3);
+  const Summary none = Summarize({});
+  BOOST_TEST(none.count == 0);
+  BOOST_TEST(none.median == 0);
+}
+
+BOOST_AUTO_TEST_CASE(measured_on_line) {
+  BOOST_TEST(MeasuredOnLine("NVIDIA H100 80GB HBM3", 4, "580.95.05", 13000, "2026-11-28") ==
+             "NVIDIA H100 80GB HBM3 ×4, driver 580.95.05 / CUDA 13.0, 2026-11-28");
+  BOOST_TEST(MeasuredOnLine("NVIDIA H200", 2, "", 12080, "2026-11-29") ==
+             "NVIDIA H200 ×2, driver CUDA 12.8, 2026-11-29");
+  BOOST_TEST(MeasuredOnLine("GPU", 2, "", 0, "2026-11-29") == "GPU ×2, 2026-11-29");
+}
+
+std::vector<Quantity> Quantities(const HardwareProfile& h) {
+  return {h.granularity,        h.nvlink_bw,          h.peer_copy_bw,
+          h.copy_latency_ns,    h.local_copy_bw,      h.hbm_bw,
+          h.hbm_bytes,          h.flops_fp4,          h.flops_fp8,
+          h.flops_bf16,         h.compute_efficiency, h.memory_efficiency,
+          h.kernel_overhead_ns, h.compute_slowdown,   h.concurrent_pull_efficiency,
+          h.host_issue_ns,      h.event_ns,           h.map_ns,
+          h.nvlink_domain,      h.gpus_per_node,      h.max_mappings,
+          h.max_fabric_mappings};
+}
+
+// What a 4-GPU calibration could produce (numbers of the order of HARDWARE.md's).
+CalibrationMeasurements SomeMeasurements() {
+  CalibrationMeasurements m;
+  m.granularity = 2097152;
+  m.peer_copy_bw = 391.3e9;
+  m.copy_latency_ns = 4211.7;
+  m.local_copy_bw = 1471.9e9;
+  m.hbm_bytes = 85520809984;
+  m.concurrent_pull_efficiency = 0.512;
+  m.compute_slowdown = 0.013;
+  m.host_issue_ns = 2380.5;
+  m.event_ns = 611.25;
+  m.map_ns = 16912.3;
+  m.imex_permitted = false;
+  return m;
+}
+
+BOOST_AUTO_TEST_CASE(calibration_replaces_only_what_was_measured) {
+  const HardwareProfile base = HardwarePreset("h100-sxm").value();
+  CalibrationMeasurements m;
+  m.peer_copy_bw = 390e9;
+  m.copy_latency_ns = -250;             // fit noise around zero
+  m.concurrent_pull_efficiency = 1.07;  // beat the pair fit by noise
+  m.compute_slowdown = -0.004;
+  const HardwareProfile hw =
+      ApplyCalibration(base, m, {"h100-x4-measured", "NVIDIA H100 80GB HBM3", "on a test"});
+  BOOST_TEST(hw.name == "h100-x4-measured");
+  BOOST_TEST(hw.gpu_name == "NVIDIA H100 80GB HBM3");
+  BOOST_TEST(hw.measured_on == "on a test");
+  BOOST_TEST(hw.peer_copy_bw.value == 390e9);
+  BOOST_TEST(ProvenanceName(hw.peer_copy_bw.source) == ProvenanceName(Provenance::kMeasured));
+  BOOST_TEST(hw.copy_latency_ns.value == 0);
+  BOOST_TEST(hw.concurrent_pull_efficiency.value == 1);
+  BOOST_TEST(hw.compute_slowdown.value == 0);
+  BOOST_TEST(ProvenanceName(hw.compute_slowdown.source) == ProvenanceName(Provenance::kMeasured));
+  // Not measured: the base's value and provenance stay.
+  BOOST_TEST(hw.nvlink_bw.value == base.nvlink_bw.value);
+  BOOST_TEST(ProvenanceName(hw.nvlink_bw.source) == ProvenanceName(base.nvlink_bw.source));
+  BOOST_TEST(hw.host_issue_ns.value == base.host_issue_ns.value);
+  BOOST_TEST(ProvenanceName(hw.host_issue_ns.source) == ProvenanceName(base.host_issue_ns.source));
+  BOOST_TEST(hw.imex_permitted == base.imex_permitted);
+}
+
+BOOST_AUTO_TEST_CASE(calibrated_profile_round_trips_through_yaml_and_drives_the_simulator) {
+  const HardwareProfile base = HardwarePreset("h100-sxm").value();
+  const std::string measured_on =
+      MeasuredOnLine("NVIDIA H100 80GB HBM3", 4, "580.95.05", 13000, "2026-11-28");
+  const HardwareProfile written = ApplyCalibration(
+      base, SomeMeasurements(), {"h100-sxm-x4-measured", "NVIDIA H100 80GB HBM3", measured_on});
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("dwdp-calibrate-test-" + std::to_string(getpid())))
+          .string();
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/profile.yaml";
+  {
+    std::ofstream out(path);
+    out << HardwareProfileToYaml(written);
+  }
+  const absl::StatusOr<HardwareProfile> loaded = LoadHardwareProfileFile(path);
+  BOOST_REQUIRE_MESSAGE(loaded.ok(), loaded.status().ToString());
+  BOOST_TEST(loaded->name == "h100-sxm-x4-measured");
+  BOOST_TEST(loaded->gpu_name == "NVIDIA H100 80GB HBM3");
+  BOOST_TEST(loaded->measured_on == measured_on);  // the multiplication sign survives
+  BOOST_TEST(loaded->imex_permitted == false);
+  BOOST_TEST(loaded->fabric_supported == written.fabric_supported);
+  const std::vector<Quantity> a = Quantities(written), b = Quantities(*loaded);
+  BOOST_REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    BOOST_TEST_CONTEXT("quantity " << i) {
+      BOOST_TEST(a[i].value == b[i].value);  // exact
+      BOOST_TEST(ProvenanceName(a[i].source) == ProvenanceName(b[i].source));
+    }
+  }
+  BOOST_TEST(ProvenanceName(loaded->map_ns.source) == ProvenanceName(Provenance::kMeasured));
+  BOOST_TEST(ProvenanceName(loaded->flops_fp8.source) == ProvenanceName(Provenance::kSpec));
+
+  // The simulator takes it as --hardware.
+  const testing::ProcessResult run =
+      testing::RunDwdp({"run", testing::SourcePath("scenarios/sim-small-d4-4x4.yaml"), "--hardware",
+                        path, "--format", "json"});
+  BOOST_TEST(run.exit_code == 0, run.err);
+  BOOST_TEST(absl::StrContains(run.out, "\"backend\": \"sim\""));
+  std::filesystem::remove_all(dir);
+}
+
+BOOST_AUTO_TEST_CASE(calibrate_usage_errors_exit_2_before_touching_a_gpu) {
+  const auto bad_dir = testing::RunDwdp({"calibrate", "--out", "/nonexistent-dir/p.yaml"});
+  BOOST_TEST(bad_dir.exit_code == 2);
+  BOOST_TEST(absl::StrContains(bad_dir.err, "does not exist"));
+  const auto bad_base = testing::RunDwdp({"calibrate", "--out", "p.yaml", "--base", "gb300"});
+  BOOST_TEST(bad_base.exit_code == 2);
+  BOOST_TEST(absl::StrContains(bad_base.err, "gb300"));
+  const auto bad_size =
+      testing::RunDwdp({"calibrate", "--out", "p.yaml", "--max-bytes", "12 apples"});
+  BOOST_TEST(bad_size.exit_code == 2);
+  BOOST_TEST(absl::StrContains(bad_size.err, "--max-bytes"));
+  const auto tiny = testing::RunDwdp({"calibrate", "--out", "p.yaml", "--max-bytes", "1MiB"});
+  BOOST_TEST(tiny.exit_code == 2);
+  const auto no_out = testing::RunDwdp({"calibrate"});
+  BOOST_TEST(no_out.exit_code == 2);
+}
+
+}  // namespace
+}  // namespace dwdp
