@@ -17,11 +17,11 @@
 #include "absl/status/status.h"
 #include "backends/sim/sim_world.h"
 #include "core/config/scenario.h"
+#include "core/util/bytes.h"
 
 namespace dwdp::sim {
 namespace {
 
-constexpr uint64_t kMiB = 1024 * 1024;
 constexpr int64_t kRanks = 8;
 constexpr int64_t kLayers = 58;
 constexpr int64_t kExperts = 256;
@@ -41,10 +41,6 @@ template <typename T>
 T Check(absl::StatusOr<T> value) {
   Check(value.status());
   return *std::move(value);
-}
-
-uint64_t AlignUp(uint64_t value, uint64_t alignment) {
-  return (value + alignment - 1) / alignment * alignment;
 }
 
 HardwareProfile Gb200LikeProfile() {
@@ -136,8 +132,8 @@ std::unique_ptr<DeepSeekWorld> BuildWorld(bool check_hazards) {
     uint64_t slot_pages = 0;
     for (int64_t w = 0; w < kWeights; ++w) {
       const uint64_t local_bytes = kExpertsPerRank * kExpertBytes[w];
-      pre_size[w] = AlignUp(r * local_bytes, kPoolPage);
-      post_size[w] = AlignUp((kRanks - 1 - r) * local_bytes, kPoolPage);
+      pre_size[w] = *AlignUp(r * local_bytes, kPoolPage);
+      post_size[w] = *AlignUp((kRanks - 1 - r) * local_bytes, kPoolPage);
       slot_pages += (pre_size[w] + post_size[w]) / kPoolPage;
     }
     std::vector<std::vector<Handle>> pages(kSlots);
