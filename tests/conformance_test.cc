@@ -7,11 +7,13 @@
 
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
+#include <filesystem>
 #include <map>
 
 #include "absl/strings/str_cat.h"
 #include "backends/sim/simulate.h"
 #include "core/config/loader.h"
+#include "core/fault/faulty_driver.h"
 #include "core/layout/layout.h"
 #include "core/pipeline/runtime.h"
 #include "tests/support/test_paths.h"
@@ -192,6 +194,51 @@ std::string Joined(const std::vector<std::string>& lines) {
 
 const std::vector<std::string> kBackends = {"sim", "cuda"};
 
+// A group seen through a FaultyDriver on one rank: what the runtime calls goes through the
+// wrapper there, everything else to the group itself.
+class FaultyRankCoordinator : public Coordinator {
+ public:
+  FaultyRankCoordinator(TestGroup& group, int64_t faulty_rank, FaultyDriver& faulty)
+      : group_(group), faulty_rank_(faulty_rank), faulty_(faulty) {}
+  std::vector<int64_t> hosted_ranks() const override { return group_.hosted_ranks(); }
+  Driver& driver(int64_t rank) override {
+    return rank == faulty_rank_ ? faulty_ : group_.driver(rank);
+  }
+  Streams& streams(int64_t rank) override { return group_.streams(rank); }
+  HandleExchange& exchange() override { return group_.exchange(); }
+  absl::StatusOr<std::vector<std::vector<uint8_t>>> Allgather(
+      std::vector<std::vector<uint8_t>> per_hosted) override {
+    return group_.Allgather(std::move(per_hosted));
+  }
+
+ private:
+  TestGroup& group_;
+  int64_t faulty_rank_;
+  FaultyDriver& faulty_;
+};
+
+// Open file descriptors of this process (exported POSIX handles are fds).
+int64_t OpenFds() {
+  int64_t count = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    ++count;
+  }
+  return count;
+}
+
+// Device memory in use on the GPU (cuda) or 0 (sim, whose leak report covers its memory).
+uint64_t DeviceMemoryInUse(const std::string& backend) {
+#if defined(DWDP_HAVE_CUDA)
+  if (backend == "cuda") {
+    auto in_use = cuda::DeviceMemoryInUse();
+    BOOST_REQUIRE_MESSAGE(in_use.ok(), in_use.status().message());
+    return *in_use;
+  }
+#endif
+  (void)backend;
+  return 0;
+}
+
 #define SKIP_IF_NO_GROUP(group, skip)                          \
   if (!(group)) {                                              \
     BOOST_TEST_MESSAGE("skipped on this machine: " << (skip)); \
@@ -318,6 +365,71 @@ BOOST_DATA_TEST_CASE(planted_faults_are_caught, boost::unit_test::data::make(kBa
                runtime.status().message());
     BOOST_TEST(group->Leaks().empty(), group->Leaks());
   }
+}
+
+// Makes the n-th driver call of rank 1 fail, for every n of a whole setup + 2 forwards +
+// teardown: the injected error is the one reported, with its context; nothing is left (leak
+// report, device memory, fds back to where they were); and the process sets the group up again.
+BOOST_DATA_TEST_CASE(a_failing_driver_call_anywhere_is_reported_and_rolled_back,
+                     boost::unit_test::data::make(kBackends), backend) {
+  // A tiny Mode B group (edge bytes inside granules) with two MoE layers keeps every kind of
+  // driver call of the setup and few enough of them to try each.
+  Scenario scenario = LoadScenario("scenarios/soak-tiny-d3-modeb.yaml");
+  scenario.model.moe_layers.resize(2);
+  auto layout = ComputeGroupLayout(scenario);
+  BOOST_REQUIRE(layout.ok());
+  constexpr int64_t kFaultyRank = 1;
+  RuntimeOptions options;
+  options.functional = true;
+  options.moe_ns.assign(layout->moe_layers.size(), 20000);
+
+  // Runs setup + 2 forwards + teardown with rank 1's n-th call failing (0: none). Returns the
+  // first error and the number of rank-1 driver calls made.
+  auto run = [&](int64_t fail_at, std::string& skip) -> std::pair<absl::Status, int64_t> {
+    auto group = MakeGroup(backend, scenario, 3, true, skip);
+    if (!group) return {absl::OkStatus(), -1};
+    FaultyDriver faulty(group->driver(kFaultyRank), fail_at, "CUDA_ERROR_OUT_OF_MEMORY");
+    FaultyRankCoordinator coordinator(*group, kFaultyRank, faulty);
+    absl::Status first = absl::OkStatus();
+    auto runtime = GroupRuntime::Setup(*layout, coordinator, options);
+    if (!runtime.ok()) {
+      first = runtime.status();
+    } else {
+      for (int64_t f = 0; f < 2 && first.ok(); ++f) first = (*runtime)->RunForward(f);
+      const absl::Status teardown = (*runtime)->Teardown();
+      if (first.ok()) first = teardown;
+    }
+    BOOST_TEST(group->Leaks().empty(), "call " << fail_at << ": " << group->Leaks());
+    BOOST_TEST(group->Hazards().empty(), "call " << fail_at << ": " << Joined(group->Hazards()));
+    BOOST_TEST(faulty.injected() == (fail_at > 0), "call " << fail_at);
+    return {first, faulty.calls()};
+  };
+
+  // A clean run first: it counts the calls and loads what the GPU loads once (modules).
+  std::string skip;
+  const auto [clean, total_calls] = run(0, skip);
+  SKIP_IF_NO_GROUP(total_calls >= 0, skip);
+  BOOST_REQUIRE_MESSAGE(clean.ok(), clean.message());
+  BOOST_REQUIRE(total_calls > 30);
+  const uint64_t memory_at_start = DeviceMemoryInUse(backend);
+  const int64_t fds_at_start = OpenFds();
+  for (int64_t n = 1; n <= total_calls; ++n) {
+    const auto [failed, calls] = run(n, skip);
+    BOOST_TEST(!failed.ok(), "call " << n);
+    const std::string message(failed.message());
+    BOOST_TEST(message.find("(injected at driver call " + std::to_string(n) +
+                            "): CUDA_ERROR_OUT_OF_MEMORY") != std::string::npos,
+               "call " << n << ": " << message);
+    BOOST_TEST(message.find("rank 1") != std::string::npos, "call " << n << ": " << message);
+    BOOST_TEST(DeviceMemoryInUse(backend) == memory_at_start, "call " << n);
+    BOOST_TEST(OpenFds() == fds_at_start, "call " << n);
+    // The process can set the group up again.
+    const auto [again, again_calls] = run(0, skip);
+    BOOST_TEST(again.ok(), "after call " << n << ": " << again.message());
+    BOOST_TEST(again_calls == total_calls);
+  }
+  BOOST_TEST_MESSAGE(backend << ": " << total_calls
+                             << " failure points of rank 1, each rolled back");
 }
 
 }  // namespace dwdp

@@ -223,14 +223,7 @@ class CudaBackendFactoryImpl final : public CudaBackendFactory {
 
   absl::StatusOr<uint64_t> DeviceMemoryInUse() override {
     if (absl::Status s = RequireInitialized("DeviceMemoryInUse"); !s.ok()) return s;
-    const DriverApi* api = LoadedDriverApi();
-    if (api == nullptr) return absl::FailedPreconditionError("the CUDA driver is not loaded");
-    size_t free_bytes = 0;
-    size_t total_bytes = 0;
-    if (CUresult r = api->cuMemGetInfo(&free_bytes, &total_bytes); r != CUDA_SUCCESS) {
-      return CuStatus(r, "cuMemGetInfo");
-    }
-    return static_cast<uint64_t>(total_bytes - free_bytes);
+    return dwdp::cuda::DeviceMemoryInUse();
   }
 
   void Shutdown(int exit_code) override {

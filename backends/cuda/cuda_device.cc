@@ -50,6 +50,17 @@ absl::StatusOr<int> CurrentDevice() {
   return ordinal;
 }
 
+absl::StatusOr<uint64_t> DeviceMemoryInUse() {
+  size_t free_bytes = 0;
+  size_t total_bytes = 0;
+  if (absl::Status s = RuntimeStatus(cudaMemGetInfo(&free_bytes, &total_bytes),
+                                     "query the device memory in use");
+      !s.ok()) {
+    return s;
+  }
+  return static_cast<uint64_t>(total_bytes - free_bytes);
+}
+
 std::string DescribeDevice(int ordinal) {
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, ordinal) != cudaSuccess) {

@@ -202,8 +202,11 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
   const auto unmap_staging = [&]() {
     absl::Status first;
     for (const Staging& s : staging) {
-      absl::Status st = driver.Unmap(s.va, s.bytes);
-      if (st.ok()) st = driver.Free(s.va, s.bytes);
+      // The range is freed even when its unmap reports an error: a driver that fails after
+      // doing the work would otherwise leave the reservation behind.
+      absl::Status unmapped = driver.Unmap(s.va, s.bytes);
+      absl::Status freed = driver.Free(s.va, s.bytes);
+      absl::Status st = unmapped.ok() ? freed : unmapped;
       if (first.ok() && !st.ok()) first = WithContext(st, "release staging view of " + s.what);
     }
     staging.clear();
