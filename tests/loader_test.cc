@@ -15,6 +15,8 @@
 
 #include <unistd.h>
 
+#include <yaml-cpp/yaml.h>
+
 #include <boost/test/unit_test.hpp>
 
 #include "absl/strings/match.h"
@@ -310,6 +312,9 @@ BOOST_AUTO_TEST_CASE(h100_numbers_and_provenance) {
   ExpectQuantity(hw.flops_fp4, 1.98e15, Provenance::kAssumed, "flops_fp4 (no FP4 units)");
   ExpectQuantity(hw.map_ns, 17000, Provenance::kMeasured, "map_ns (51 us / 3 calls)");
   ExpectQuantity(hw.concurrent_pull_efficiency, 0.5, Provenance::kMeasured, "concurrent pulls");
+  ExpectQuantity(hw.egress_bw, 397e9, Provenance::kMeasured, "egress of one peer, 3 pullers");
+  ExpectQuantity(hw.fabric_bw, 0, Provenance::kAssumed, "no fabric limit until calibrated");
+  ExpectQuantity(hw.copy_latency_on_link, 1.0, Provenance::kMeasured, "round robin 3.7x");
   ExpectQuantity(hw.nvlink_domain, 8, Provenance::kSpec, "nvlink_domain");
   ExpectQuantity(hw.gpus_per_node, 8, Provenance::kSpec, "gpus_per_node");
   ExpectQuantity(hw.max_mappings, 130000, Provenance::kAssumed, "max_mappings");
@@ -1003,14 +1008,15 @@ BOOST_AUTO_TEST_CASE(hardware_profile_round_trip) {
       BOOST_TEST(loaded->imex_permitted == original.imex_permitted);
       const auto quantities = [](const HardwareProfile& h) {
         return std::vector<Quantity>{
-            h.granularity,        h.nvlink_bw,          h.peer_copy_bw,
-            h.copy_latency_ns,    h.local_copy_bw,      h.hbm_bw,
-            h.hbm_bytes,          h.flops_fp4,          h.flops_fp8,
-            h.flops_bf16,         h.compute_efficiency, h.memory_efficiency,
-            h.kernel_overhead_ns, h.compute_slowdown,   h.concurrent_pull_efficiency,
-            h.host_issue_ns,      h.event_ns,           h.map_ns,
-            h.nvlink_domain,      h.gpus_per_node,      h.max_mappings,
-            h.max_fabric_mappings};
+            h.granularity,         h.nvlink_bw,          h.peer_copy_bw,
+            h.copy_latency_ns,     h.local_copy_bw,      h.hbm_bw,
+            h.hbm_bytes,           h.flops_fp4,          h.flops_fp8,
+            h.flops_bf16,          h.compute_efficiency, h.memory_efficiency,
+            h.kernel_overhead_ns,  h.compute_slowdown,   h.concurrent_pull_efficiency,
+            h.host_issue_ns,       h.event_ns,           h.map_ns,
+            h.nvlink_domain,       h.gpus_per_node,      h.max_mappings,
+            h.max_fabric_mappings, h.egress_bw,          h.fabric_bw,
+            h.copy_latency_on_link};
       };
       const std::vector<Quantity> a = quantities(original), b = quantities(*loaded);
       for (size_t i = 0; i < a.size(); ++i) {
@@ -1029,6 +1035,41 @@ BOOST_AUTO_TEST_CASE(hardware_profile_round_trip) {
   const absl::Status unknown = ResolveHardware("gb300").status();
   BOOST_TEST(absl::IsNotFound(unknown));
   BOOST_TEST(absl::StrContains(unknown.message(), "gb200-nvl72"));
+}
+
+// A full map written before the egress/fabric terms existed still loads, as the older model;
+// given, the terms are read with their provenance and checked like every number.
+BOOST_AUTO_TEST_CASE(full_maps_may_leave_out_the_later_contention_terms) {
+  const absl::StatusOr<HardwareProfile> measured = LoadHardwareProfileFile(
+      SourcePath("scenarios/profiles/h100-sxm-x4-measured-2026-11-28.yaml"));
+  BOOST_REQUIRE_MESSAGE(measured.ok(), measured.status().ToString());
+  TempDir dir;
+  YAML::Node node = YAML::Load(HardwareProfileToYaml(*measured));
+  node.remove("egress_bw");
+  node.remove("fabric_bw");
+  node.remove("copy_latency_on_link");
+  const absl::StatusOr<HardwareProfile> older =
+      LoadHardwareProfileFile(dir.Write("older.yaml", YAML::Dump(node)));
+  BOOST_REQUIRE_MESSAGE(older.ok(), older.status().ToString());
+  hardware_presets::ExpectQuantity(older->egress_bw, 0, Provenance::kAssumed,
+                                   "egress: the pair rate");
+  hardware_presets::ExpectQuantity(older->fabric_bw, 0, Provenance::kAssumed, "fabric: no limit");
+  hardware_presets::ExpectQuantity(older->copy_latency_on_link, 1.0, Provenance::kAssumed,
+                                   "all on the path");
+  node["egress_bw"] = YAML::Load("{value: 5.32e11, source: measured}");
+  node["fabric_bw"] = YAML::Load("{value: 2.66e11, source: measured}");
+  node["copy_latency_on_link"] = YAML::Load("0.5");
+  const absl::StatusOr<HardwareProfile> newer =
+      LoadHardwareProfileFile(dir.Write("newer.yaml", YAML::Dump(node)));
+  BOOST_REQUIRE_MESSAGE(newer.ok(), newer.status().ToString());
+  hardware_presets::ExpectQuantity(newer->egress_bw, 532e9, Provenance::kMeasured, "egress");
+  hardware_presets::ExpectQuantity(newer->fabric_bw, 266e9, Provenance::kMeasured, "fabric");
+  hardware_presets::ExpectQuantity(newer->copy_latency_on_link, 0.5, Provenance::kAssumed,
+                                   "a plain number");
+  node["copy_latency_on_link"] = YAML::Load("1.5");
+  const absl::Status above =
+      LoadHardwareProfileFile(dir.Write("above.yaml", YAML::Dump(node))).status();
+  BOOST_TEST(absl::StrContains(above.message(), "key 'copy_latency_on_link'"), above.message());
 }
 
 BOOST_AUTO_TEST_CASE(profile_files_in_the_repository_load) {

@@ -1,6 +1,7 @@
 #include "backends/sim/sim_engine.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <utility>
 
@@ -28,9 +29,10 @@ Engine::Engine(const EngineParams& params, std::vector<SimDriver*> drivers, Phys
   if (params_.check_hazards || params_.functional) hazards_ = std::make_unique<HazardChecker>();
   links_.resize(gpus);
   for (LinkStats& link : links_) link.bytes_to.assign(gpus, 0);
-  port_capacity_.assign(3 * gpus, 0);
-  port_users_.assign(3 * gpus, 0);
-  port_active_.assign(3 * gpus, 0);
+  // Egress, ingress and local port of every GPU, then the fabric port of the world.
+  port_capacity_.assign(3 * gpus + 1, 0);
+  port_users_.assign(3 * gpus + 1, 0);
+  port_active_.assign(3 * gpus + 1, 0);
   remote_in_.assign(gpus, 0);
   gpu_has_flow_.assign(gpus, 0);
   gpu_has_kernel_.assign(gpus, 0);
@@ -515,30 +517,45 @@ void Engine::RecomputeRates() {
   const auto egress = [](int64_t gpu) { return static_cast<size_t>(gpu); };
   const auto ingress = [gpus](int64_t gpu) { return gpus + static_cast<size_t>(gpu); };
   const auto local = [gpus](int64_t gpu) { return 2 * gpus + static_cast<size_t>(gpu); };
+  const size_t fabric = 3 * gpus;  // one port for the whole world
+  const bool fabric_limited = params_.fabric_bw > 0;
+  // The ports a flow goes through: a remote flow leaves its source's egress and enters its
+  // destination's ingress (and, with a fabric limit, shares the world's fabric port); a local
+  // one uses its GPU's HBM copy port.
+  const auto ports_of = [&](const Op* flow, std::array<size_t, 3>& ports) -> size_t {
+    if (flow->src_gpu == flow->dst_gpu) {
+      ports[0] = local(flow->dst_gpu);
+      return 1;
+    }
+    ports[0] = egress(flow->src_gpu);
+    ports[1] = ingress(flow->dst_gpu);
+    if (!fabric_limited) return 2;
+    ports[2] = fabric;
+    return 3;
+  };
 
   std::fill(remote_in_.begin(), remote_in_.end(), 0);
   std::fill(gpu_has_flow_.begin(), gpu_has_flow_.end(), 0);
   std::fill(gpu_has_kernel_.begin(), gpu_has_kernel_.end(), 0);
   std::fill(port_users_.begin(), port_users_.end(), 0);
+  std::array<size_t, 3> ports{};
   for (const Op* flow : flows_) {
     gpu_has_flow_[flow->src_gpu] = 1;
     gpu_has_flow_[flow->dst_gpu] = 1;
-    if (flow->src_gpu != flow->dst_gpu) {
-      ++remote_in_[flow->dst_gpu];
-      ++port_users_[egress(flow->src_gpu)];
-      ++port_users_[ingress(flow->dst_gpu)];
-    } else {
-      ++port_users_[local(flow->dst_gpu)];
-    }
+    if (flow->src_gpu != flow->dst_gpu) ++remote_in_[flow->dst_gpu];
+    const size_t n = ports_of(flow, ports);
+    for (size_t i = 0; i < n; ++i) ++port_users_[ports[i]];
   }
   for (size_t gpu = 0; gpu < gpus; ++gpu) {
     // Simulated time is in ns: capacities in bytes per ns.
-    port_capacity_[egress(gpu)] = params_.peer_copy_bw / 1e9;
+    port_capacity_[egress(gpu)] = params_.egress_bw / 1e9;
     port_capacity_[ingress(gpu)] =
         params_.peer_copy_bw / 1e9 *
         (remote_in_[gpu] >= 2 ? params_.concurrent_pull_efficiency : 1.0);
     port_capacity_[local(gpu)] = params_.local_copy_bw / 1e9;
   }
+  // Pooled: a GPU that is busier than the others may use what they leave of the fabric.
+  port_capacity_[fabric] = params_.fabric_bw / 1e9 * static_cast<double>(gpus);
   port_active_ = port_users_;
 
   // Progressive filling: raise every unfrozen flow's rate together until a port saturates,
@@ -558,21 +575,13 @@ void Engine::RecomputeRates() {
     }
     for (Op* flow : flows_) {
       if (flow->rate >= 0) continue;
-      const bool remote = flow->src_gpu != flow->dst_gpu;
-      const bool uses =
-          remote ? (egress(flow->src_gpu) == best_port || ingress(flow->dst_gpu) == best_port)
-                 : local(flow->dst_gpu) == best_port;
-      if (!uses) continue;
+      const size_t n = ports_of(flow, ports);
+      if (std::find(ports.begin(), ports.begin() + n, best_port) == ports.begin() + n) continue;
       flow->rate = best_share;
       --unfrozen;
-      if (remote) {
-        port_capacity_[egress(flow->src_gpu)] -= best_share;
-        --port_users_[egress(flow->src_gpu)];
-        port_capacity_[ingress(flow->dst_gpu)] -= best_share;
-        --port_users_[ingress(flow->dst_gpu)];
-      } else {
-        port_capacity_[local(flow->dst_gpu)] -= best_share;
-        --port_users_[local(flow->dst_gpu)];
+      for (size_t i = 0; i < n; ++i) {
+        port_capacity_[ports[i]] -= best_share;
+        --port_users_[ports[i]];
       }
     }
   }

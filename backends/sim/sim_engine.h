@@ -11,6 +11,13 @@
 //   (progressive filling), recomputed only when a flow starts or ends. When two or more remote
 //   flows arrive at one GPU at once its ingress shrinks to `concurrent_pull_efficiency` of the
 //   port (measured: one copy stream per peer ran at half the rate the links allow).
+//   A GPU's egress port is `egress_bw` (several pullers of one GPU may together get more than
+//   one pair's rate: 1.34x on one H100 x4 host). When `fabric_bw` is set, every remote flow of
+//   the world also shares one fabric port of `fabric_bw` x GPUs: on that host each GPU pulled
+//   only about 266 GB/s when all GPUs pulled from each other (rotate and one stream per peer
+//   both 1.5x the ideal), although one pair alone ran at 398 GB/s and three pullers of one GPU
+//   got 532 GB/s together. A pooled port fits those runs better than a per-GPU in + out limit,
+//   which makes schedules that pile onto one GPU (ascending, round robin) far too slow.
 // * Every copy pays a fixed cost, `copy_latency_ns` when its path is idle (about 4 us on H100).
 //   By default it is modelled as extra bytes on the copy's path (latency x port bandwidth), so
 //   when k flows share a port the fixed cost stretches k times like the payload: a copy's
@@ -52,10 +59,12 @@ struct EngineParams {
   double copy_latency_ns = 0;             // fixed cost of every copy
   double copy_latency_on_link = 1;        // part of it that occupies the path (see above)
   double concurrent_pull_efficiency = 1;  // ingress factor with >= 2 remote flows in
-  double compute_slowdown = 0;            // fractional stretch of kernels while flows run
-  double host_issue_ns = 0;               // host cost of one enqueue
-  double event_ns = 0;                    // cost of a record or wait on the stream
-  bool functional = false;                // move and verify real bytes
+  double egress_bw = 0;                   // bytes/s, a GPU's remote egress in all (0: peer_copy_bw)
+  double fabric_bw = 0;  // bytes/s per GPU of remote traffic, pooled over the world (0: no limit)
+  double compute_slowdown = 0;  // fractional stretch of kernels while flows run
+  double host_issue_ns = 0;     // host cost of one enqueue
+  double event_ns = 0;          // cost of a record or wait on the stream
+  bool functional = false;      // move and verify real bytes
   bool check_hazards = true;
   bool record_timeline = true;
 };

@@ -75,12 +75,13 @@ absl::StatusOr<std::unique_ptr<SimWorld>> SimWorld::Create(const HardwareProfile
         absl::StrFormat("%s: the profile gives neither local_copy_bw nor hbm_bw", context));
   }
   params.copy_latency_ns = std::max(0.0, profile.copy_latency_ns.value);
-  if (!(options.copy_latency_on_link >= 0 && options.copy_latency_on_link <= 1)) {
+  params.copy_latency_on_link =
+      options.copy_latency_on_link.value_or(profile.copy_latency_on_link.value);
+  if (!(params.copy_latency_on_link >= 0 && params.copy_latency_on_link <= 1)) {
     return absl::InvalidArgumentError(
         absl::StrFormat("%s: copy_latency_on_link %g is not a fraction in [0, 1]", context,
-                        options.copy_latency_on_link));
+                        params.copy_latency_on_link));
   }
-  params.copy_latency_on_link = options.copy_latency_on_link;
   params.concurrent_pull_efficiency =
       options.concurrent_pull_efficiency.value_or(profile.concurrent_pull_efficiency.value);
   if (params.concurrent_pull_efficiency <= 0) params.concurrent_pull_efficiency = 1;
@@ -89,6 +90,9 @@ absl::StatusOr<std::unique_ptr<SimWorld>> SimWorld::Create(const HardwareProfile
         absl::StrFormat("%s: concurrent_pull_efficiency %g is above 1", context,
                         params.concurrent_pull_efficiency));
   }
+  params.egress_bw = options.egress_bw.value_or(profile.egress_bw.value);
+  if (!(params.egress_bw > 0)) params.egress_bw = params.peer_copy_bw;
+  params.fabric_bw = std::max(0.0, options.fabric_bw.value_or(profile.fabric_bw.value));
   params.compute_slowdown =
       std::max(0.0, options.compute_slowdown.value_or(profile.compute_slowdown.value));
   params.host_issue_ns = std::max(0.0, profile.host_issue_ns.value);

@@ -40,9 +40,11 @@ struct SimOptions {
   // Override the profile's values (calibration experiments, tests).
   std::optional<double> compute_slowdown;
   std::optional<double> concurrent_pull_efficiency;
+  std::optional<double> egress_bw;  // bytes/s; 0: peer_copy_bw
+  std::optional<double> fabric_bw;  // bytes/s per GPU, pooled; 0: no limit
   // Part of the per-copy fixed cost that occupies the copy's path (see EngineParams); 0 makes
   // it a plain delay on the stream.
-  double copy_latency_on_link = 1;
+  std::optional<double> copy_latency_on_link;
   // Functional mode keeps every byte in host memory; more than this is refused.
   uint64_t functional_byte_limit = 8ull << 30;
   // Keep TimedOps for TakeTimeline (turn off for long runs that need no trace).

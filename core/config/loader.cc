@@ -109,6 +109,12 @@ struct HardwareField {
   bool power_of_two;
 };
 
+// Terms of the contention model that came after the first profiles were written: a map without
+// 'preset' may leave them out and gets the HardwareProfile defaults (no egress or fabric limit
+// beyond one pair's rate, the whole per-copy fixed cost on the path), i.e. the older model.
+constexpr absl::string_view kOptionalHardwareNumbers[] = {"copy_latency_on_link", "egress_bw",
+                                                          "fabric_bw"};
+
 constexpr double kMaxBandwidth = 1e15;  // bytes/s
 constexpr double kMaxFlops = 1e18;
 constexpr double kMaxNanos = 1e12;
@@ -121,6 +127,8 @@ constexpr HardwareField kHardwareFields[] = {
     {"peer_copy_bw", &HardwareProfile::peer_copy_bw, QuantityKind::kNumber, 0, kMaxBandwidth, true,
      false},
     {"copy_latency_ns", &HardwareProfile::copy_latency_ns, QuantityKind::kNumber, 0, kMaxNanos,
+     false, false},
+    {"copy_latency_on_link", &HardwareProfile::copy_latency_on_link, QuantityKind::kNumber, 0, 1,
      false, false},
     {"local_copy_bw", &HardwareProfile::local_copy_bw, QuantityKind::kNumber, 0, kMaxBandwidth,
      true, false},
@@ -140,6 +148,10 @@ constexpr HardwareField kHardwareFields[] = {
      false},
     {"concurrent_pull_efficiency", &HardwareProfile::concurrent_pull_efficiency,
      QuantityKind::kNumber, 0, 1, true, false},
+    {"egress_bw", &HardwareProfile::egress_bw, QuantityKind::kNumber, 0, kMaxBandwidth, false,
+     false},
+    {"fabric_bw", &HardwareProfile::fabric_bw, QuantityKind::kNumber, 0, kMaxBandwidth, false,
+     false},
     {"host_issue_ns", &HardwareProfile::host_issue_ns, QuantityKind::kNumber, 0, kMaxNanos, false,
      false},
     {"event_ns", &HardwareProfile::event_ns, QuantityKind::kNumber, 0, kMaxNanos, false, false},
@@ -227,7 +239,10 @@ absl::Status ParseHardwareMap(const Field& field, absl::string_view default_name
   } else {
     std::vector<std::string> missing;
     for (const HardwareField& rule : kHardwareFields) {
-      if (!map.Has(rule.key)) missing.emplace_back(rule.key);
+      const bool optional =
+          std::find(std::begin(kOptionalHardwareNumbers), std::end(kOptionalHardwareNumbers),
+                    rule.key) != std::end(kOptionalHardwareNumbers);
+      if (!optional && !map.Has(rule.key)) missing.emplace_back(rule.key);
     }
     if (!missing.empty()) {
       return map.Missing(

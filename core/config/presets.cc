@@ -334,6 +334,10 @@ void FillModelAssumptions(HardwareProfile& hw) {
   hw.compute_slowdown = Assumed(0.12);
   hw.host_issue_ns = Assumed(2000);
   hw.event_ns = Assumed(1000);
+  // 0: a GPU serves its pullers at the single-pair rate and has no combined in + out limit,
+  // until a calibration on the machine says otherwise.
+  hw.egress_bw = Assumed(0);
+  hw.fabric_bw = Assumed(0);
   // The DWDP authors report about 130K VMM mappings per process on GB200.
   hw.max_mappings = Assumed(130000);
   // "A finite number of fabric routing entries per GPU": no public figure, so a bound that
@@ -402,6 +406,8 @@ HardwareProfile H100Sxm() {
   hw.nvlink_bw = Spec(450e9);
   hw.peer_copy_bw = Measured(398e9);    // cuMemcpyDtoDAsync, 1 GiB, 10×
   hw.copy_latency_ns = Measured(4000);  // 14 MiB pieces reached 357 GB/s
+  // All on the path: 2 MiB pieces interleaved over 3 peers took 3.7x the ideal there.
+  hw.copy_latency_on_link = Measured(1.0);
   hw.local_copy_bw = Measured(1484e9);  // 1 GiB device-to-device
   hw.hbm_bw = Spec(3.35e12);
   hw.hbm_bytes = Spec(80e9);
@@ -410,6 +416,7 @@ HardwareProfile H100Sxm() {
   hw.flops_bf16 = Spec(0.99e15);
   // H100 ×4: three GPUs pulling at once shared one peer's egress; all pulls at once 2.0×.
   hw.concurrent_pull_efficiency = Measured(0.5);
+  hw.egress_bw = Measured(397e9);     // three GPUs pulling from one peer: 132 GB/s each
   hw.map_ns = Measured(51000.0 / 3);  // map + set-access + unmap of one 2 MiB page: 51 us
   hw.nvlink_domain = Spec(8);
   hw.gpus_per_node = Spec(8);
@@ -435,6 +442,7 @@ HardwareProfile H200Sxm() {
   hw.flops_fp8 = Spec(1.98e15);
   hw.flops_bf16 = Spec(0.99e15);
   hw.concurrent_pull_efficiency = Measured(0.5);
+  hw.egress_bw = Measured(397e9);  // the same host kind: 397 GB/s of one peer's egress, shared
   hw.map_ns = Assumed(51000.0 / 3);
   hw.nvlink_domain = Spec(8);
   hw.gpus_per_node = Spec(8);

@@ -95,10 +95,13 @@ struct HardwareProfile {
   Quantity nvlink_bw;        // bytes/s per direction (link capacity)
   Quantity peer_copy_bw;     // bytes/s, copy-engine pull from one peer
   Quantity copy_latency_ns;  // fixed cost of one copy
-  Quantity local_copy_bw;    // bytes/s, device-to-device on one GPU
-  Quantity hbm_bw;           // bytes/s
-  Quantity hbm_bytes;        // usable device memory
-  Quantity flops_fp4;        // dense FLOP/s
+  // Part of that fixed cost that occupies the copy's path (shared like its bytes) rather than
+  // delaying only its own stream; fitted from many small copies of all GPUs at once.
+  Quantity copy_latency_on_link{1.0, Provenance::kAssumed};
+  Quantity local_copy_bw;  // bytes/s, device-to-device on one GPU
+  Quantity hbm_bw;         // bytes/s
+  Quantity hbm_bytes;      // usable device memory
+  Quantity flops_fp4;      // dense FLOP/s
   Quantity flops_fp8;
   Quantity flops_bf16;
   Quantity compute_efficiency;  // fraction of peak FLOP/s reached by real kernels
@@ -107,10 +110,17 @@ struct HardwareProfile {
   Quantity compute_slowdown;    // fractional slowdown of compute while copies run on the GPU
   Quantity
       concurrent_pull_efficiency;  // ingress efficiency when one GPU pulls from >1 peer at once
-  Quantity host_issue_ns;          // CPU cost of issuing one stream operation
-  Quantity event_ns;               // record/wait overhead on the GPU
-  Quantity map_ns;                 // cuMemMap + cuMemSetAccess of one piece
-  Quantity nvlink_domain;          // GPUs in one NVLink domain
+  // bytes/s one GPU serves to all its remote pullers together (0: peer_copy_bw). Measured on
+  // H100 x4 hosts: 397 GB/s on one, 532 GB/s (1.34x one pair) on another.
+  Quantity egress_bw;
+  // bytes/s per GPU of remote copy traffic when every GPU of the group pulls at once, pooled
+  // over the group (0: no such limit). On one H100 x4 host each GPU pulled only about 266 GB/s
+  // when all four pulled from each other, although one pair alone ran at 398.
+  Quantity fabric_bw;
+  Quantity host_issue_ns;  // CPU cost of issuing one stream operation
+  Quantity event_ns;       // record/wait overhead on the GPU
+  Quantity map_ns;         // cuMemMap + cuMemSetAccess of one piece
+  Quantity nvlink_domain;  // GPUs in one NVLink domain
   Quantity gpus_per_node;
   Quantity max_mappings;          // VMM mappings per process
   Quantity max_fabric_mappings;   // imported (fabric) mappings per GPU
