@@ -191,7 +191,10 @@ absl::StatusOr<std::vector<std::vector<uint8_t>>> SimWorld::CommCollective(
     int64_t rank, CollectiveKind kind, absl::Span<const uint8_t> mine) {
   const char* name = kind == CollectiveKind::kBarrier ? "Barrier" : "Allgather";
   if (!collective_) {
-    collective_.emplace();
+    // Assigned rather than emplace()d: clang with libstdc++ decides whether Collective is
+    // default-constructible while SimWorld is still incomplete (its member initializers are not
+    // usable yet), caches "no", and then rejects the argument-less emplace().
+    collective_ = Collective{};
     collective_->kind = kind;
     collective_->posted.assign(size(), false);
     collective_->collected.assign(size(), false);

@@ -17,6 +17,7 @@
 
 #include <fuzzer/FuzzedDataProvider.h>
 
+#include "case_coder.h"
 #include "core/util/bytes.h"
 
 namespace dwdp::fuzz {
@@ -77,58 +78,6 @@ struct LayoutCase {
     }
     return weight.value;
   }
-};
-
-// Reads a case from fuzzer bytes.
-class CaseReader {
- public:
-  explicit CaseReader(FuzzedDataProvider& provider) : provider_(provider) {}
-  template <typename T>
-  void Field(T& value, T min, T max) {
-    value = provider_.ConsumeIntegralInRange<T>(min, max);
-  }
-  void Flag(bool& value) { value = provider_.ConsumeBool(); }
-  // The number of repeated items; the reader resizes, the writer keeps what it has.
-  void Count(std::vector<WeightCase>& items, int min, int max) {
-    int count = 0;
-    Field(count, min, max);
-    items.assign(static_cast<size_t>(count), WeightCase{});
-  }
-
- private:
-  FuzzedDataProvider& provider_;
-};
-
-// Writes the bytes that CaseReader reads back as the same case. FuzzedDataProvider takes
-// integers from the end of the data, most significant byte first, using just enough bytes for
-// the range; this mirrors that.
-class CaseWriter {
- public:
-  template <typename T>
-  void Field(T& value, T min, T max) {
-    const uint64_t range = static_cast<uint64_t>(max) - static_cast<uint64_t>(min);
-    const uint64_t offset = static_cast<uint64_t>(value) - static_cast<uint64_t>(min);
-    int bytes = 0;
-    for (int bits = 0; bits < static_cast<int>(sizeof(T)) * 8 && (range >> bits) > 0; bits += 8) {
-      ++bytes;
-    }
-    for (int i = bytes - 1; i >= 0; --i) {
-      consumed_.push_back(static_cast<uint8_t>(offset >> (8 * i)));
-    }
-  }
-  void Flag(bool& value) {
-    uint8_t byte = value ? 1 : 0;
-    Field(byte, uint8_t{0}, uint8_t{255});
-  }
-  void Count(std::vector<WeightCase>& items, int min, int max) {
-    int count = static_cast<int>(items.size());
-    Field(count, min, max);
-  }
-  // The file: the byte consumed first is the last one.
-  std::string Bytes() const { return std::string(consumed_.rbegin(), consumed_.rend()); }
-
- private:
-  std::vector<uint8_t> consumed_;
 };
 
 // The field order of a case, for both directions.
