@@ -596,6 +596,35 @@ BOOST_AUTO_TEST_CASE(timing_mode_keeps_no_bytes_and_checks_none) {
   DWDP_REQUIRE_OK(world->streams(0).Synchronize());
 }
 
+// Found on an H200 by fault injection: setup unmapped a staging view while the fill it had
+// enqueued through it still ran, and the GPU faulted with an illegal address. The simulator
+// faults such work too, and only such work.
+BOOST_AUTO_TEST_CASE(unmapping_under_work_still_in_flight_is_an_illegal_address) {
+  for (const bool synchronize_first : {false, true}) {
+    SimOptions options;
+    options.functional = true;
+    auto world = MakeWorld(RoundProfile(), 1, options);
+    sim::SimDriver& driver = world->driver(0);
+    const Buffer buffer = MakeBuffer(driver, kG);
+    const Buffer untouched = MakeBuffer(driver, kG);
+    const StreamId x = NewStream(*world, 0, "x");
+    DWDP_REQUIRE_OK(world->streams(0).Fill(buffer.va, kG, kPattern, 0, x, Tag(OpKind::kFill)));
+    if (synchronize_first) DWDP_REQUIRE_OK(world->streams(0).Synchronize());
+    DWDP_REQUIRE_OK(driver.Unmap(untouched.va, kG));  // no queued work uses it
+    DWDP_REQUIRE_OK(driver.Unmap(buffer.va, kG));
+    const absl::Status st = world->streams(0).Synchronize();
+    if (synchronize_first) {
+      BOOST_TEST(st.ok(), st.message());
+    } else {
+      BOOST_TEST(!st.ok());
+      BOOST_TEST(std::string(st.message()).find("fill on rank 0 stream 'x'") != std::string::npos,
+                 st.message());
+      BOOST_TEST(std::string(st.message()).find("CUDA_ERROR_ILLEGAL_ADDRESS") != std::string::npos,
+                 st.message());
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Collectives through the per-rank Comm (one thread: a round completes when every rank posted).
 

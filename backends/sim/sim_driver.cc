@@ -290,6 +290,7 @@ absl::Status SimDriver::Unmap(DevPtr va, uint64_t bytes) {
     }
     return absl::InvalidArgumentError(absl::StrCat(context, ": ", why, ": ", kInvalidValue));
   }
+  if (before_unmap_) before_unmap_(va, bytes);
   PhysicalAllocation* allocation = it->second.allocation;
   --reservations_[it->second.reservation].mappings;
   if (it->second.imported_fabric) --imported_fabric_mappings_;

@@ -7,6 +7,7 @@
 // address in a message says which rank's address space it belongs to.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,10 @@ class SimDriver : public Driver {
   absl::Status Map(DevPtr va, uint64_t bytes, Handle handle, uint64_t offset) override;
   absl::Status SetAccess(DevPtr va, uint64_t bytes) override;
   absl::Status Unmap(DevPtr va, uint64_t bytes) override;
+  // Told before every successful unmap (the engine faults work still using the range).
+  void set_before_unmap(std::function<void(DevPtr, uint64_t)> hook) {
+    before_unmap_ = std::move(hook);
+  }
   absl::Status Release(Handle handle) override;
   absl::Status Free(DevPtr va, uint64_t bytes) override;
 
@@ -122,6 +127,7 @@ class SimDriver : public Driver {
   absl::btree_map<uint64_t, HandleEntry> handles_;
   absl::btree_map<DevPtr, Reservation> reservations_;
   absl::btree_map<DevPtr, Mapping> mappings_;
+  std::function<void(DevPtr, uint64_t)> before_unmap_;
 };
 
 // "0x200000400000" — addresses in messages.

@@ -158,6 +158,30 @@ void Engine::RecordAccesses(const std::vector<Segment>& segments, AccessKind kin
   }
 }
 
+void Engine::BeforeUnmap(int64_t rank, DevPtr va, uint64_t bytes) {
+  if (rank < 0 || rank >= num_ranks() || bytes == 0) return;
+  const DevPtr end = va + bytes;
+  for (Stream* stream : ranks_[rank].stream_list) {
+    for (const std::unique_ptr<Op>& op : stream->queue) {
+      if (op->faulted) continue;
+      for (const auto& [start, length] : op->va_ranges) {
+        if (length == 0 || start >= end || va >= start + length) continue;
+        op->faulted = true;
+        AddError(rank, absl::InternalError(absl::StrFormat(
+                           "%s on rank %d stream '%s'%s uses %s, unmapped by the host before the "
+                           "operation was known complete (no synchronize or event wait in "
+                           "between): illegal address %s: CUDA_ERROR_ILLEGAL_ADDRESS",
+                           op->type == OpType::kKernel ? "kernel '" + op->kernel_name + "'"
+                           : op->type == OpType::kFill ? std::string("fill")
+                                                       : std::string("copy"),
+                           rank, stream->name, TagSuffix(op->tag), FormatVa(start),
+                           FormatVa(std::max(start, va)))));
+        break;
+      }
+    }
+  }
+}
+
 void Engine::AddError(int64_t rank, absl::Status status) {
   if (ranks_[rank].first_error.ok()) ranks_[rank].first_error = status;
   errors_.push_back(SimError{rank, now_, std::move(status)});
@@ -252,6 +276,7 @@ absl::Status Engine::Copy(int64_t rank, DevPtr dst, DevPtr src, uint64_t bytes, 
     op->src = scratch_src_;
     op->dst = scratch_dst_;
   }
+  op->va_ranges = {{dst, bytes}, {src, bytes}};
   const Op* queued = Enqueue(*found, std::move(op));
   if (!resolved.ok()) {
     AddError(rank,
@@ -291,6 +316,7 @@ absl::Status Engine::Fill(int64_t rank, DevPtr dst, uint64_t bytes, const Patter
     }
   }
   if (params_.functional && !op->faulted) op->dst = scratch_dst_;
+  op->va_ranges = {{dst, bytes}};
   const Op* queued = Enqueue(*found, std::move(op));
   if (!resolved.ok()) {
     AddError(rank, absl::Status(resolved.code(),
@@ -314,6 +340,7 @@ absl::Status Engine::Launch(int64_t rank, const KernelLaunch& kernel, StreamId s
   scratch_src_.clear();
   absl::Status resolved;
   for (const KernelRead& read : kernel.reads) {
+    op->va_ranges.emplace_back(read.va, read.bytes);
     const size_t first_segment = scratch_src_.size();
     resolved = drivers_[rank]->Resolve(read.va, read.bytes, &scratch_src_);
     if (!resolved.ok()) {

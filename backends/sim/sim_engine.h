@@ -108,6 +108,11 @@ class Engine {
                     uint64_t tensor_offset, StreamId stream, const OpTag& tag);
   absl::Status Launch(int64_t rank, const KernelLaunch& kernel, StreamId stream, const OpTag& tag);
   absl::Status Synchronize(int64_t rank);
+  // Called by the rank's driver before it unmaps [va, va + bytes): every operation of the rank
+  // still queued (not known complete to the host) that uses those addresses would read or write
+  // unmapped memory on a GPU, an illegal address that poisons the context; here it faults, and
+  // the rank's next synchronize reports it.
+  void BeforeUnmap(int64_t rank, DevPtr va, uint64_t bytes);
   std::vector<TimedOp> TakeTimeline(int64_t rank);
 
   // Runs until no operation is pending anywhere; the first asynchronous error of any rank.
@@ -168,6 +173,9 @@ class Engine {
     // kKernel
     std::string kernel_name;
     std::vector<VerifyRead> verify;
+    // The virtual ranges this operation reads or writes on its rank, [va, va + bytes): an unmap
+    // of any of them before the operation is known complete makes it fault.
+    std::vector<std::pair<DevPtr, uint64_t>> va_ranges;
     // An illegal address found at enqueue: the operation runs (takes its fixed cost) but
     // touches no memory.
     bool faulted = false;

@@ -123,6 +123,10 @@ absl::StatusOr<std::unique_ptr<SimWorld>> SimWorld::Create(const HardwareProfile
   Engine* engine = world->engine_.get();
   world->memory_->set_on_destroy([engine](uint64_t id) { engine->ForgetAllocation(id); });
   for (int64_t rank = 0; rank < num_ranks; ++rank) {
+    world->drivers_[rank]->set_before_unmap(
+        [engine, rank](DevPtr va, uint64_t bytes) { engine->BeforeUnmap(rank, va, bytes); });
+  }
+  for (int64_t rank = 0; rank < num_ranks; ++rank) {
     world->streams_.push_back(std::make_unique<SimStreams>(engine, rank));
     world->comms_.push_back(std::make_unique<SimComm>(world.get(), rank));
   }

@@ -110,8 +110,13 @@ absl::StatusOr<std::unique_ptr<GroupRuntime>> GroupRuntime::Setup(const GroupLay
   }
   absl::Status status = runtime->RunSetup();
   if (!status.ok()) {
-    // Roll back every hosted rank; the first error stays the reported one.
+    // Roll back every hosted rank; the first error stays the reported one. Work that setup
+    // already enqueued (fills of local handles and edge bytes) finishes first: unmapping under
+    // it would be an illegal address on the GPU.
     std::string rollback_errors;
+    for (auto& rank : runtime->ranks_) {
+      if (!rank->cleanup.empty()) (void)rank->streams->Synchronize();
+    }
     for (auto& rank : runtime->ranks_) {
       absl::Status undo = runtime->Unwind(*rank);
       if (!undo.ok()) absl::StrAppend(&rollback_errors, "; rollback also failed: ", undo.message());
@@ -212,6 +217,13 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
     staging.clear();
     return first;
   };
+  // On a failure part-way, the fills and copies already enqueued through the staging views
+  // may still be running: they finish before the views go (unmapping under a running kernel
+  // is an illegal address that poisons the whole context).
+  const auto abandon_staging = [&]() {
+    if (!staging.empty()) (void)rank.streams->Synchronize();
+    return unmap_staging();
+  };
   // The local handles get content from the engine's chunks, or from the synthetic pattern in
   // functional mode; otherwise (timing runs) they stay as created.
   const bool fill_local = options_.functional || static_cast<bool>(options_.local_experts);
@@ -223,7 +235,7 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
           absl::StrFormat("layer %d %s on rank %d", layout_.moe_layers[p], wl.name, rank.rank);
       auto handle = driver.Create(wl.mnnvl_size, driver.shareable_kind());
       if (!handle.ok()) {
-        (void)unmap_staging();
+        (void)abandon_staging();
         return WithContext(handle.status(), "create local handle of " + what);
       }
       rank.local[p].push_back(*handle);
@@ -233,7 +245,7 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
       if (!fill_local) continue;
       auto va = driver.Reserve(wl.mnnvl_size, layout_.granularity);
       if (!va.ok()) {
-        (void)unmap_staging();
+        (void)abandon_staging();
         return WithContext(va.status(), "reserve staging view of " + what);
       }
       absl::Status st = driver.Map(*va, wl.mnnvl_size, created, 0);
@@ -263,7 +275,7 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
         }
       }
       if (!st.ok()) {
-        (void)unmap_staging();
+        (void)abandon_staging();
         return WithContext(st, "load experts into local handle of " + what);
       }
     }
