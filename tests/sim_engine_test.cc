@@ -596,6 +596,25 @@ BOOST_AUTO_TEST_CASE(timing_mode_keeps_no_bytes_and_checks_none) {
   DWDP_REQUIRE_OK(world->streams(0).Synchronize());
 }
 
+// A kernel that reads its tensors cannot finish before the reads do: 100 ns requested, 2 MiB
+// read at 800 B/ns (RoundProfile: hbm_bw 800 GB/s, no efficiency given) is 2,621.44 ns; at an
+// explicit compute_read_bw of 2 TB/s, 1,048.576 ns; a long kernel keeps its own time.
+BOOST_AUTO_TEST_CASE(kernels_take_at_least_their_reads_at_the_compute_read_rate) {
+  for (const auto& [read_bw, requested, expected] : std::vector<std::tuple<double, double, double>>{
+           {0, 100, 2097152 / 800.0}, {2e12, 100, 2097152 / 2000.0}, {2e12, 5000, 5000}}) {
+    HardwareProfile profile = RoundProfile();
+    profile.compute_read_bw = Q(read_bw);
+    auto world = MakeWorld(profile, 1);
+    const Buffer buffer = MakeBuffer(world->driver(0), kG);
+    const StreamId c = NewStream(*world, 0, "c");
+    KernelLaunch kernel{"moe", {KernelRead{buffer.va, kG, false, kPattern}}, requested};
+    DWDP_REQUIRE_OK(world->streams(0).Launch(kernel, c, Tag(OpKind::kCompute, -1, "k")));
+    DWDP_REQUIRE_OK(world->streams(0).Synchronize());
+    const TimedOp op = Find(world->streams(0).TakeTimeline(), "k");
+    BOOST_TEST(op.end_ns - op.start_ns == expected, boost::test_tools::tolerance(1e-9));
+  }
+}
+
 // Found on an H200 by fault injection: setup unmapped a staging view while the fill it had
 // enqueued through it still ran, and the GPU faulted with an illegal address. The simulator
 // faults such work too, and only such work.

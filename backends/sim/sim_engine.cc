@@ -335,7 +335,11 @@ absl::Status Engine::Launch(int64_t rank, const KernelLaunch& kernel, StreamId s
   op->type = OpType::kKernel;
   op->tag = tag;
   op->kernel_name = kernel.name;
-  op->remaining = std::max(0.0, kernel.duration_ns);
+  double read_bytes = 0;
+  for (const KernelRead& read : kernel.reads) read_bytes += static_cast<double>(read.bytes);
+  const double read_floor_ns =
+      params_.compute_read_bw > 0 ? read_bytes / params_.compute_read_bw * 1e9 : 0.0;
+  op->remaining = std::max({0.0, kernel.duration_ns, read_floor_ns});
   op->src_gpu = op->dst_gpu = rank;
   scratch_src_.clear();
   absl::Status resolved;

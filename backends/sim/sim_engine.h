@@ -25,8 +25,8 @@
 //   interleaved across owners so slow (measured 3.7x ideal; a pure stream-side delay gives
 //   about 2.1x, this about 2.9x). `copy_latency_on_link` < 1 turns that part into a plain delay
 //   on the stream before the flow starts.
-// * Kernels run for their duration, stretched by (1 + compute_slowdown) while any flow runs on
-//   their GPU.
+// * Kernels run for their duration, but never shorter than the bytes they read at
+//   `compute_read_bw`, stretched by (1 + compute_slowdown) while any flow runs on their GPU.
 // * Each rank's host pays `host_issue_ns` per enqueued operation; an operation never starts
 //   before it was issued. Synchronize advances the host clock to the rank's last completion.
 //
@@ -60,6 +60,7 @@ struct EngineParams {
   double copy_latency_on_link = 1;        // part of it that occupies the path (see above)
   double concurrent_pull_efficiency = 1;  // ingress factor with >= 2 remote flows in
   double egress_bw = 0;                   // bytes/s, a GPU's remote egress in all (0: peer_copy_bw)
+  double compute_read_bw = 0;             // bytes/s a kernel reads its tensors at (0: no floor)
   double fabric_bw = 0;  // bytes/s per GPU of remote traffic, pooled over the world (0: no limit)
   double compute_slowdown = 0;  // fractional stretch of kernels while flows run
   double host_issue_ns = 0;     // host cost of one enqueue

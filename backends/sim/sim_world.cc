@@ -92,6 +92,11 @@ absl::StatusOr<std::unique_ptr<SimWorld>> SimWorld::Create(const HardwareProfile
   }
   params.egress_bw = options.egress_bw.value_or(profile.egress_bw.value);
   if (!(params.egress_bw > 0)) params.egress_bw = params.peer_copy_bw;
+  params.compute_read_bw =
+      profile.compute_read_bw.value > 0
+          ? profile.compute_read_bw.value
+          : profile.hbm_bw.value *
+                (profile.memory_efficiency.value > 0 ? profile.memory_efficiency.value : 1.0);
   params.fabric_bw = std::max(0.0, options.fabric_bw.value_or(profile.fabric_bw.value));
   params.compute_slowdown =
       std::max(0.0, options.compute_slowdown.value_or(profile.compute_slowdown.value));

@@ -113,7 +113,7 @@ struct HardwareField {
 // 'preset' may leave them out and gets the HardwareProfile defaults (no egress or fabric limit
 // beyond one pair's rate, the whole per-copy fixed cost on the path), i.e. the older model.
 constexpr absl::string_view kOptionalHardwareNumbers[] = {"copy_latency_on_link", "egress_bw",
-                                                          "fabric_bw"};
+                                                          "fabric_bw", "compute_read_bw"};
 
 constexpr double kMaxBandwidth = 1e15;  // bytes/s
 constexpr double kMaxFlops = 1e18;
@@ -152,6 +152,8 @@ constexpr HardwareField kHardwareFields[] = {
      false},
     {"fabric_bw", &HardwareProfile::fabric_bw, QuantityKind::kNumber, 0, kMaxBandwidth, false,
      false},
+    {"compute_read_bw", &HardwareProfile::compute_read_bw, QuantityKind::kNumber, 0, kMaxBandwidth,
+     false, false},
     {"host_issue_ns", &HardwareProfile::host_issue_ns, QuantityKind::kNumber, 0, kMaxNanos, false,
      false},
     {"event_ns", &HardwareProfile::event_ns, QuantityKind::kNumber, 0, kMaxNanos, false, false},

@@ -117,6 +117,11 @@ struct HardwareProfile {
   // over the group (0: no such limit). On one H100 x4 host each GPU pulled only about 266 GB/s
   // when all four pulled from each other, although one pair alone ran at 398.
   Quantity fabric_bw;
+  // bytes/s at which the compute kernel reads its layer's tensor: a kernel that reads the whole
+  // composite tensor (the cuda backend's stand-in does) takes at least bytes / this, however
+  // short its requested time (0: hbm_bw x memory_efficiency). Measured 1.49 TB/s on H100 and
+  // 1.61 TB/s on H200 for the stand-in: far below HBM, and what made 100 us layers take 218 us.
+  Quantity compute_read_bw;
   Quantity host_issue_ns;  // CPU cost of issuing one stream operation
   Quantity event_ns;       // record/wait overhead on the GPU
   Quantity map_ns;         // cuMemMap + cuMemSetAccess of one piece
