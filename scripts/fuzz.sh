@@ -26,16 +26,19 @@ if [ ! -f "tests/fuzz/${target}.cc" ] || [ ! -d "$seeds" ]; then
   exit 2
 fi
 
-if [ ! -f build/fuzz/build.ninja ]; then
-  cmake --preset fuzz >/dev/null
+# DWDP_FUZZ_PRESET=ci-sanitize reuses CI's clang build (unit tests and fuzz targets in one).
+preset="${DWDP_FUZZ_PRESET:-fuzz}"
+dir="build/${preset}"
+if [ ! -f "${dir}/build.ninja" ]; then
+  cmake --preset "$preset" >/dev/null
 fi
-nice -n 10 cmake --build build/fuzz --target "$target" -j2 >/dev/null
-binary="build/fuzz/tests/fuzz/${target}"
+nice -n 10 cmake --build "$dir" --target "$target" -j2 >/dev/null
+binary="${dir}/tests/fuzz/${target}"
 
-crashes="build/fuzz/crashes/${target}"
-work_corpus="build/fuzz/corpus/${target}"
-mkdir -p "$crashes" "$work_corpus" build/fuzz/logs
-log="build/fuzz/logs/${target}.log"
+crashes="${dir}/crashes/${target}"
+work_corpus="${dir}/corpus/${target}"
+mkdir -p "$crashes" "$work_corpus" "${dir}/logs"
+log="${dir}/logs/${target}.log"
 
 flags=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "-artifact_prefix=${crashes}/")
 if [ -f "tests/fuzz/${target}.dict" ]; then
@@ -43,7 +46,7 @@ if [ -f "tests/fuzz/${target}.dict" ]; then
 fi
 
 crashes_before=$(find "$crashes" -type f | wc -l)
-marker="build/fuzz/logs/${target}.started"
+marker="${dir}/logs/${target}.started"
 touch "$marker"
 started=$SECONDS
 status=0

@@ -8,6 +8,7 @@ packages=(
   libabsl-dev libyaml-cpp-dev libboost-test-dev libcli11-dev nlohmann-json3-dev
   libbenchmark-dev
   libopenmpi-dev openmpi-bin
+  clang libclang-rt-dev
   python3-matplotlib
 )
 

@@ -457,7 +457,7 @@ void Engine::StartHead(Stream* stream) {
       }
       break;
     case OpType::kCopy: {
-      const double stream_delay_ns = params_.copy_latency_ns * (1.0 - params_.copy_latency_on_link);
+      const double stream_delay_ns = CopyLatencyNs(op) * (1.0 - params_.copy_latency_on_link);
       if (stream_delay_ns > 0) {
         Schedule(now_ + stream_delay_ns, TimerKind::kBeginFlow, stream, op);
       } else {
@@ -481,13 +481,27 @@ void Engine::StartHead(Stream* stream) {
   }
 }
 
+double Engine::CopyLatencyNs(const Op* op) const {
+  if (op->src_gpu == op->dst_gpu || params_.copy_latency_loaded_ns <= 0) {
+    return params_.copy_latency_ns;
+  }
+  for (const Op* flow : flows_) {
+    if (flow == op || flow->src_gpu == flow->dst_gpu) continue;
+    if (flow->src_gpu == op->src_gpu || flow->src_gpu == op->dst_gpu ||
+        flow->dst_gpu == op->src_gpu || flow->dst_gpu == op->dst_gpu) {
+      return params_.copy_latency_loaded_ns;
+    }
+  }
+  return params_.copy_latency_ns;
+}
+
 void Engine::BeginFlow(Op* op) {
   // The part of a copy's fixed cost that occupies its path, as bytes at the port's full rate:
   // uncontended it costs exactly that time, shared k ways it stretches k times like the bytes.
   const double overhead_bytes =
       op->type != OpType::kCopy
           ? 0.0
-          : params_.copy_latency_ns * params_.copy_latency_on_link *
+          : CopyLatencyNs(op) * params_.copy_latency_on_link *
                 (op->src_gpu != op->dst_gpu ? params_.peer_copy_bw : params_.local_copy_bw) / 1e9;
   if (op->faulted || op->bytes + overhead_bytes <= 0) {
     Schedule(now_, TimerKind::kComplete, op->stream, op);

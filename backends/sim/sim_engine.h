@@ -24,7 +24,9 @@
 //   ramp-up and drain wait in the same queues as its bytes. That is what makes 2 MiB pieces
 //   interleaved across owners so slow (measured 3.7x ideal; a pure stream-side delay gives
 //   about 2.1x, this about 2.9x). `copy_latency_on_link` < 1 turns that part into a plain delay
-//   on the stream before the flow starts.
+//   on the stream before the flow starts. A remote copy that starts while other remote copies
+//   run on its GPUs pays `copy_latency_loaded_ns` instead: on two H200s, 2 MiB pieces pulled
+//   both ways at once took 15.2 us each where one direction alone takes 11.5 us.
 // * Kernels run for their duration, but never shorter than the bytes they read at
 //   `compute_read_bw`, stretched by (1 + compute_slowdown) while any flow runs on their GPU.
 // * Each rank's host pays `host_issue_ns` per enqueued operation; an operation never starts
@@ -58,6 +60,8 @@ struct EngineParams {
   double local_copy_bw = 0;               // bytes/s, device-to-device on one GPU
   double copy_latency_ns = 0;             // fixed cost of every copy
   double copy_latency_on_link = 1;        // part of it that occupies the path (see above)
+  double copy_latency_loaded_ns = 0;      // fixed cost of a remote copy while other remote
+                                          // copies run on its GPUs (0: copy_latency_ns)
   double concurrent_pull_efficiency = 1;  // ingress factor with >= 2 remote flows in
   double egress_bw = 0;                   // bytes/s, a GPU's remote egress in all (0: peer_copy_bw)
   double compute_read_bw = 0;             // bytes/s a kernel reads its tensors at (0: no floor)
@@ -248,6 +252,9 @@ class Engine {
   void Kick(Stream* stream);
   void StartHead(Stream* stream);
   void BeginFlow(Op* op);
+  // The fixed cost of `op`: copy_latency_loaded_ns when it is a remote copy and another remote
+  // flow runs on its source or destination GPU, else copy_latency_ns.
+  double CopyLatencyNs(const Op* op) const;
   void CompleteOp(Op* op);
   void RecomputeRates();
   void AdvanceTo(double t);

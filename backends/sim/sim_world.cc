@@ -92,6 +92,7 @@ absl::StatusOr<std::unique_ptr<SimWorld>> SimWorld::Create(const HardwareProfile
   }
   params.egress_bw = options.egress_bw.value_or(profile.egress_bw.value);
   if (!(params.egress_bw > 0)) params.egress_bw = params.peer_copy_bw;
+  params.copy_latency_loaded_ns = std::max(0.0, profile.copy_latency_loaded_ns.value);
   params.compute_read_bw =
       profile.compute_read_bw.value > 0
           ? profile.compute_read_bw.value

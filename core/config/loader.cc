@@ -112,8 +112,8 @@ struct HardwareField {
 // Terms of the contention model that came after the first profiles were written: a map without
 // 'preset' may leave them out and gets the HardwareProfile defaults (no egress or fabric limit
 // beyond one pair's rate, the whole per-copy fixed cost on the path), i.e. the older model.
-constexpr absl::string_view kOptionalHardwareNumbers[] = {"copy_latency_on_link", "egress_bw",
-                                                          "fabric_bw", "compute_read_bw"};
+constexpr absl::string_view kOptionalHardwareNumbers[] = {
+    "copy_latency_on_link", "copy_latency_loaded_ns", "egress_bw", "fabric_bw", "compute_read_bw"};
 
 constexpr double kMaxBandwidth = 1e15;  // bytes/s
 constexpr double kMaxFlops = 1e18;
@@ -130,6 +130,8 @@ constexpr HardwareField kHardwareFields[] = {
      false, false},
     {"copy_latency_on_link", &HardwareProfile::copy_latency_on_link, QuantityKind::kNumber, 0, 1,
      false, false},
+    {"copy_latency_loaded_ns", &HardwareProfile::copy_latency_loaded_ns, QuantityKind::kNumber, 0,
+     kMaxNanos, false, false},
     {"local_copy_bw", &HardwareProfile::local_copy_bw, QuantityKind::kNumber, 0, kMaxBandwidth,
      true, false},
     {"hbm_bw", &HardwareProfile::hbm_bw, QuantityKind::kNumber, 0, kMaxBandwidth, true, false},

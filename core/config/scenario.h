@@ -98,6 +98,9 @@ struct HardwareProfile {
   // Part of that fixed cost that occupies the copy's path (shared like its bytes) rather than
   // delaying only its own stream; fitted from many small copies of all GPUs at once.
   Quantity copy_latency_on_link{1.0, Provenance::kAssumed};
+  // The fixed cost of a remote copy that starts while other remote copies run on its GPUs
+  // (0: copy_latency_ns): small pieces pulled both ways at once pay more than one way.
+  Quantity copy_latency_loaded_ns;
   Quantity local_copy_bw;  // bytes/s, device-to-device on one GPU
   Quantity hbm_bw;         // bytes/s
   Quantity hbm_bytes;      // usable device memory
