@@ -8,6 +8,10 @@
 // gathers every rank's measurements, fits them and writes the profile: the `--base` preset with
 // each measured number replaced (provenance `measured`).
 //
+// `dwdp calibrate --from-raw RAW.json --out PROFILE.yaml` derives the profile again from the raw
+// measurements a run saved with --raw, without GPUs: rank 0 derives its own profile from that
+// same record (core/calibrate/derive.h), so both give the same numbers and summary.
+//
 // Timing uses the backend's own timeline (timing events around every operation), the same clock
 // `dwdp run --backend cuda` reports with. Two details make the numbers mean what they say:
 // * every phase gets a fresh Streams object, because timeline times are float milliseconds since
@@ -41,9 +45,12 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "backends/cuda/cuda_backend_factory.h"
+#include "backends/sim/copy_schedules.h"
 #include "cli/common.h"
 #include "core/calibrate/calibration.h"
+#include "core/calibrate/derive.h"
 #include "core/calibrate/fit.h"
+#include "core/calibrate/raw.h"
 #include "core/config/loader.h"
 #include "core/report/table.h"
 #include "core/util/bytes.h"
@@ -61,6 +68,7 @@ struct CalibrateOptions {
   std::string max_bytes = "1GiB";
   std::string name;
   std::string raw;
+  std::string from_raw;
   int repetitions = 5;
   double timeout_s = 60;
 };
@@ -78,6 +86,102 @@ absl::Status CheckWritable(const std::string& path) {
         absl::StrCat("the directory of --out '", path, "' is not writable"));
   }
   return absl::OkStatus();
+}
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write '", tmp, "'"));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    return absl::PermissionDeniedError(absl::StrCat("cannot move the profile to '", path, "'"));
+  }
+  return absl::OkStatus();
+}
+
+// Derives the profile from the raw measurements (core/calibrate/derive.h), writes it, checks that
+// it loads back and prints the summary. The GPU run (rank 0) and --from-raw both end here.
+// Returns the exit code; `derived` gets the derivation when there was one.
+int WriteCalibratedProfile(const CalibrationRaw& raw, const HardwareProfile& base,
+                           const CalibrateOptions& opts,
+                           std::optional<CalibrationDerivation>* derived = nullptr) {
+  absl::StatusOr<CalibrationDerivation> d = DeriveCalibration(raw, base, sim::SimulateCopySchedule);
+  if (!d.ok()) {
+    std::cerr << "error: " << d.status().message() << "; no profile written\n";
+    return kExitInvalid;
+  }
+  const std::string name =
+      !opts.name.empty() ? opts.name : std::filesystem::path(opts.out).stem().string();
+  const HardwareProfile profile = ApplyCalibration(base, d->m, {name, d->gpu_name, d->measured_on});
+  const std::string yaml = absl::StrCat(
+      "# Written by `dwdp calibrate` from the '", base.name,
+      "' preset: every number marked `measured` was measured on this machine, the others are "
+      "the preset's\n",
+      HardwareProfileToYaml(profile));
+  if (absl::Status s = WriteFileAtomically(opts.out, yaml); !s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return kExitUsage;
+  }
+  // The written file must load as a profile, or the calibration is of no use.
+  if (auto loaded = LoadHardwareProfileFile(opts.out); !loaded.ok()) {
+    std::cerr << "error: the written profile does not load back: " << loaded.status().message()
+              << "\n";
+    return kExitInvalid;
+  }
+  std::cout << d->report << "\nwrote " << opts.out << "\n";
+  if (derived != nullptr) *derived = *std::move(d);
+  return kExitOk;
+}
+
+absl::StatusOr<nlohmann::json> ReadRawFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot read the raw measurements '", path, "' (--from-raw)"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the raw measurements '", path,
+        "' are not valid JSON (write them with `dwdp calibrate --raw FILE` on the GPUs)"));
+  }
+  return j;
+}
+
+// dwdp calibrate --from-raw: the profile of a saved run, without GPUs. The base is --base when
+// given, else the one the run used.
+int CalibrateFromRaw(const CalibrateOptions& opts, bool base_given) {
+  const auto fail = [](const std::string& message) {
+    std::cerr << "error: " << message << "\n";
+    return kExitUsage;
+  };
+  absl::StatusOr<nlohmann::json> json = ReadRawFile(opts.from_raw);
+  if (!json.ok()) return fail(std::string(json.status().message()));
+  absl::StatusOr<CalibrationRaw> raw = ParseCalibrationRaw(*json);
+  if (!raw.ok()) {
+    return fail(absl::StrCat("'", opts.from_raw,
+                             "' is not a `dwdp calibrate --raw` file: ", raw.status().message()));
+  }
+  const std::string base_name = base_given     ? opts.base
+                                : raw->machine ? raw->machine->base
+                                               : std::string(kDefaultCalibrationBase);
+  absl::StatusOr<HardwareProfile> base = ResolveHardware(base_name);
+  if (!base.ok()) {
+    return fail(absl::StrCat(base_given ? "--base" : "the base profile the raw file names", ": ",
+                             base.status().message(),
+                             base_given ? "" : " (choose one with --base)"));
+  }
+  if (absl::Status s = CheckWritable(opts.out); !s.ok()) return fail(std::string(s.message()));
+  std::cout << "derived from the raw measurements in " << opts.from_raw << "\n";
+  return WriteCalibratedProfile(*raw, *base, opts);
 }
 
 // The measurements need the cuda backend; without it only the usage checks above remain.
@@ -266,6 +370,10 @@ struct JobTiming {
 
 struct PhaseOutcome {
   std::vector<JobTiming> jobs;  // in job order; empty for a rank without work
+  // The instant of the timeline's origin on this host's steady clock (HostNowNs), so that job
+  // times of ranks on one host compare: a job's start there is host_origin_ns + start_ns. NaN
+  // when the phase had no jobs.
+  double host_origin_ns = std::nan("");
   // The GPU started the first job before the host had issued the last one: the gate kernel was
   // too short and later jobs may include host issue time.
   bool host_fell_behind = false;
@@ -321,6 +429,9 @@ absl::StatusOr<PhaseOutcome> RunPhase(const RankContext& c, const std::string& n
     OpTag gate_tag;
     gate_tag.kind = OpKind::kCompute;
     gate_tag.label = "gate";
+    // The backend reads its host clock (time since the origin) first thing in Launch: this
+    // reading and the gate's issue time are the same instant to within a microsecond.
+    const double gate_host_ns = HostNowNs();
     if (absl::Status s =
             streams->Launch({"calibration gate", {}, GateNs(jobs.size())}, ids[0], gate_tag);
         !s.ok()) {
@@ -356,6 +467,9 @@ absl::StatusOr<PhaseOutcome> RunPhase(const RankContext& c, const std::string& n
     outcome.jobs.assign(jobs.size(), {});
     std::vector<bool> seen(jobs.size(), false);
     for (const TimedOp& op : streams->TakeTimeline()) {
+      if (op.tag.label == "gate" && op.tag.kind == OpKind::kCompute) {
+        outcome.host_origin_ns = gate_host_ns - op.issue_ns;
+      }
       if (op.tag.label != name || op.tag.slot < 0 ||
           op.tag.slot >= static_cast<int64_t>(jobs.size())) {
         continue;
@@ -477,9 +591,22 @@ class Calibrator {
     auto reps = Repeat("egress sharing", jobs);
     if (!reps.ok()) return reps.status();
     if (c_.rank == 0) return absl::OkStatus();
-    nlohmann::json ns = nlohmann::json::array();
-    for (const PhaseOutcome& o : *reps) ns.push_back(o.jobs[0].duration());
+    // Start and end on the host's steady clock as well: the pullers' union tells how long rank
+    // 0's egress was busy (their own durations overlap only in part).
+    nlohmann::json ns = nlohmann::json::array(), start = nlohmann::json::array(),
+                   end = nlohmann::json::array();
+    bool on_host_clock = true;
+    for (const PhaseOutcome& o : *reps) {
+      ns.push_back(o.jobs[0].duration());
+      on_host_clock = on_host_clock && std::isfinite(o.host_origin_ns);
+      start.push_back(o.host_origin_ns + o.jobs[0].start_ns);
+      end.push_back(o.host_origin_ns + o.jobs[0].end_ns);
+    }
     out_["egress"] = {{"bytes", bytes}, {"ns", ns}};
+    if (on_host_clock) {
+      out_["egress"]["start_ns"] = start;
+      out_["egress"]["end_ns"] = end;
+    }
     return absl::OkStatus();
   }
 
@@ -720,15 +847,7 @@ absl::Status Calibrator::MapCost() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rank 0: from the gathered measurements to the profile and the table.
-
-std::vector<double> Doubles(const nlohmann::json& j) {
-  std::vector<double> v;
-  if (j.is_array()) {
-    for (const auto& x : j) v.push_back(x.get<double>());
-  }
-  return v;
-}
+// Rank 0: the machine's identity for the raw record.
 
 std::string Today() {
   const std::time_t now = std::time(nullptr);
@@ -752,305 +871,6 @@ std::string KernelDriverVersion() {
     if (versionish) return std::string(token);
   }
   return "";
-}
-
-std::string Pct(double fraction) { return absl::StrFormat("%.1f%%", 100 * fraction); }
-
-struct Derived {
-  CalibrationMeasurements m;
-  TextTable table{{"quantity", "measured", "base", "from", "fit / spread"}};
-  std::string details;
-  std::vector<std::string> warnings;
-  nlohmann::json summary = nlohmann::json::object();
-};
-
-// Fits and summarises what every rank measured. Fails only when the central fit fails.
-absl::StatusOr<Derived> Derive(const std::vector<nlohmann::json>& ranks,
-                               const HardwareProfile& base, uint64_t granularity,
-                               uint64_t device_memory) {
-  Derived d;
-  const int64_t n = static_cast<int64_t>(ranks.size());
-  for (const auto& r : ranks) {
-    for (const auto& w : r["warnings"]) d.warnings.push_back(w.get<std::string>());
-  }
-  d.m.granularity = static_cast<double>(granularity);
-  d.m.hbm_bytes = static_cast<double>(device_memory);
-
-  // Single pair: the fit everything else is relative to.
-  std::vector<CopySample> samples;
-  std::map<uint64_t, std::vector<double>> by_size;
-  for (const auto& s : ranks[0]["single_pair"]) {
-    samples.push_back({s[0].get<double>(), s[1].get<double>()});
-    by_size[s[0].get<uint64_t>()].push_back(s[1].get<double>());
-  }
-  absl::StatusOr<LatencyBandwidthFit> fit = FitLatencyBandwidth(samples, FitWeighting::kRelative);
-  if (!fit.ok()) {
-    return absl::Status(fit.status().code(),
-                        absl::StrCat("single-pair pull fit: ", fit.status().message()));
-  }
-  d.m.peer_copy_bw = fit->bytes_per_s;
-  d.m.copy_latency_ns = fit->latency_ns;
-  if (fit->latency_ns < 0) {
-    d.warnings.push_back(absl::StrFormat(
-        "the fitted copy latency is negative (%.0f ns): written as 0; the small copies were "
-        "faster than the line through the large ones",
-        fit->latency_ns));
-  }
-  if (base.nvlink_bw.value > 0 && fit->bytes_per_s > 1.05 * base.nvlink_bw.value) {
-    d.warnings.push_back(absl::StrFormat(
-        "the peer copy rate %s is above the base profile's link capacity %s: are ranks 0 and 1 "
-        "on different GPUs?",
-        FormatBandwidth(fit->bytes_per_s), FormatBandwidth(base.nvlink_bw.value)));
-  }
-  const std::string fit_text =
-      absl::StrFormat("rms %s, max %s (%d samples)", Pct(fit->rms_relative_residual),
-                      Pct(fit->max_relative_residual), fit->samples);
-  d.table.AddRow({"peer_copy_bw", FormatBandwidth(fit->bytes_per_s),
-                  FormatBandwidth(base.peer_copy_bw.value), "rank 0 <- rank 1, 7 sizes", fit_text});
-  d.table.AddRow({"copy_latency_ns", FormatNanos(std::max(0.0, fit->latency_ns)),
-                  FormatNanos(base.copy_latency_ns.value), "intercept of the same fit", fit_text});
-  d.summary["single_pair_fit"] = {{"latency_ns", fit->latency_ns},
-                                  {"bytes_per_s", fit->bytes_per_s},
-                                  {"rms_relative_residual", fit->rms_relative_residual},
-                                  {"max_relative_residual", fit->max_relative_residual},
-                                  {"r_squared", fit->r_squared}};
-
-  TextTable sizes({"copy size", "median", "fit", "residual", "rate", "spread"});
-  for (const auto& [bytes, ns] : by_size) {
-    const Summary s = Summarize(ns);
-    const double predicted = fit->PredictNs(static_cast<double>(bytes));
-    sizes.AddRow({FormatBytes(bytes), FormatNanos(s.median), FormatNanos(predicted),
-                  absl::StrFormat("%+.1f%%", 100 * (predicted - s.median) / s.median),
-                  FormatBandwidth(static_cast<double>(bytes) / s.median * 1e9), Pct(s.spread)});
-  }
-  absl::StrAppend(&d.details,
-                  "\nsingle-pair pull (rank 0 from rank 1, back to back on one stream; fit: time "
-                  "= latency + bytes / bandwidth, least squares on relative error):\n",
-                  sizes.Render());
-
-  // Local copy: the median over ranks of each rank's median.
-  std::vector<double> local_rates;
-  for (const auto& r : ranks) {
-    const Summary s = Summarize(Doubles(r["local_copy"]["ns"]));
-    if (s.median > 0)
-      local_rates.push_back(r["local_copy"]["bytes"].get<double>() / s.median * 1e9);
-  }
-  const Summary local = Summarize(local_rates);
-  if (local.count > 0) {
-    d.m.local_copy_bw = local.median;
-    d.table.AddRow(
-        {"local_copy_bw", FormatBandwidth(local.median), FormatBandwidth(base.local_copy_bw.value),
-         absl::StrFormat("%s on each of %d GPUs",
-                         FormatBytes(ranks[0]["local_copy"]["bytes"].get<uint64_t>()), n),
-         absl::StrFormat("ranks %s..%s", FormatBandwidth(local.min), FormatBandwidth(local.max))});
-  }
-
-  // Egress sharing (information: the simulator's max-min ports predict it from peer_copy_bw).
-  {
-    std::vector<double> rates;
-    for (int64_t r = 1; r < n; ++r) {
-      const Summary s = Summarize(Doubles(ranks[r]["egress"]["ns"]));
-      if (s.median > 0) rates.push_back(ranks[r]["egress"]["bytes"].get<double>() / s.median * 1e9);
-    }
-    const Summary s = Summarize(rates);
-    double total = 0;
-    for (double x : rates) total += x;
-    absl::StrAppendFormat(
-        &d.details,
-        "\negress sharing: %d rank(s) pulling from rank 0 at once: %s each (median; %s..%s), %s "
-        "in all = %.2f x the single-pair rate (the simulator's max-min ports predict 1.00)\n",
-        rates.size(), FormatBandwidth(s.median), FormatBandwidth(s.min), FormatBandwidth(s.max),
-        FormatBandwidth(total), total / fit->bytes_per_s);
-    d.summary["egress_sharing"] = {{"pullers", rates.size()},
-                                   {"per_puller_bytes_per_s", rates},
-                                   {"total_over_pair", total / fit->bytes_per_s}};
-  }
-
-  // Ingress concurrency.
-  if (ranks[0].contains("ingress")) {
-    const auto& in = ranks[0]["ingress"];
-    const Summary span = Summarize(Doubles(in["span_ns"]));
-    const double bytes = in["bytes_per_peer"].get<double>() * in["peers"].get<double>();
-    const double ingress = bytes / span.median * 1e9;
-    d.m.concurrent_pull_efficiency = ingress / fit->bytes_per_s;
-    if (*d.m.concurrent_pull_efficiency > 1) {
-      d.warnings.push_back(absl::StrFormat(
-          "pulling from %d peers at once reached %.2f x the single-pair rate; written as 1 (the "
-          "simulator only shrinks ingress)",
-          in["peers"].get<int64_t>(), *d.m.concurrent_pull_efficiency));
-    }
-    d.table.AddRow({"concurrent_pull_efficiency",
-                    absl::StrFormat("%.3f", *d.m.concurrent_pull_efficiency),
-                    absl::StrFormat("%.3f", base.concurrent_pull_efficiency.value),
-                    absl::StrFormat("rank 0 <- %d peers, 1 stream each: %s",
-                                    in["peers"].get<int64_t>(), FormatBandwidth(ingress)),
-                    absl::StrFormat("spread %s", Pct(span.spread))});
-  } else {
-    d.warnings.push_back(
-        "concurrent_pull_efficiency needs at least 3 ranks (one GPU pulling from two peers); "
-        "kept from the base profile");
-  }
-
-  // Schedules: critical path (slowest rank) per repetition, relative to the ideal of one pair's
-  // rate for every peer in turn.
-  {
-    const auto& s0 = ranks[0]["schedules"];
-    const double per_peer = s0["bytes_per_peer"].get<double>();
-    const double ideal = static_cast<double>(n - 1) * fit->PredictNs(per_peer);
-    TextTable t({"schedule", "critical path", "x ideal", "x rotate", "spread"});
-    std::map<std::string, double> medians;
-    for (auto it = s0["runs"].begin(); it != s0["runs"].end(); ++it) {
-      const size_t reps = it.value()["span_ns"].size();
-      std::vector<double> critical(reps, 0);
-      for (const auto& r : ranks) {
-        const std::vector<double> spans = Doubles(r["schedules"]["runs"][it.key()]["span_ns"]);
-        for (size_t i = 0; i < reps && i < spans.size(); ++i) {
-          critical[i] = std::max(critical[i], spans[i]);
-        }
-      }
-      medians[it.key()] = Summarize(critical).median;
-      d.summary["schedules"][it.key()] = {{"critical_path_ns", critical},
-                                          {"over_ideal", medians[it.key()] / ideal}};
-    }
-    const double rotate = medians.count("rotate") ? medians["rotate"] : 0;
-    for (const char* name : {"rotate", "ascending", "concurrent streams", "round_robin pieces"}) {
-      if (!medians.count(name)) continue;
-      const Summary s = Summarize(Doubles(d.summary["schedules"][name]["critical_path_ns"]));
-      t.AddRow({name, FormatNanos(medians[name]), absl::StrFormat("%.2f", medians[name] / ideal),
-                rotate > 0 ? absl::StrFormat("%.2f", medians[name] / rotate) : "-", Pct(s.spread)});
-    }
-    absl::StrAppendFormat(&d.details,
-                          "\ncopy schedules (DWDP_SPEC §4): every rank pulls %s from each of its "
-                          "%d peers at the same time; critical path = slowest rank; ideal = %d x "
-                          "the single-pair time of %s = %s%s:\n",
-                          FormatBytes(static_cast<uint64_t>(per_peer)), n - 1, n - 1,
-                          FormatBytes(static_cast<uint64_t>(per_peer)), FormatNanos(ideal),
-                          n < 3 ? " (with 2 ranks every schedule is one copy per rank)" : "");
-    d.details += t.Render();
-  }
-
-  // Compute stand-in.
-  {
-    std::map<double, std::vector<double>> by_duration;
-    for (const auto& r : ranks) {
-      for (const auto& row : r["kernel_accuracy"]) {
-        by_duration[row[0].get<double>()].push_back(row[1].get<double>());
-      }
-    }
-    TextTable t({"requested", "measured (median)", "error", "min", "max"});
-    for (const auto& [requested, measured] : by_duration) {
-      const Summary s = Summarize(measured);
-      t.AddRow({FormatNanos(requested), FormatNanos(s.median),
-                absl::StrFormat("%+.2f%%", 100 * (s.median - requested) / requested),
-                FormatNanos(s.min), FormatNanos(s.max)});
-    }
-    absl::StrAppend(&d.details, "\ncompute stand-in kernel, duration accuracy (all ranks):\n",
-                    t.Render());
-  }
-  if (ranks[0].contains("compute_under_copies")) {
-    const auto& cc = ranks[0]["compute_under_copies"];
-    for (const char* label : {"paced", "read-bound"}) {
-      if (!cc.contains(label)) continue;
-      const Summary alone = Summarize(Doubles(cc[label]["alone_ns"]));
-      const Summary with = Summarize(Doubles(cc[label]["with_copy_ns"]));
-      const double slowdown = alone.median > 0 ? with.median / alone.median - 1 : 0;
-      const Summary outlast = Summarize(Doubles(cc[label]["copy_outlasts_kernel_by_ns"]));
-      if (outlast.min < 0) {
-        d.warnings.push_back(absl::StrFormat(
-            "compute under copies (%s): the copy ended before the kernel in some repetitions, so "
-            "part of the kernel ran without it (slowdown underestimated)",
-            label));
-      }
-      absl::StrAppendFormat(&d.details,
-                            "compute %s (reads %s): %s alone, %s while rank 1's buffer is pulled "
-                            "in: slowdown %+.1f%%\n",
-                            label, FormatBytes(cc[label]["read_bytes"].get<uint64_t>()),
-                            FormatNanos(alone.median), FormatNanos(with.median), 100 * slowdown);
-      if (std::string(label) == "paced") {
-        d.m.compute_slowdown = slowdown;
-        d.table.AddRow({"compute_slowdown", absl::StrFormat("%.3f", std::max(0.0, slowdown)),
-                        absl::StrFormat("%.3f", base.compute_slowdown.value),
-                        "stand-in kernel under an inbound pull",
-                        absl::StrFormat("spread %s / %s", Pct(alone.spread), Pct(with.spread))});
-      }
-    }
-  }
-
-  // Host costs: the median over ranks of each rank's median.
-  const auto host = [&](const char* key) {
-    std::vector<double> medians;
-    for (const auto& r : ranks) {
-      if (r["host_ns_per_call"].contains(key)) {
-        medians.push_back(Summarize(Doubles(r["host_ns_per_call"][key])).median);
-      }
-    }
-    return Summarize(medians);
-  };
-  const Summary copy_call = host("copy");
-  const Summary record_call = host("record");
-  const Summary wait_call = host("wait");
-  const Summary timed_copy_call = host("copy_with_timing_events");
-  if (copy_call.count > 0) {
-    d.m.host_issue_ns = copy_call.median;
-    d.table.AddRow(
-        {"host_issue_ns", FormatNanos(copy_call.median), FormatNanos(base.host_issue_ns.value),
-         "host time per copy call",
-         absl::StrFormat("ranks %s..%s", FormatNanos(copy_call.min), FormatNanos(copy_call.max))});
-  }
-  if (record_call.count > 0 && wait_call.count > 0) {
-    d.m.event_ns = (record_call.median + wait_call.median) / 2;
-    d.table.AddRow({"event_ns", FormatNanos(*d.m.event_ns), FormatNanos(base.event_ns.value),
-                    "host time per record / wait call",
-                    absl::StrFormat("record %s, wait %s", FormatNanos(record_call.median),
-                                    FormatNanos(wait_call.median))});
-  }
-  if (timed_copy_call.count > 0) {
-    absl::StrAppendFormat(&d.details,
-                          "host time per copy call with timing events on (as `dwdp run --backend "
-                          "cuda` runs by default): %s\n",
-                          FormatNanos(timed_copy_call.median));
-  }
-
-  // Map cost, as the presets count it: the mean of the three calls.
-  {
-    std::vector<double> m, a, u;
-    for (const auto& r : ranks) {
-      m.push_back(Summarize(Doubles(r["map_ns"]["map"])).median);
-      a.push_back(Summarize(Doubles(r["map_ns"]["set_access"])).median);
-      u.push_back(Summarize(Doubles(r["map_ns"]["unmap"])).median);
-    }
-    const double map = Summarize(m).median, access = Summarize(a).median,
-                 unmap = Summarize(u).median;
-    d.m.map_ns = (map + access + unmap) / 3;
-    d.table.AddRow(
-        {"map_ns", FormatNanos(*d.m.map_ns), FormatNanos(base.map_ns.value),
-         absl::StrFormat("(map + set_access + unmap of %s) / 3", FormatBytes(granularity)),
-         absl::StrFormat("map %s, access %s, unmap %s", FormatNanos(map), FormatNanos(access),
-                         FormatNanos(unmap))});
-  }
-  d.table.AddRow({"granularity", FormatBytes(granularity),
-                  FormatBytes(static_cast<uint64_t>(base.granularity.value)), "driver", "-"});
-  d.table.AddRow({"hbm_bytes", FormatBytes(device_memory),
-                  FormatBytes(static_cast<uint64_t>(base.hbm_bytes.value)), "device total memory",
-                  "-"});
-  return d;
-}
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write '", tmp, "'"));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    return absl::PermissionDeniedError(absl::StrCat("cannot move the profile to '", path, "'"));
-  }
-  return absl::OkStatus();
 }
 
 absl::Status WarmUpDriver(const RankContext& c, HandleExchange& exchange) {
@@ -1181,6 +1001,7 @@ int CalibrateRank(cuda::CudaBackendFactory& factory, const CalibrateOptions& opt
       }
     }
   }
+  out["hostname"] = info.hostname;  // egress start and end times compare within one host
   out["exit_code"] = exit_code;
   exchange->reset();
   driver->reset();
@@ -1190,10 +1011,23 @@ int CalibrateRank(cuda::CudaBackendFactory& factory, const CalibrateOptions& opt
   if (!gathered.ok()) return error(absl::StrCat("gather results: ", gathered.status().message()));
   if (rank != 0) return exit_code;
 
-  std::vector<nlohmann::json> ranks;
+  nlohmann::json raw = {
+      {"measured_on", MeasuredOnLine(info.device_name, c.size, KernelDriverVersion(),
+                                     info.driver_version, Today())},
+      // What the derivation needs besides the timings, so --from-raw derives the same profile.
+      {"machine",
+       {{"base", opts.base},
+        {"gpu_name", info.device_name},
+        {"gpus", c.size},
+        {"device_memory_bytes", info.device_memory_bytes},
+        {"granularity", g},
+        {"handle_kind", HandleKindName(handle_kind)},
+        {"repetitions", opts.repetitions},
+        {"buffer_bytes", src_bytes}}},
+      {"ranks", nlohmann::json::array()}};
   for (size_t r = 0; r < gathered->size(); ++r) {
-    ranks.push_back(nlohmann::json::parse((*gathered)[r].begin(), (*gathered)[r].end()));
-    if (ranks.back().value("exit_code", kExitInvalid) != kExitOk) {
+    raw["ranks"].push_back(nlohmann::json::parse((*gathered)[r].begin(), (*gathered)[r].end()));
+    if (raw["ranks"].back().value("exit_code", kExitInvalid) != kExitOk) {
       std::cerr << absl::StrFormat(
           "error: rank %d did not finish its measurements (its error is above); no profile "
           "written\n",
@@ -1201,52 +1035,22 @@ int CalibrateRank(cuda::CudaBackendFactory& factory, const CalibrateOptions& opt
       return kExitInvalid;
     }
   }
-  absl::StatusOr<Derived> derived = Derive(ranks, base, g, info.device_memory_bytes);
-  if (!derived.ok()) {
-    std::cerr << "error: " << derived.status().message() << "; no profile written\n";
-    return kExitInvalid;
+  // The profile comes from the raw record itself, as `--from-raw` reads it back.
+  std::optional<CalibrationDerivation> derived;
+  int code = kExitInvalid;
+  if (absl::StatusOr<CalibrationRaw> parsed = ParseCalibrationRaw(raw); parsed.ok()) {
+    code = WriteCalibratedProfile(*parsed, base, opts, &derived);
+  } else {
+    std::cerr << "error: the gathered measurements are incomplete: " << parsed.status().message()
+              << "; no profile written\n";
   }
-  // The backend exports FABRIC handles only where creating one works (IMEX channel present).
-  derived->m.imex_permitted = handle_kind == HandleKind::kFabric;
-  const std::string name =
-      !opts.name.empty() ? opts.name : std::filesystem::path(opts.out).stem().string();
-  const CalibrationIdentity identity{name, info.device_name,
-                                     MeasuredOnLine(info.device_name, c.size, KernelDriverVersion(),
-                                                    info.driver_version, Today())};
-  const HardwareProfile profile = ApplyCalibration(base, derived->m, identity);
-  const std::string yaml = absl::StrCat(
-      "# Written by `dwdp calibrate` from the '", base.name,
-      "' preset: every number marked `measured` was measured on this machine, the others are "
-      "the preset's\n",
-      HardwareProfileToYaml(profile));
-  if (absl::Status s = WriteFileAtomically(opts.out, yaml); !s.ok()) {
-    std::cerr << "error: " << s.message() << "\n";
-    return kExitUsage;
-  }
-  // The written file must load as a profile, or the calibration is of no use.
-  if (auto loaded = LoadHardwareProfileFile(opts.out); !loaded.ok()) {
-    std::cerr << "error: the written profile does not load back: " << loaded.status().message()
-              << "\n";
-    return kExitInvalid;
-  }
-  std::cout << absl::StrFormat(
-      "calibrated on %s (%d ranks, %s handles, %d repetitions, buffers of %s)\n",
-      identity.measured_on, c.size, HandleKindName(handle_kind), opts.repetitions,
-      FormatBytes(src_bytes));
-  std::cout << "\nprofile numbers (written as `measured`; base = the '" << base.name
-            << "' preset):\n"
-            << derived->table.Render({0, 3, 4}) << derived->details;
-  std::cout << absl::StrFormat(
-      "\ndevice memory in use on rank 0: %s before setup, %s after teardown\n",
-      FormatBytes(ranks[0].value("device_memory_before", uint64_t{0})),
-      FormatBytes(ranks[0].value("device_memory_after", uint64_t{0})));
-  for (const std::string& w : derived->warnings) std::cout << "warning: " << w << "\n";
-  std::cout << "\nwrote " << opts.out << "\n";
+  // Kept also when no profile came of it: a fixed dwdp can derive it with --from-raw.
   if (!opts.raw.empty()) {
-    nlohmann::json raw = {{"measured_on", identity.measured_on},
-                          {"ranks", ranks},
-                          {"derived", derived->summary},
-                          {"warnings", derived->warnings}};
+    if (derived) {
+      raw["derived"] = derived->summary;
+      raw["notes"] = derived->notes;
+      raw["warnings"] = derived->warnings;
+    }
     std::ofstream r(opts.raw);
     r << raw.dump(1) << "\n";
     if (!r) {
@@ -1255,7 +1059,7 @@ int CalibrateRank(cuda::CudaBackendFactory& factory, const CalibrateOptions& opt
     }
     std::cout << "wrote the raw measurements to " << opts.raw << "\n";
   }
-  return exit_code;
+  return code != kExitOk ? code : exit_code;
 }
 
 int Calibrate(const CalibrateOptions& opts, const HardwareProfile& base, uint64_t max_bytes) {
@@ -1295,7 +1099,8 @@ int Calibrate(const CalibrateOptions& opts, const HardwareProfile& base, uint64_
 
 int Calibrate(const CalibrateOptions&, const HardwareProfile&, uint64_t) {
   std::cerr << "error: this dwdp was built without the cuda backend (the CUDA toolkit or MPI was "
-               "not found at build time); calibrate needs it: rebuild with -DDWDP_CUDA=ON\n";
+               "not found at build time); calibrate needs it to measure: rebuild with "
+               "-DDWDP_CUDA=ON, or derive a profile from a saved run with --from-raw\n";
   return kExitUsage;
 }
 
@@ -1307,24 +1112,39 @@ void RegisterCalibrate(CLI::App& app, CommandContext& ctx) {
   auto opts = std::make_shared<CalibrateOptions>();
   CLI::App* cmd = app.add_subcommand(
       "calibrate",
-      "Measure a hardware profile on this machine's GPUs (cuda backend, mpirun -np N >= 2)");
+      "Measure a hardware profile on this machine's GPUs (cuda backend, mpirun -np N >= 2), or "
+      "derive it again from saved raw measurements (--from-raw)");
   cmd->add_option("--out", opts->out, "Profile YAML file to write")->required();
-  cmd->add_option("--base", opts->base,
-                  "Preset or profile whose numbers are kept where nothing is measured")
-      ->capture_default_str();
-  cmd->add_option("--max-bytes", opts->max_bytes,
-                  "Size of each rank's shareable buffer = the largest copy measured")
-      ->capture_default_str();
+  CLI::Option* base_option = cmd->add_option(
+      "--base", opts->base,
+      "Preset or profile whose numbers are kept where nothing is measured (with --from-raw: "
+      "default the one the run used)");
+  base_option->capture_default_str();
+  CLI::Option* max_bytes =
+      cmd->add_option("--max-bytes", opts->max_bytes,
+                      "Size of each rank's shareable buffer = the largest copy measured");
+  max_bytes->capture_default_str();
   cmd->add_option("--name", opts->name, "Profile name (default: the --out file's stem)");
-  cmd->add_option("--repetitions", opts->repetitions, "Timed repetitions of every measurement")
-      ->check(CLI::Range(1, 100))
-      ->capture_default_str();
-  cmd->add_option("--raw", opts->raw, "Also write every rank's raw measurements as JSON");
-  cmd->add_option("--timeout", opts->timeout_s,
-                  "Seconds to wait for a peer in any collective before failing")
-      ->check(CLI::Range(1.0, 3600.0))
-      ->capture_default_str();
-  cmd->callback([opts, &ctx] {
+  CLI::Option* repetitions =
+      cmd->add_option("--repetitions", opts->repetitions, "Timed repetitions of every measurement");
+  repetitions->check(CLI::Range(1, 100))->capture_default_str();
+  CLI::Option* raw =
+      cmd->add_option("--raw", opts->raw, "Also write every rank's raw measurements as JSON");
+  CLI::Option* timeout = cmd->add_option(
+      "--timeout", opts->timeout_s, "Seconds to wait for a peer in any collective before failing");
+  timeout->check(CLI::Range(1.0, 3600.0))->capture_default_str();
+  cmd->add_option("--from-raw", opts->from_raw,
+                  "Derive the profile from a --raw file of an earlier run instead of measuring "
+                  "(no GPU needed)")
+      ->excludes(max_bytes)
+      ->excludes(repetitions)
+      ->excludes(raw)
+      ->excludes(timeout);
+  cmd->callback([opts, base_option, &ctx] {
+    if (!opts->from_raw.empty()) {
+      ctx.exit_code = CalibrateFromRaw(*opts, base_option->count() > 0);
+      return;
+    }
     absl::StatusOr<uint64_t> max_bytes = ParseByteSize(opts->max_bytes);
     if (!max_bytes.ok()) {
       return ReportError(absl::StrCat("--max-bytes: ", max_bytes.status().message()), kExitUsage,

@@ -1,6 +1,7 @@
-// The arithmetic and the profile writing of `dwdp calibrate` (core/calibrate), which run on rank
-// 0 after the GPU measurements. Expected values are worked out by hand in the comments, never
-// taken from the code under test.
+// The arithmetic, the derivation from raw measurements and the profile writing of `dwdp
+// calibrate` (core/calibrate), which run on rank 0 after the GPU measurements or on a saved raw
+// file (--from-raw). Expected values are worked out by hand in the comments, never taken from
+// the code under test.
 
 #define BOOST_TEST_MODULE calibrate
 #include <unistd.h>
@@ -12,10 +13,14 @@
 #include <vector>
 
 #include <boost/test/unit_test.hpp>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
+#include "backends/sim/copy_schedules.h"
 #include "core/calibrate/calibration.h"
+#include "core/calibrate/derive.h"
 #include "core/calibrate/fit.h"
+#include "core/calibrate/raw.h"
 #include "core/config/loader.h"
 #include "core/util/bytes.h"
 #include "tests/support/run_process.h"
@@ -177,6 +182,8 @@ BOOST_AUTO_TEST_CASE(calibration_replaces_only_what_was_measured) {
   m.copy_latency_ns = -250;             // fit noise around zero
   m.concurrent_pull_efficiency = 1.07;  // beat the pair fit by noise
   m.compute_slowdown = -0.004;
+  m.fabric_bw = 0;                // measured: the fabric does not limit
+  m.copy_latency_on_link = 1.02;  // a fraction
   const HardwareProfile hw =
       ApplyCalibration(base, m, {"h100-x4-measured", "NVIDIA H100 80GB HBM3", "on a test"});
   BOOST_TEST(hw.name == "h100-x4-measured");
@@ -188,12 +195,17 @@ BOOST_AUTO_TEST_CASE(calibration_replaces_only_what_was_measured) {
   BOOST_TEST(hw.concurrent_pull_efficiency.value == 1);
   BOOST_TEST(hw.compute_slowdown.value == 0);
   BOOST_TEST(ProvenanceName(hw.compute_slowdown.source) == ProvenanceName(Provenance::kMeasured));
+  BOOST_TEST(hw.fabric_bw.value == 0);
+  BOOST_TEST(ProvenanceName(hw.fabric_bw.source) == ProvenanceName(Provenance::kMeasured));
+  BOOST_TEST(hw.copy_latency_on_link.value == 1);
   // Not measured: the base's value and provenance stay.
   BOOST_TEST(hw.nvlink_bw.value == base.nvlink_bw.value);
   BOOST_TEST(ProvenanceName(hw.nvlink_bw.source) == ProvenanceName(base.nvlink_bw.source));
   BOOST_TEST(hw.host_issue_ns.value == base.host_issue_ns.value);
   BOOST_TEST(ProvenanceName(hw.host_issue_ns.source) == ProvenanceName(base.host_issue_ns.source));
   BOOST_TEST(hw.imex_permitted == base.imex_permitted);
+  BOOST_TEST(hw.egress_bw.value == base.egress_bw.value);
+  BOOST_TEST(ProvenanceName(hw.egress_bw.source) == ProvenanceName(base.egress_bw.source));
 }
 
 BOOST_AUTO_TEST_CASE(calibrated_profile_round_trips_through_yaml_and_drives_the_simulator) {
@@ -253,6 +265,226 @@ BOOST_AUTO_TEST_CASE(calibrate_usage_errors_exit_2_before_touching_a_gpu) {
   BOOST_TEST(tiny.exit_code == 2);
   const auto no_out = testing::RunDwdp({"calibrate"});
   BOOST_TEST(no_out.exit_code == 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Derivation from raw measurements (core/calibrate/derive.h).
+
+const CopyScheduleSimulator kSimulator = sim::SimulateCopySchedule;
+
+CalibrationRaw ParseOrDie(const nlohmann::json& j) {
+  absl::StatusOr<CalibrationRaw> raw = ParseCalibrationRaw(j);
+  BOOST_TEST_REQUIRE(raw.ok(), raw.status().ToString());
+  return *std::move(raw);
+}
+
+CalibrationDerivation DeriveOrDie(
+    const nlohmann::json& j, const HardwareProfile& base = HardwarePreset("h100-sxm").value()) {
+  absl::StatusOr<CalibrationDerivation> d = DeriveCalibration(ParseOrDie(j), base, kSimulator);
+  BOOST_TEST_REQUIRE(d.ok(), d.status().ToString());
+  return *std::move(d);
+}
+
+nlohmann::json H100x4Raw() {
+  std::ifstream in(testing::SourcePath("tests/data/calibrate-h100x4-2026-11-28.json"));
+  BOOST_TEST_REQUIRE(static_cast<bool>(in));
+  return nlohmann::json::parse(in);
+}
+
+bool HasNote(const CalibrationDerivation& d, const std::string& text) {
+  for (const std::string& note : d.notes) {
+    if (absl::StrContains(note, text)) return true;
+  }
+  return false;
+}
+
+// The raw file of the 4x H100 run of 2026-11-28 (`dwdp calibrate --raw`), with the machine record
+// that run did not write yet added by hand from its printed output and its profile.
+BOOST_AUTO_TEST_CASE(derivation_of_the_h100x4_run) {
+  const CalibrationDerivation d = DeriveOrDie(H100x4Raw());
+  // The numbers the GPU run itself wrote into its profile (commit 4063cc6): moving the
+  // derivation out of the GPU path changed none of them.
+  BOOST_TEST(*d.m.peer_copy_bw == 395755053167.90765, tt::tolerance(1e-12));
+  BOOST_TEST(*d.m.copy_latency_ns == 6266.46930934547, tt::tolerance(1e-12));
+  BOOST_TEST(*d.m.local_copy_bw == 1500880314110.6616, tt::tolerance(1e-12));
+  BOOST_TEST(*d.m.hbm_bytes == 85017493504.0);
+  BOOST_TEST(*d.m.granularity == 2097152.0);
+  BOOST_TEST(*d.m.compute_slowdown == 0.00245253867548878, tt::tolerance(1e-12));
+  BOOST_TEST(*d.m.host_issue_ns == 15406.71875, tt::tolerance(1e-12));
+  BOOST_TEST(*d.m.event_ns == 695.576171875, tt::tolerance(1e-12));
+  BOOST_TEST(*d.m.map_ns == 42416.916666666664, tt::tolerance(1e-12));
+  BOOST_TEST(*d.m.imex_permitted == false);  // posix_fd handles
+  BOOST_TEST(d.gpu_name == "NVIDIA H100 80GB HBM3");
+
+  // fabric_bw: every rank pulled 3 x 512 MiB = 1610612736 B in "concurrent streams"; its 20
+  // spans (4 ranks x 5 repetitions) sorted have 5770976.07 and 5787551.64 ns in the middle, so
+  // the median rate is (1610612736 / 5770976.07 + 1610612736 / 5787551.64) / 2 ns
+  // = (279.0884 + 278.2891) / 2 = 278.6888 GB/s; 1610612736 B over the median span 5779263.85 ns
+  // is 278.6882 GB/s. That is 0.70 x the pair's 395.76 GB/s: a fabric limit.
+  BOOST_TEST(*d.m.fabric_bw == 278.6888e9, tt::tolerance(1e-5));
+  BOOST_TEST(*d.m.fabric_bw == 1610612736 / 5779263.854e-9, tt::tolerance(1e-5));
+
+  // egress_bw: the file has only durations, so the sum of the three pullers' median rates:
+  // 536870912 B over 3183552.03, 2711903.93 and 3246463.78 ns = 168.639 + 197.968 + 165.371
+  // = 531.978 GB/s, with a note.
+  BOOST_TEST(*d.m.egress_bw == 531.978e9, tt::tolerance(1e-5));
+  BOOST_TEST((d.egress_from_union == std::optional<bool>(false)));
+  BOOST_TEST(HasNote(d, "egress_bw is the sum"));
+
+  // copy_latency_on_link: a fraction whose round robin replay comes within 3% of the measured
+  // critical path (the median of the five slowest-rank spans: 12633375.17 ns).
+  BOOST_REQUIRE(d.m.copy_latency_on_link.has_value());
+  BOOST_TEST(*d.m.copy_latency_on_link >= 0.0);
+  BOOST_TEST(*d.m.copy_latency_on_link <= 1.0);
+  const ScheduleFit& rr = d.schedules.at(CopySchedule::kRoundRobinPieces);
+  BOOST_TEST(rr.measured_ns == 12633375.16784668, tt::tolerance(1e-12));
+  BOOST_TEST(std::abs(rr.simulated_ns / rr.measured_ns - 1) <= 0.03);
+  // Every schedule is compared with its replay in the summary.
+  BOOST_TEST(d.schedules.size() == 4u);
+  for (const auto& [schedule, fit] : d.schedules) {
+    BOOST_TEST_CONTEXT(CopyScheduleName(schedule)) { BOOST_TEST(fit.simulated_ns > 0); }
+  }
+  BOOST_TEST(absl::StrContains(d.report, "schedules: measured vs simulated with the written"));
+  BOOST_TEST(absl::StrContains(d.report, "calibrated on NVIDIA H100 80GB HBM3 ×4"));
+}
+
+BOOST_AUTO_TEST_CASE(a_raw_file_without_a_machine_record_still_derives) {
+  nlohmann::json j = H100x4Raw();
+  j.erase("machine");  // as `dwdp calibrate` wrote it on 2026-11-28
+  const CalibrationDerivation d = DeriveOrDie(j);
+  BOOST_TEST(d.gpu_name == "NVIDIA H100 80GB HBM3");  // from measured_on
+  BOOST_TEST(*d.m.granularity == 2097152.0);          // round robin's piece
+  BOOST_TEST(!d.m.hbm_bytes.has_value());
+  BOOST_TEST(!d.m.imex_permitted.has_value());
+  BOOST_TEST(HasNote(d, "no machine record"));
+}
+
+// A raw file of `ranks` ranks with round numbers: one pair copies at 400 B/ns after 4 us; each
+// rank pulls 64 MiB from every peer in every schedule, in `schedule_span_ns` (round robin twice
+// that); every puller of rank 0 pulls 64 MiB in 1 ms.
+nlohmann::json SyntheticRaw(int ranks, double schedule_span_ns) {
+  using Json = nlohmann::json;
+  const double per_peer = 64.0 * kMiB;
+  Json raw = {{"measured_on", "Test GPU ×" + std::to_string(ranks) + ", 2026-12-01"},
+              {"machine",
+               {{"base", "h100-sxm"},
+                {"gpu_name", "Test GPU"},
+                {"gpus", ranks},
+                {"device_memory_bytes", 80e9},
+                {"granularity", 2097152},
+                {"handle_kind", "fabric"},
+                {"repetitions", 1},
+                {"buffer_bytes", 128.0 * kMiB}}},
+              {"ranks", Json::array()}};
+  for (int r = 0; r < ranks; ++r) {
+    Json rank = {
+        {"hostname", "node-a"},
+        {"local_copy", {{"bytes", 128.0 * kMiB}, {"ns", {100e3}}}},
+        {"schedules",
+         {{"bytes_per_peer", per_peer}, {"piece_bytes", 2097152}, {"runs", Json::object()}}},
+        {"kernel_accuracy", {{20e3, 20.5e3}}},
+        {"host_ns_per_call", {{"copy", {2000}}, {"record", {700}}, {"wait", {700}}}},
+        {"map_ns",
+         {{"bytes", 2097152}, {"map", {3000}}, {"set_access", {6000}}, {"unmap", {3000}}}}};
+    for (CopySchedule s : kCopySchedules) {
+      const double span =
+          s == CopySchedule::kRoundRobinPieces ? 2 * schedule_span_ns : schedule_span_ns;
+      rank["schedules"]["runs"][CopyScheduleName(s)] = {{"bytes", (ranks - 1) * per_peer},
+                                                        {"span_ns", {span}}};
+    }
+    if (r == 0) {
+      // 4000 ns + bytes / 400 B/ns exactly.
+      for (double bytes : {1.0 * kMiB, 16.0 * kMiB, 256.0 * kMiB}) {
+        rank["single_pair"].push_back({bytes, 4000 + bytes / 400});
+      }
+    } else {
+      rank["egress"] = {{"bytes", per_peer}, {"ns", {1e6}}};
+    }
+    raw["ranks"].push_back(rank);
+  }
+  return raw;
+}
+
+BOOST_AUTO_TEST_CASE(two_ranks_at_the_pair_rate_in_both_directions_write_no_fabric_limit) {
+  // Each rank pulls 64 MiB from the other in 67108864 / 400 = 167772.16 ns: 400 GB/s, the pair's
+  // rate (100% >= 97%), so the fabric does not limit and fabric_bw is 0. The base's egress is
+  // the pair's rate too (0), so that every port runs at the same 400 B/ns.
+  HardwareProfile base = HardwarePreset("h100-sxm").value();
+  base.egress_bw = {0, Provenance::kAssumed};
+  const CalibrationDerivation d = DeriveOrDie(SyntheticRaw(2, 67108864 / 400.0), base);
+  BOOST_TEST(*d.m.peer_copy_bw == 400e9, tt::tolerance(1e-9));
+  BOOST_TEST(d.fabric_rate == 400e9, tt::tolerance(1e-9));
+  BOOST_REQUIRE(d.m.fabric_bw.has_value());
+  BOOST_TEST(*d.m.fabric_bw == 0.0);
+  BOOST_TEST(absl::StrContains(d.report, "fabric_bw written as 0 (no limit)"));
+  // One puller: no egress sharing to measure.
+  BOOST_TEST(!d.m.egress_bw.has_value());
+  BOOST_TEST(HasNote(d, "egress_bw needs at least 3 ranks"));
+  // With one flow on every port (and no fabric limit) the per-copy cost delays round robin the
+  // same whether it is on the path or not: nothing to fit.
+  BOOST_TEST(!d.m.copy_latency_on_link.has_value());
+  BOOST_TEST(HasNote(d, "copy_latency_on_link kept from the base profile"));
+  BOOST_TEST(*d.m.imex_permitted == true);  // fabric handles
+  BOOST_TEST(*d.m.hbm_bytes == 80e9);
+}
+
+BOOST_AUTO_TEST_CASE(two_ranks_below_the_pair_rate_write_their_rate_as_fabric_bw) {
+  // 67108864 B in 1.25 x 167772.16 ns = 209715.2 ns: 320 GB/s, 80% of the pair.
+  const CalibrationDerivation d = DeriveOrDie(SyntheticRaw(2, 1.25 * 67108864 / 400.0));
+  BOOST_TEST(*d.m.fabric_bw == 320e9, tt::tolerance(1e-9));
+}
+
+BOOST_AUTO_TEST_CASE(egress_is_all_bytes_over_the_union_of_the_pulls) {
+  // Ranks 1 and 2 each pull 64 MiB from rank 0 in 1 ms (67.1 GB/s each, 134.2 GB/s summed), but
+  // rank 2 starts 0.25 ms after rank 1: the union is 1.25 ms, so rank 0 served
+  // 2 x 67108864 B / 1.25 ms = 107.374 GB/s.
+  nlohmann::json j = SyntheticRaw(3, 67108864 / 400.0);
+  j["ranks"][1]["egress"]["start_ns"] = {5e9};
+  j["ranks"][1]["egress"]["end_ns"] = {5e9 + 1e6};
+  j["ranks"][2]["egress"]["start_ns"] = {5e9 + 0.25e6};
+  j["ranks"][2]["egress"]["end_ns"] = {5e9 + 1.25e6};
+  const CalibrationDerivation d = DeriveOrDie(j);
+  BOOST_TEST(*d.m.egress_bw == 2 * 67108864 / 1.25e-3, tt::tolerance(1e-9));
+  BOOST_TEST((d.egress_from_union == std::optional<bool>(true)));
+
+  // Pullers on different hosts: their steady clocks do not compare, so the sum of the rates.
+  nlohmann::json other_host = j;
+  other_host["ranks"][2]["hostname"] = "node-b";
+  const CalibrationDerivation summed = DeriveOrDie(other_host);
+  BOOST_TEST(*summed.m.egress_bw == 2 * 67108864 / 1e-3, tt::tolerance(1e-9));
+  BOOST_TEST((summed.egress_from_union == std::optional<bool>(false)));
+  BOOST_TEST(HasNote(summed, "not known to share one host"));
+
+  // Pulls that do not overlap at all (rank 2 starts 5 ms after rank 1 ended): not one event.
+  nlohmann::json apart = j;
+  apart["ranks"][2]["egress"]["start_ns"] = {5e9 + 6e6};
+  apart["ranks"][2]["egress"]["end_ns"] = {5e9 + 7e6};
+  const CalibrationDerivation fallback = DeriveOrDie(apart);
+  BOOST_TEST((fallback.egress_from_union == std::optional<bool>(false)));
+  BOOST_TEST(HasNote(fallback, "do not overlap"));
+}
+
+BOOST_AUTO_TEST_CASE(a_malformed_raw_file_is_refused_naming_the_entry) {
+  const auto message = [](const nlohmann::json& j) {
+    const absl::StatusOr<CalibrationRaw> raw = ParseCalibrationRaw(j);
+    BOOST_REQUIRE(!raw.ok());
+    BOOST_TEST(absl::IsInvalidArgument(raw.status()));
+    return std::string(raw.status().message());
+  };
+  BOOST_TEST(absl::StrContains(message(nlohmann::json::array()), "expected a JSON object"));
+  BOOST_TEST(absl::StrContains(message({{"measured_on", "x"}}), "missing 'ranks'"));
+  nlohmann::json j = SyntheticRaw(3, 1e6);
+  j["ranks"][1]["egress"]["ns"] = "fast";
+  BOOST_TEST(absl::StrContains(message(j), "ranks[1].egress.ns: expected an array of numbers"));
+  j = SyntheticRaw(3, 1e6);
+  j["ranks"][0].erase("single_pair");
+  BOOST_TEST(absl::StrContains(message(j), "ranks[0]: missing 'single_pair'"));
+  j = SyntheticRaw(3, 1e6);
+  j["ranks"][2]["schedules"]["runs"]["rotate"]["span_ns"][0] = nullptr;
+  BOOST_TEST(absl::StrContains(message(j), "ranks[2].schedules.runs['rotate'].span_ns[0]"));
+  j = SyntheticRaw(3, 1e6);
+  j["ranks"].erase(1);
+  BOOST_TEST(absl::StrContains(message(j), "machine.gpus is 3 but the file has 2 ranks"));
 }
 
 }  // namespace

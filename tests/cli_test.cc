@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/config/loader.h"
 #include "tests/support/run_process.h"
 
 namespace dwdp::testing {
@@ -225,6 +226,67 @@ BOOST_AUTO_TEST_CASE(plan_simulate_puts_the_simulator_next_to_the_planner) {
     BOOST_TEST(std::abs(simulated - planned) / planned < 0.05, planned << " vs " << simulated);
     BOOST_TEST(s["simulated_prefetch_ns_per_layer"].get<double>() > 0);
   }
+}
+
+// `dwdp calibrate --from-raw`: the profile of a saved 4x H100 run, without GPUs (this test runs in
+// builds with and without the cuda backend).
+BOOST_AUTO_TEST_CASE(calibrate_from_raw_writes_a_profile_that_loads) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("dwdp-cli-calibrate-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string raw = SourcePath("tests/data/calibrate-h100x4-2026-11-28.json");
+  const std::string out = (dir / "h100x4-again.yaml").string();
+  const auto r = RunDwdp({"calibrate", "--from-raw", raw, "--out", out});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(r.out.find("derived from the raw measurements in " + raw) != std::string::npos);
+  BOOST_TEST(r.out.find("schedules: measured vs simulated with the written profile") !=
+             std::string::npos);
+  BOOST_TEST(r.out.find("base = the 'h100-sxm' preset") != std::string::npos);  // the run's
+  const absl::StatusOr<HardwareProfile> profile = LoadHardwareProfileFile(out);
+  BOOST_TEST_REQUIRE(profile.ok(), profile.status().ToString());
+  BOOST_TEST(profile->name == "h100x4-again");  // the --out file's stem
+  BOOST_TEST(profile->gpu_name == "NVIDIA H100 80GB HBM3");
+  for (const Quantity* q : {&profile->fabric_bw, &profile->egress_bw, &profile->peer_copy_bw,
+                            &profile->copy_latency_on_link}) {
+    BOOST_TEST(ProvenanceName(q->source) == ProvenanceName(Provenance::kMeasured));
+  }
+  BOOST_TEST(profile->fabric_bw.value > 0);
+
+  // --base and --name override the run's.
+  const auto renamed = RunDwdp(
+      {"calibrate", "--from-raw", raw, "--out", out, "--base", "h200-sxm", "--name", "other"});
+  BOOST_TEST(renamed.exit_code == 0, renamed.err);
+  BOOST_TEST(renamed.out.find("base = the 'h200-sxm' preset") != std::string::npos);
+  BOOST_TEST(LoadHardwareProfileFile(out)->name == "other");
+  fs::remove_all(dir);
+}
+
+BOOST_AUTO_TEST_CASE(calibrate_from_a_missing_or_malformed_raw_file_exits_2_with_one_sentence) {
+  const fs::path dir = fs::temp_directory_path() / ("dwdp-cli-raw-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string out = (dir / "p.yaml").string();
+  const std::string not_json = (dir / "not.json").string();
+  std::ofstream(not_json) << "{\"ranks\": [";
+  const std::string not_raw = (dir / "run.json").string();
+  std::ofstream(not_raw) << R"({"measured_on": "x", "ranks": [{"warnings": []}, {}]})";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"/nonexistent/raw.json", "cannot read the raw measurements '/nonexistent/raw.json'"},
+      {not_json, "are not valid JSON"},
+      {not_raw, "is not a `dwdp calibrate --raw` file: ranks[0]: missing 'single_pair'"},
+  };
+  for (const auto& [raw, expected] : cases) {
+    const auto r = RunDwdp({"calibrate", "--from-raw", raw, "--out", out});
+    BOOST_TEST(r.exit_code == 2, raw << ": " << r.err);
+    BOOST_TEST(r.err.rfind("error: ", 0) == 0u, r.err);
+    BOOST_TEST(r.err.find(expected) != std::string::npos, r.err);
+    BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, r.err);
+  }
+  BOOST_TEST(!fs::exists(out));
+  // The measuring options mean nothing for a saved run.
+  const auto mixed =
+      RunDwdp({"calibrate", "--from-raw", not_raw, "--out", out, "--repetitions", "3"});
+  BOOST_TEST(mixed.exit_code == 2);
+  fs::remove_all(dir);
 }
 
 }  // namespace dwdp::testing

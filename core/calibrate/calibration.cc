@@ -32,6 +32,11 @@ HardwareProfile ApplyCalibration(const HardwareProfile& base, const CalibrationM
     // The simulator only shrinks ingress (an efficiency above 1 is refused there).
     SetMeasured(hw.concurrent_pull_efficiency, std::clamp(*m.concurrent_pull_efficiency, 0.0, 1.0));
   }
+  SetMeasured(hw.egress_bw, m.egress_bw);
+  SetMeasured(hw.fabric_bw, m.fabric_bw);
+  if (m.copy_latency_on_link) {
+    SetMeasured(hw.copy_latency_on_link, std::clamp(*m.copy_latency_on_link, 0.0, 1.0));
+  }
   if (m.compute_slowdown) SetMeasured(hw.compute_slowdown, std::max(0.0, *m.compute_slowdown));
   SetMeasured(hw.host_issue_ns, m.host_issue_ns);
   SetMeasured(hw.event_ns, m.event_ns);

@@ -20,6 +20,9 @@ struct CalibrationMeasurements {
   std::optional<double> local_copy_bw;               // bytes/s, device-to-device
   std::optional<double> hbm_bytes;                   // total device memory
   std::optional<double> concurrent_pull_efficiency;  // ingress from >1 peer / peer_copy_bw
+  std::optional<double> egress_bw;                   // bytes/s one GPU served to all its pullers
+  std::optional<double> fabric_bw;                   // bytes/s per GPU, all pulling; 0: no limit
+  std::optional<double> copy_latency_on_link;        // fitted by simulating round robin pieces
   std::optional<double> compute_slowdown;            // stand-in kernel stretch under copies
   std::optional<double> host_issue_ns;               // host cost of one copy call
   std::optional<double> event_ns;                    // host cost of one record or wait
@@ -36,7 +39,8 @@ struct CalibrationIdentity {
 // The base profile with every measured number replaced (provenance `measured`) and the identity
 // fields set. Values the simulator cannot take are brought into range here, with the reason:
 // concurrent_pull_efficiency above 1 (pulls from several peers beat one pair's fit by noise) is
-// 1; a negative latency or slowdown (fit or timing noise around zero) is 0.
+// 1; a negative latency or slowdown (fit or timing noise around zero) is 0; copy_latency_on_link
+// is a fraction, kept in [0, 1].
 HardwareProfile ApplyCalibration(const HardwareProfile& base, const CalibrationMeasurements& m,
                                  const CalibrationIdentity& identity);
 

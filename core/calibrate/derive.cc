@@ -1,0 +1,661 @@
+#include "core/calibrate/derive.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/backend.h"
+#include "core/calibrate/fit.h"
+#include "core/report/table.h"
+#include "core/util/bytes.h"
+
+namespace dwdp {
+namespace {
+
+// A GPU pulling from all its peers at once at this fraction of one pair's rate or more is
+// taken as not limited by the fabric (the difference is copy latency and noise).
+constexpr double kFabricUnlimitedShare = 0.97;
+// Round robin's critical path must move by more than this fraction of the measurement between
+// on_link 0 and 1 for the measurement to say anything about on_link.
+constexpr double kOnLinkMinEffect = 1e-3;
+
+std::string Pct(double fraction) { return absl::StrFormat("%.1f%%", 100 * fraction); }
+
+double Median(std::vector<double> values) { return Summarize(std::move(values)).median; }
+
+// Everything the derivation builds on its way; the result is assembled from it at the end.
+struct Work {
+  const CalibrationRaw& raw;
+  const HardwareProfile& base;
+  CalibrationDerivation d;
+  TextTable table{{"quantity", "measured", "base", "from", "fit / spread"}};
+  std::string details;
+  LatencyBandwidthFit fit;
+  int64_t n = 0;
+  double per_peer = 0;
+  double piece = 0;
+
+  const RawRank& rank0() const { return raw.ranks[0]; }
+};
+
+absl::Status SinglePair(Work& w) {
+  std::vector<CopySample> samples = w.rank0().single_pair;
+  std::map<uint64_t, std::vector<double>> by_size;
+  for (const CopySample& s : samples) by_size[static_cast<uint64_t>(s.bytes)].push_back(s.ns);
+  absl::StatusOr<LatencyBandwidthFit> fit = FitLatencyBandwidth(samples, FitWeighting::kRelative);
+  if (!fit.ok()) {
+    return absl::Status(fit.status().code(),
+                        absl::StrCat("single-pair pull fit: ", fit.status().message()));
+  }
+  w.fit = *fit;
+  CalibrationDerivation& d = w.d;
+  d.m.peer_copy_bw = fit->bytes_per_s;
+  d.m.copy_latency_ns = fit->latency_ns;
+  if (fit->latency_ns < 0) {
+    d.warnings.push_back(absl::StrFormat(
+        "the fitted copy latency is negative (%.0f ns): written as 0; the small copies were "
+        "faster than the line through the large ones",
+        fit->latency_ns));
+  }
+  if (w.base.nvlink_bw.value > 0 && fit->bytes_per_s > 1.05 * w.base.nvlink_bw.value) {
+    d.warnings.push_back(absl::StrFormat(
+        "the peer copy rate %s is above the base profile's link capacity %s: are ranks 0 and 1 "
+        "on different GPUs?",
+        FormatBandwidth(fit->bytes_per_s), FormatBandwidth(w.base.nvlink_bw.value)));
+  }
+  const std::string fit_text =
+      absl::StrFormat("rms %s, max %s (%d samples)", Pct(fit->rms_relative_residual),
+                      Pct(fit->max_relative_residual), fit->samples);
+  w.table.AddRow({"peer_copy_bw", FormatBandwidth(fit->bytes_per_s),
+                  FormatBandwidth(w.base.peer_copy_bw.value),
+                  absl::StrFormat("rank 0 <- rank 1, %d sizes", by_size.size()), fit_text});
+  w.table.AddRow({"copy_latency_ns", FormatNanos(std::max(0.0, fit->latency_ns)),
+                  FormatNanos(w.base.copy_latency_ns.value), "intercept of the same fit",
+                  fit_text});
+  d.summary["single_pair_fit"] = {{"latency_ns", fit->latency_ns},
+                                  {"bytes_per_s", fit->bytes_per_s},
+                                  {"rms_relative_residual", fit->rms_relative_residual},
+                                  {"max_relative_residual", fit->max_relative_residual},
+                                  {"r_squared", fit->r_squared}};
+
+  TextTable sizes({"copy size", "median", "fit", "residual", "rate", "spread"});
+  for (const auto& [bytes, ns] : by_size) {
+    const Summary s = Summarize(ns);
+    const double predicted = fit->PredictNs(static_cast<double>(bytes));
+    sizes.AddRow({FormatBytes(bytes), FormatNanos(s.median), FormatNanos(predicted),
+                  absl::StrFormat("%+.1f%%", 100 * (predicted - s.median) / s.median),
+                  FormatBandwidth(static_cast<double>(bytes) / s.median * 1e9), Pct(s.spread)});
+  }
+  absl::StrAppend(&w.details,
+                  "\nsingle-pair pull (rank 0 from rank 1, back to back on one stream; fit: time "
+                  "= latency + bytes / bandwidth, least squares on relative error):\n",
+                  sizes.Render());
+  return absl::OkStatus();
+}
+
+// The median over ranks of each rank's median.
+void LocalCopy(Work& w) {
+  std::vector<double> rates;
+  for (const RawRank& r : w.raw.ranks) {
+    const Summary s = Summarize(r.local_copy.ns);
+    if (s.median > 0) rates.push_back(r.local_copy.bytes / s.median * 1e9);
+  }
+  const Summary local = Summarize(rates);
+  if (local.count == 0) return;
+  w.d.m.local_copy_bw = local.median;
+  w.table.AddRow(
+      {"local_copy_bw", FormatBandwidth(local.median), FormatBandwidth(w.base.local_copy_bw.value),
+       absl::StrFormat("%s on each of %d GPUs",
+                       FormatBytes(static_cast<uint64_t>(w.rank0().local_copy.bytes)), w.n),
+       absl::StrFormat("ranks %s..%s", FormatBandwidth(local.min), FormatBandwidth(local.max))});
+}
+
+// Egress sharing: every rank but 0 pulls from rank 0 at once. The port's rate is all the bytes
+// over the time any of them was pulling (first start to last end), per repetition. Adding up
+// each puller's own rate instead overstates the port whenever the pulls do not overlap fully
+// (one that starts late runs faster while the others are done); that sum is the fallback for
+// files without start and end times.
+void EgressSharing(Work& w) {
+  CalibrationDerivation& d = w.d;
+  std::vector<const RawEgressPull*> pulls;
+  std::vector<std::string> hosts;
+  for (const RawRank& r : w.raw.ranks) {
+    if (r.egress) {
+      pulls.push_back(&*r.egress);
+      hosts.push_back(r.hostname);
+    }
+  }
+  std::vector<double> rates;  // each puller's median rate
+  for (const RawEgressPull* p : pulls) {
+    const Summary s = Summarize(p->ns);
+    if (s.median > 0) rates.push_back(p->bytes / s.median * 1e9);
+  }
+  const Summary each = Summarize(rates);
+  double sum = 0;
+  for (double x : rates) sum += x;
+
+  // The union needs every puller's start and end of the same repetitions on one clock: the
+  // steady clock of one host.
+  std::string no_union;
+  size_t reps = pulls.empty() ? 0 : pulls[0]->start_ns.size();
+  for (size_t i = 0; i < pulls.size() && no_union.empty(); ++i) {
+    if (pulls[i]->start_ns.empty()) {
+      no_union = "the raw file has only the pulls' durations, not their start and end times";
+    } else if (pulls[i]->start_ns.size() != reps) {
+      no_union = "the pullers timed different numbers of repetitions";
+    } else if (hosts[i].empty() || hosts[i] != hosts[0]) {
+      no_union = "the pullers are not known to share one host, so their clocks do not compare";
+    }
+  }
+  std::vector<double> union_rates;
+  if (no_union.empty()) {
+    double bytes = 0;
+    for (const RawEgressPull* p : pulls) bytes += p->bytes;
+    for (size_t rep = 0; rep < reps && no_union.empty(); ++rep) {
+      double first_start = std::numeric_limits<double>::infinity();
+      double last_end = -std::numeric_limits<double>::infinity();
+      double durations = 0;
+      for (const RawEgressPull* p : pulls) {
+        first_start = std::min(first_start, p->start_ns[rep]);
+        last_end = std::max(last_end, p->end_ns[rep]);
+        durations += p->end_ns[rep] - p->start_ns[rep];
+      }
+      // Pulls released by one barrier overlap. A union longer than all of them end to end means
+      // they did not overlap at all: the clocks do not compare (or the ranks did not start
+      // together) and the repetition says nothing about sharing the port.
+      if (!(last_end > first_start) || last_end - first_start > durations) {
+        no_union = absl::StrFormat(
+            "in repetition %d the pulls' start and end times do not overlap (union %s, %s end "
+            "to end), so their clocks do not compare",
+            rep + 1, FormatNanos(last_end - first_start), FormatNanos(durations));
+        break;
+      }
+      union_rates.push_back(bytes / (last_end - first_start) * 1e9);
+    }
+  }
+  const double total = no_union.empty() ? Median(union_rates) : sum;
+  absl::StrAppendFormat(
+      &w.details,
+      "\negress sharing: %d rank(s) pulling from rank 0 at once: %s each (median; %s..%s); rank "
+      "0 served %s in all (%s) = %.2f x the single-pair rate\n",
+      rates.size(), FormatBandwidth(each.median), FormatBandwidth(each.min),
+      FormatBandwidth(each.max), FormatBandwidth(total),
+      no_union.empty() ? "all bytes over the union of the pulls, median of the repetitions"
+                       : "the sum of the pullers' rates",
+      total / w.fit.bytes_per_s);
+  d.summary["egress_sharing"] = {{"pullers", rates.size()},
+                                 {"per_puller_bytes_per_s", rates},
+                                 {"total_bytes_per_s", total},
+                                 {"from_union", no_union.empty()},
+                                 {"total_over_pair", total / w.fit.bytes_per_s}};
+  if (pulls.size() < 2) {
+    d.notes.push_back(
+        "egress_bw needs at least 3 ranks (two GPUs pulling from one); kept from the base "
+        "profile");
+    return;
+  }
+  if (!no_union.empty()) {
+    d.notes.push_back(absl::StrCat(
+        "egress_bw is the sum of the pullers' own rates, which overstates the port when the "
+        "pulls do not overlap fully: ",
+        no_union));
+  }
+  d.m.egress_bw = total;
+  d.egress_from_union = no_union.empty();
+  w.table.AddRow(
+      {"egress_bw", FormatBandwidth(total), FormatBandwidth(w.base.egress_bw.value),
+       absl::StrFormat("%d ranks <- rank 0 at once, %s", pulls.size(),
+                       no_union.empty() ? "union of the pulls" : "sum of the pullers' rates"),
+       absl::StrFormat("%.2f x pair, pullers %s..%s", total / w.fit.bytes_per_s,
+                       FormatBandwidth(each.min), FormatBandwidth(each.max))});
+}
+
+void IngressConcurrency(Work& w) {
+  CalibrationDerivation& d = w.d;
+  if (!w.rank0().ingress) {
+    d.notes.push_back(
+        "concurrent_pull_efficiency needs at least 3 ranks (one GPU pulling from two peers); "
+        "kept from the base profile");
+    return;
+  }
+  const RawIngress& in = *w.rank0().ingress;
+  const Summary span = Summarize(in.span_ns);
+  const double ingress = in.bytes_per_peer * static_cast<double>(in.peers) / span.median * 1e9;
+  d.m.concurrent_pull_efficiency = ingress / w.fit.bytes_per_s;
+  if (*d.m.concurrent_pull_efficiency > 1) {
+    d.warnings.push_back(absl::StrFormat(
+        "pulling from %d peers at once reached %.2f x the single-pair rate; written as 1 (the "
+        "simulator only shrinks ingress)",
+        in.peers, *d.m.concurrent_pull_efficiency));
+  }
+  w.table.AddRow(
+      {"concurrent_pull_efficiency", absl::StrFormat("%.3f", *d.m.concurrent_pull_efficiency),
+       absl::StrFormat("%.3f", w.base.concurrent_pull_efficiency.value),
+       absl::StrFormat("rank 0 <- %d peers, 1 stream each: %s", in.peers, FormatBandwidth(ingress)),
+       absl::StrFormat("spread %s", Pct(span.spread))});
+}
+
+// What a GPU pulls when every GPU pulls from every peer at once: each rank's bytes over its own
+// span in the "concurrent streams" schedule, the median over ranks and repetitions. With 2
+// ranks every one-copy schedule is that (both GPUs pulling from each other), so rotate and
+// ascending count too; round robin does not (its pieces pay the per-copy cost many times).
+void Fabric(Work& w) {
+  CalibrationDerivation& d = w.d;
+  std::vector<CopySchedule> schedules = {CopySchedule::kConcurrentStreams};
+  if (w.n == 2)
+    schedules = {CopySchedule::kRotate, CopySchedule::kAscending, CopySchedule::kConcurrentStreams};
+  std::vector<double> rates;
+  for (const RawRank& r : w.raw.ranks) {
+    for (CopySchedule s : schedules) {
+      auto it = r.schedules.runs.find(CopyScheduleName(s));
+      if (it == r.schedules.runs.end()) continue;
+      for (double span : it->second.span_ns) {
+        if (span > 0) rates.push_back(it->second.bytes / span * 1e9);
+      }
+    }
+  }
+  if (rates.empty()) {
+    d.notes.push_back(
+        "fabric_bw needs the 'concurrent streams' schedule runs, which the raw file lacks; kept "
+        "from the base profile");
+    return;
+  }
+  const Summary rate = Summarize(rates);
+  d.fabric_rate = rate.median;
+  const double share = rate.median / w.fit.bytes_per_s;
+  const bool unlimited = share >= kFabricUnlimitedShare;
+  d.m.fabric_bw = unlimited ? 0.0 : rate.median;
+  const std::string what = w.n == 2 ? "both GPUs pulling from each other"
+                                    : absl::StrFormat(
+                                          "every GPU <- its %d peers at once, 1 "
+                                          "stream each",
+                                          w.n - 1);
+  absl::StrAppendFormat(
+      &w.details,
+      "\nfabric: %s: %s per GPU (median of %d rank-repetitions, %s..%s) = %.2f x the "
+      "single-pair rate; %s\n",
+      what, FormatBandwidth(rate.median), rate.count, FormatBandwidth(rate.min),
+      FormatBandwidth(rate.max), share,
+      unlimited ? absl::StrFormat("at least %.0f%% of it, so the fabric does not limit: "
+                                  "fabric_bw written as 0 (no limit)",
+                                  100 * kFabricUnlimitedShare)
+                : "written as fabric_bw");
+  d.summary["fabric"] = {{"per_gpu_bytes_per_s", rate.median},
+                         {"over_pair", share},
+                         {"samples", rate.count},
+                         {"unlimited", unlimited}};
+  w.table.AddRow(
+      {"fabric_bw", unlimited ? "0 (no limit)" : FormatBandwidth(rate.median),
+       w.base.fabric_bw.value > 0 ? FormatBandwidth(w.base.fabric_bw.value) : "0 (no limit)", what,
+       absl::StrFormat("%.2f x pair, spread %s", share, Pct(rate.spread))});
+}
+
+// Critical path (slowest rank) of every schedule, per repetition; the median of those.
+std::map<CopySchedule, std::vector<double>> MeasuredCriticalPaths(const Work& w) {
+  std::map<CopySchedule, std::vector<double>> out;
+  for (const auto& [name, run0] : w.rank0().schedules.runs) {
+    const std::optional<CopySchedule> schedule = CopyScheduleFromName(name);
+    if (!schedule) continue;
+    std::vector<double> critical(run0.span_ns.size(), 0);
+    for (const RawRank& r : w.raw.ranks) {
+      auto it = r.schedules.runs.find(name);
+      if (it == r.schedules.runs.end()) continue;
+      for (size_t i = 0; i < critical.size() && i < it->second.span_ns.size(); ++i) {
+        critical[i] = std::max(critical[i], it->second.span_ns[i]);
+      }
+    }
+    out[*schedule] = critical;
+  }
+  return out;
+}
+
+void SchedulesTable(Work& w, const std::map<CopySchedule, std::vector<double>>& critical) {
+  const double ideal = static_cast<double>(w.n - 1) * w.fit.PredictNs(w.per_peer);
+  TextTable t({"schedule", "critical path", "x ideal", "x rotate", "spread"});
+  const double rotate =
+      critical.count(CopySchedule::kRotate) ? Median(critical.at(CopySchedule::kRotate)) : 0;
+  for (const auto& [schedule, paths] : critical) {
+    const Summary s = Summarize(paths);
+    w.d.schedules[schedule].measured_ns = s.median;
+    w.d.schedules[schedule].ideal_ns = ideal;
+    w.d.summary["schedules"][CopyScheduleName(schedule)] = {{"critical_path_ns", paths},
+                                                            {"over_ideal", s.median / ideal}};
+    t.AddRow({CopyScheduleName(schedule), FormatNanos(s.median),
+              absl::StrFormat("%.2f", s.median / ideal),
+              rotate > 0 ? absl::StrFormat("%.2f", s.median / rotate) : "-", Pct(s.spread)});
+  }
+  absl::StrAppendFormat(&w.details,
+                        "\ncopy schedules (DWDP_SPEC §4): every rank pulls %s from each of its "
+                        "%d peers at the same time; critical path = slowest rank; ideal = %d x "
+                        "the single-pair time of %s = %s%s:\n",
+                        FormatBytes(static_cast<uint64_t>(w.per_peer)), w.n - 1, w.n - 1,
+                        FormatBytes(static_cast<uint64_t>(w.per_peer)), FormatNanos(ideal),
+                        w.n < 3 ? " (with 2 ranks every schedule pulls from the one peer)" : "");
+  w.details += t.Render();
+}
+
+// copy_latency_on_link: the share of the per-copy fixed cost that travels on the copy's path.
+// Round robin pieces pay that cost hundreds of times while every port is shared, so it is the
+// schedule that tells the shares apart. The simulated critical path grows with on_link (more of
+// the cost is stretched by the sharing); bisect for the measured one.
+absl::Status CopyLatencyOnLink(Work& w, const CopyScheduleSimulator& simulate) {
+  CalibrationDerivation& d = w.d;
+  auto it = d.schedules.find(CopySchedule::kRoundRobinPieces);
+  if (it == d.schedules.end() || !(w.piece > 0)) {
+    d.notes.push_back(
+        "copy_latency_on_link needs the 'round_robin pieces' schedule, which the raw file "
+        "lacks; kept from the base profile");
+    return absl::OkStatus();
+  }
+  const double measured = it->second.measured_ns;
+  HardwareProfile profile = ApplyCalibration(w.base, d.m, {w.base.name, "", ""});
+  const auto at = [&](double on_link) -> absl::StatusOr<double> {
+    profile.copy_latency_on_link = {on_link, Provenance::kMeasured};
+    return simulate(profile, w.n, CopySchedule::kRoundRobinPieces,
+                    static_cast<uint64_t>(w.per_peer), static_cast<uint64_t>(w.piece));
+  };
+  absl::StatusOr<double> at0 = at(0), at1 = at(1);
+  if (!at0.ok()) return at0.status();
+  if (!at1.ok()) return at1.status();
+  d.round_robin_at_on_link_0_ns = *at0;
+  d.round_robin_at_on_link_1_ns = *at1;
+  std::string how;
+  if (std::abs(*at1 - *at0) <= kOnLinkMinEffect * measured) {
+    d.notes.push_back(absl::StrFormat(
+        "copy_latency_on_link kept from the base profile: round robin pieces simulate to %s "
+        "whatever its value here (no port is shared by two flows), so the measurement says "
+        "nothing about it",
+        FormatNanos(*at0)));
+    return absl::OkStatus();
+  }
+  const bool grows = *at1 > *at0;
+  const double low = std::min(*at0, *at1), high = std::max(*at0, *at1);
+  double on_link = 0;
+  if (measured <= low || measured >= high) {
+    // Outside what the model can reach: the end that comes closest.
+    on_link = (measured >= high) == grows ? 1.0 : 0.0;
+    const double closest = on_link == 1.0 ? *at1 : *at0;
+    d.notes.push_back(absl::StrFormat(
+        "copy_latency_on_link written as %.0f, the end closest to the measurement: round robin "
+        "pieces measured %s, the simulator gives %s at 0 and %s at 1 (%+.1f%% at %.0f)",
+        on_link, FormatNanos(measured), FormatNanos(*at0), FormatNanos(*at1),
+        100 * (closest / measured - 1), on_link));
+    how = absl::StrFormat("clamped: %s at 0, %s at 1", FormatNanos(*at0), FormatNanos(*at1));
+  } else {
+    double lo = 0, hi = 1;  // the simulated time is below the measurement at `lo`
+    if (!grows) std::swap(lo, hi);
+    for (int i = 0; i < 40 && std::abs(hi - lo) > 1e-6; ++i) {
+      const double mid = (lo + hi) / 2;
+      absl::StatusOr<double> t = at(mid);
+      if (!t.ok()) return t.status();
+      if (std::abs(*t - measured) <= 1e-5 * measured) {
+        lo = hi = mid;
+        break;
+      }
+      (*t < measured ? lo : hi) = mid;
+    }
+    on_link = (lo + hi) / 2;
+    how =
+        absl::StrFormat("bisected between %s (0) and %s (1)", FormatNanos(*at0), FormatNanos(*at1));
+  }
+  d.m.copy_latency_on_link = on_link;
+  d.summary["copy_latency_on_link"] = {{"value", on_link},
+                                       {"round_robin_measured_ns", measured},
+                                       {"simulated_at_0_ns", *at0},
+                                       {"simulated_at_1_ns", *at1}};
+  w.table.AddRow(
+      {"copy_latency_on_link", absl::StrFormat("%.3f", on_link),
+       absl::StrFormat("%.3f", w.base.copy_latency_on_link.value),
+       absl::StrFormat("round robin %s pieces simulated to the measured %s",
+                       FormatBytes(static_cast<uint64_t>(w.piece)), FormatNanos(measured)),
+       how});
+  return absl::OkStatus();
+}
+
+// How well the written profile predicts every schedule.
+absl::Status CompareSchedules(Work& w, const CopyScheduleSimulator& simulate) {
+  const HardwareProfile profile = ApplyCalibration(w.base, w.d.m, {w.base.name, "", ""});
+  TextTable t({"schedule", "measured", "x ideal", "simulated", "x ideal", "error"});
+  for (auto& [schedule, fit] : w.d.schedules) {
+    absl::StatusOr<double> simulated = simulate(
+        profile, w.n, schedule, static_cast<uint64_t>(w.per_peer), static_cast<uint64_t>(w.piece));
+    if (!simulated.ok()) return simulated.status();
+    fit.simulated_ns = *simulated;
+    w.d.summary["schedules"][CopyScheduleName(schedule)]["simulated_ns"] = *simulated;
+    t.AddRow({CopyScheduleName(schedule), FormatNanos(fit.measured_ns),
+              absl::StrFormat("%.2f", fit.measured_ns / fit.ideal_ns), FormatNanos(*simulated),
+              absl::StrFormat("%.2f", *simulated / fit.ideal_ns),
+              absl::StrFormat("%+.1f%%", 100 * (*simulated / fit.measured_ns - 1))});
+  }
+  absl::StrAppend(&w.details,
+                  "\nschedules: measured vs simulated with the written profile (critical path; "
+                  "error = simulated / measured - 1):\n",
+                  t.Render());
+  return absl::OkStatus();
+}
+
+void ComputeStandIn(Work& w) {
+  std::map<double, std::vector<double>> by_duration;
+  for (const RawRank& r : w.raw.ranks) {
+    for (const auto& [requested, measured] : r.kernel_accuracy) {
+      by_duration[requested].push_back(measured);
+    }
+  }
+  TextTable t({"requested", "measured (median)", "error", "min", "max"});
+  for (const auto& [requested, measured] : by_duration) {
+    const Summary s = Summarize(measured);
+    t.AddRow({FormatNanos(requested), FormatNanos(s.median),
+              absl::StrFormat("%+.2f%%", 100 * (s.median - requested) / requested),
+              FormatNanos(s.min), FormatNanos(s.max)});
+  }
+  absl::StrAppend(&w.details, "\ncompute stand-in kernel, duration accuracy (all ranks):\n",
+                  t.Render());
+  for (const char* label : {"paced", "read-bound"}) {
+    auto it = w.rank0().compute_under_copies.find(label);
+    if (it == w.rank0().compute_under_copies.end()) continue;
+    const RawComputeUnderCopies& cc = it->second;
+    const Summary alone = Summarize(cc.alone_ns);
+    const Summary with = Summarize(cc.with_copy_ns);
+    const double slowdown = alone.median > 0 ? with.median / alone.median - 1 : 0;
+    const Summary outlast = Summarize(cc.copy_outlasts_kernel_by_ns);
+    if (outlast.min < 0) {
+      w.d.warnings.push_back(absl::StrFormat(
+          "compute under copies (%s): the copy ended before the kernel in some repetitions, so "
+          "part of the kernel ran without it (slowdown underestimated)",
+          label));
+    }
+    absl::StrAppendFormat(&w.details,
+                          "compute %s (reads %s): %s alone, %s while rank 1's buffer is pulled "
+                          "in: slowdown %+.1f%%\n",
+                          label, FormatBytes(static_cast<uint64_t>(cc.read_bytes)),
+                          FormatNanos(alone.median), FormatNanos(with.median), 100 * slowdown);
+    if (std::string(label) == "paced") {
+      w.d.m.compute_slowdown = slowdown;
+      w.table.AddRow({"compute_slowdown", absl::StrFormat("%.3f", std::max(0.0, slowdown)),
+                      absl::StrFormat("%.3f", w.base.compute_slowdown.value),
+                      "stand-in kernel under an inbound pull",
+                      absl::StrFormat("spread %s / %s", Pct(alone.spread), Pct(with.spread))});
+    }
+  }
+}
+
+// Host costs: the median over ranks of each rank's median.
+void HostCosts(Work& w) {
+  const auto host = [&](const char* key) {
+    std::vector<double> medians;
+    for (const RawRank& r : w.raw.ranks) {
+      auto it = r.host_ns_per_call.find(key);
+      if (it != r.host_ns_per_call.end()) medians.push_back(Median(it->second));
+    }
+    return Summarize(medians);
+  };
+  const Summary copy_call = host("copy");
+  const Summary record_call = host("record");
+  const Summary wait_call = host("wait");
+  const Summary timed_copy_call = host("copy_with_timing_events");
+  if (copy_call.count > 0) {
+    w.d.m.host_issue_ns = copy_call.median;
+    w.table.AddRow(
+        {"host_issue_ns", FormatNanos(copy_call.median), FormatNanos(w.base.host_issue_ns.value),
+         "host time per copy call",
+         absl::StrFormat("ranks %s..%s", FormatNanos(copy_call.min), FormatNanos(copy_call.max))});
+  }
+  if (record_call.count > 0 && wait_call.count > 0) {
+    w.d.m.event_ns = (record_call.median + wait_call.median) / 2;
+    w.table.AddRow({"event_ns", FormatNanos(*w.d.m.event_ns), FormatNanos(w.base.event_ns.value),
+                    "host time per record / wait call",
+                    absl::StrFormat("record %s, wait %s", FormatNanos(record_call.median),
+                                    FormatNanos(wait_call.median))});
+  }
+  if (timed_copy_call.count > 0) {
+    absl::StrAppendFormat(&w.details,
+                          "host time per copy call with timing events on (as `dwdp run --backend "
+                          "cuda` runs by default): %s\n",
+                          FormatNanos(timed_copy_call.median));
+  }
+}
+
+// Map cost, as the presets count it: the mean of the three calls.
+void MapCost(Work& w) {
+  std::vector<double> m, a, u;
+  for (const RawRank& r : w.raw.ranks) {
+    m.push_back(Median(r.map_ns.map));
+    a.push_back(Median(r.map_ns.set_access));
+    u.push_back(Median(r.map_ns.unmap));
+  }
+  const double map = Median(m), access = Median(a), unmap = Median(u);
+  w.d.m.map_ns = (map + access + unmap) / 3;
+  w.table.AddRow({"map_ns", FormatNanos(*w.d.m.map_ns), FormatNanos(w.base.map_ns.value),
+                  absl::StrFormat("(map + set_access + unmap of %s) / 3",
+                                  FormatBytes(static_cast<uint64_t>(w.rank0().map_ns.bytes))),
+                  absl::StrFormat("map %s, access %s, unmap %s", FormatNanos(map),
+                                  FormatNanos(access), FormatNanos(unmap))});
+}
+
+// The driver's numbers: from the machine record, or what an older file still tells. Set first:
+// the simulated schedules need the granularity.
+void Machine(Work& w) {
+  CalibrationDerivation& d = w.d;
+  const std::optional<RawMachine>& machine = w.raw.machine;
+  if (machine) {
+    d.gpu_name = machine->gpu_name;
+    d.m.granularity = machine->granularity;
+    d.m.hbm_bytes = machine->device_memory_bytes;
+    // The backend exports FABRIC handles only where creating one works (IMEX channel present).
+    d.m.imex_permitted = machine->handle_kind == HandleKindName(HandleKind::kFabric);
+    return;
+  }
+  // MeasuredOnLine starts with "<gpu name> ×<gpus>"; round robin's pieces are one granule.
+  const size_t cut = w.raw.measured_on.find(" ×");
+  if (cut != std::string::npos) d.gpu_name = w.raw.measured_on.substr(0, cut);
+  if (w.piece > 0) d.m.granularity = w.piece;
+  d.notes.push_back(absl::StrFormat(
+      "the raw file has no machine record (written before dwdp kept one): the base is --base "
+      "or calibrate's default '%s', granularity is round robin's piece (%s), and hbm_bytes and "
+      "imex_permitted are kept from the base profile",
+      kDefaultCalibrationBase, FormatBytes(static_cast<uint64_t>(w.piece))));
+}
+
+void MachineRows(Work& w) {
+  const CalibrationMeasurements& m = w.d.m;
+  if (m.granularity) {
+    w.table.AddRow({"granularity", FormatBytes(static_cast<uint64_t>(*m.granularity)),
+                    FormatBytes(static_cast<uint64_t>(w.base.granularity.value)),
+                    w.raw.machine ? "driver" : "round robin's piece", "-"});
+  }
+  if (m.hbm_bytes) {
+    w.table.AddRow({"hbm_bytes", FormatBytes(static_cast<uint64_t>(*m.hbm_bytes)),
+                    FormatBytes(static_cast<uint64_t>(w.base.hbm_bytes.value)),
+                    "device total memory", "-"});
+  }
+}
+
+std::string Header(const Work& w) {
+  const std::optional<RawMachine>& machine = w.raw.machine;
+  const RawScheduleRun* any_run =
+      w.rank0().schedules.runs.empty() ? nullptr : &w.rank0().schedules.runs.begin()->second;
+  const int64_t reps =
+      machine ? machine->repetitions : static_cast<int64_t>(any_run ? any_run->span_ns.size() : 0);
+  // Without the record: the local copy is of the whole buffer.
+  const double buffer = machine ? machine->buffer_bytes : w.rank0().local_copy.bytes;
+  return absl::StrFormat("calibrated on %s (%d ranks, %s%d repetitions, buffers of %s)\n",
+                         w.raw.measured_on, w.n,
+                         machine ? absl::StrCat(machine->handle_kind, " handles, ") : "", reps,
+                         FormatBytes(static_cast<uint64_t>(buffer)));
+}
+
+}  // namespace
+
+absl::StatusOr<CalibrationDerivation> DeriveCalibration(const CalibrationRaw& raw,
+                                                        const HardwareProfile& base,
+                                                        const CopyScheduleSimulator& simulate) {
+  if (raw.ranks.size() < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a calibration needs the measurements of at least 2 ranks, got ", raw.ranks.size()));
+  }
+  Work w{raw, base, {}};
+  w.n = static_cast<int64_t>(raw.ranks.size());
+  w.per_peer = w.rank0().schedules.bytes_per_peer;
+  w.piece = w.rank0().schedules.piece_bytes;
+  CalibrationDerivation& d = w.d;
+  d.measured_on = raw.measured_on;
+  for (const RawRank& r : raw.ranks) {
+    d.warnings.insert(d.warnings.end(), r.warnings.begin(), r.warnings.end());
+  }
+  Machine(w);
+  if (absl::Status s = SinglePair(w); !s.ok()) return s;
+  LocalCopy(w);
+  IngressConcurrency(w);
+  EgressSharing(w);
+  Fabric(w);
+  SchedulesTable(w, MeasuredCriticalPaths(w));
+  if (simulate) {
+    if (absl::Status s = CopyLatencyOnLink(w, simulate); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("copy_latency_on_link fit: ", s.message()));
+    }
+    if (absl::Status s = CompareSchedules(w, simulate); !s.ok()) {
+      return absl::Status(s.code(),
+                          absl::StrCat("schedules with the written profile: ", s.message()));
+    }
+  } else {
+    d.notes.push_back(
+        "no simulator: copy_latency_on_link kept from the base profile and the schedules not "
+        "compared with the model");
+  }
+  ComputeStandIn(w);
+  HostCosts(w);
+  MapCost(w);
+  MachineRows(w);
+
+  d.report = Header(w);
+  absl::StrAppend(&d.report, "\nprofile numbers (written as `measured`; base = the '", base.name,
+                  "' preset):\n", w.table.Render({0, 3, 4}), w.details);
+  const RawRank& r0 = w.rank0();
+  if (r0.device_memory_before && r0.device_memory_after) {
+    absl::StrAppendFormat(&d.report,
+                          "\ndevice memory in use on rank 0: %s before setup, %s after teardown\n",
+                          FormatBytes(static_cast<uint64_t>(*r0.device_memory_before)),
+                          FormatBytes(static_cast<uint64_t>(*r0.device_memory_after)));
+  }
+  for (const std::string& note : d.notes) absl::StrAppend(&d.report, "note: ", note, "\n");
+  // Every repetition of a phase may warn alike: each text once, with its count.
+  std::vector<std::pair<std::string, int>> distinct;
+  for (const std::string& warning : d.warnings) {
+    auto it = std::find_if(distinct.begin(), distinct.end(),
+                           [&](const auto& seen) { return seen.first == warning; });
+    if (it == distinct.end()) {
+      distinct.push_back({warning, 1});
+    } else {
+      ++it->second;
+    }
+  }
+  for (const auto& [warning, count] : distinct) {
+    absl::StrAppend(&d.report, "warning: ", warning,
+                    count > 1 ? absl::StrFormat(" (%d times)", count) : "", "\n");
+  }
+  return std::move(d);
+}
+
+}  // namespace dwdp

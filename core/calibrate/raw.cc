@@ -1,0 +1,250 @@
+#include "core/calibrate/raw.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace dwdp {
+namespace {
+
+using Json = nlohmann::json;
+
+// Walks the file and keeps the first problem with the path where it was found; after one, every
+// read returns an empty value, so the parser reads straight through and checks once at the end.
+class Reader {
+ public:
+  const absl::Status& status() const { return status_; }
+
+  // The member `key` of `object` (at `path`), or null when it is missing and not `required`.
+  const Json* Member(const Json& object, const char* key, const std::string& path, bool required) {
+    if (!status_.ok()) return nullptr;
+    if (!object.is_object()) {
+      Fail(path, absl::StrCat("expected an object, found ", object.type_name()));
+      return nullptr;
+    }
+    auto it = object.find(key);
+    if (it == object.end()) {
+      if (required) Fail(path, absl::StrCat("missing '", key, "'"));
+      return nullptr;
+    }
+    return &*it;
+  }
+
+  double Number(const Json& j, const std::string& path) {
+    if (!status_.ok()) return 0;
+    if (!j.is_number() || !std::isfinite(j.get<double>())) {
+      Fail(path, absl::StrCat("expected a finite number, found ", Found(j)));
+      return 0;
+    }
+    return j.get<double>();
+  }
+  double Number(const Json& object, const char* key, const std::string& path) {
+    const Json* j = Member(object, key, path, true);
+    return j != nullptr ? Number(*j, Path(path, key)) : 0;
+  }
+  std::optional<double> OptionalNumber(const Json& object, const char* key,
+                                       const std::string& path) {
+    const Json* j = Member(object, key, path, false);
+    if (j == nullptr) return std::nullopt;
+    return Number(*j, Path(path, key));
+  }
+
+  std::vector<double> Numbers(const Json& j, const std::string& path) {
+    std::vector<double> values;
+    if (!status_.ok()) return values;
+    if (!j.is_array()) {
+      Fail(path, absl::StrCat("expected an array of numbers, found ", Found(j)));
+      return values;
+    }
+    for (size_t i = 0; i < j.size(); ++i) values.push_back(Number(j[i], Index(path, i)));
+    return values;
+  }
+  std::vector<double> Numbers(const Json& object, const char* key, const std::string& path,
+                              bool required = true) {
+    const Json* j = Member(object, key, path, required);
+    return j != nullptr ? Numbers(*j, Path(path, key)) : std::vector<double>{};
+  }
+
+  std::string String(const Json& object, const char* key, const std::string& path,
+                     bool required = true) {
+    const Json* j = Member(object, key, path, required);
+    if (j == nullptr) return "";
+    if (!j->is_string()) {
+      Fail(Path(path, key), absl::StrCat("expected a string, found ", Found(*j)));
+      return "";
+    }
+    return j->get<std::string>();
+  }
+
+  // An array whose elements are read by `element(json, path)`.
+  template <typename F>
+  void Array(const Json& j, const std::string& path, F element) {
+    if (!status_.ok()) return;
+    if (!j.is_array()) {
+      Fail(path, absl::StrCat("expected an array, found ", Found(j)));
+      return;
+    }
+    for (size_t i = 0; i < j.size() && status_.ok(); ++i) element(j[i], Index(path, i));
+  }
+
+  // [a, b] of two numbers.
+  std::pair<double, double> Pair(const Json& j, const std::string& path) {
+    if (!status_.ok()) return {0, 0};
+    if (!j.is_array() || j.size() != 2) {
+      Fail(path, absl::StrCat("expected [number, number], found ", Found(j)));
+      return {0, 0};
+    }
+    return {Number(j[0], Index(path, 0)), Number(j[1], Index(path, 1))};
+  }
+
+  void Fail(const std::string& path, const std::string& what) {
+    if (status_.ok()) status_ = absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+  }
+
+  static std::string Path(const std::string& path, const char* key) {
+    return path.empty() ? key : absl::StrCat(path, ".", key);
+  }
+  static std::string Index(const std::string& path, size_t i) {
+    return absl::StrCat(path, "[", i, "]");
+  }
+
+ private:
+  static std::string Found(const Json& j) {
+    return j.is_primitive() ? j.dump() : std::string(j.type_name());
+  }
+
+  absl::Status status_;
+};
+
+RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first) {
+  RawRank r;
+  r.hostname = in.String(j, "hostname", path, /*required=*/false);
+  if (const Json* w = in.Member(j, "warnings", path, false)) {
+    in.Array(*w, Reader::Path(path, "warnings"), [&](const Json& x, const std::string& p) {
+      if (!x.is_string()) return in.Fail(p, "expected a string");
+      r.warnings.push_back(x.get<std::string>());
+    });
+  }
+  if (first) {
+    const Json* pair = in.Member(j, "single_pair", path, true);
+    if (pair != nullptr) {
+      in.Array(*pair, Reader::Path(path, "single_pair"), [&](const Json& x, const std::string& p) {
+        const auto [bytes, ns] = in.Pair(x, p);
+        r.single_pair.push_back({bytes, ns});
+      });
+    }
+  }
+  if (const Json* local = in.Member(j, "local_copy", path, true)) {
+    const std::string p = Reader::Path(path, "local_copy");
+    r.local_copy = {in.Number(*local, "bytes", p), in.Numbers(*local, "ns", p)};
+  }
+  // Rank 0 is the one pulled from: it has no egress entry.
+  if (const Json* egress = in.Member(j, "egress", path, !first)) {
+    const std::string p = Reader::Path(path, "egress");
+    RawEgressPull e;
+    e.bytes = in.Number(*egress, "bytes", p);
+    e.ns = in.Numbers(*egress, "ns", p);
+    e.start_ns = in.Numbers(*egress, "start_ns", p, false);
+    e.end_ns = in.Numbers(*egress, "end_ns", p, false);
+    if (e.start_ns.size() != e.end_ns.size() ||
+        (!e.start_ns.empty() && e.start_ns.size() != e.ns.size())) {
+      in.Fail(p, "start_ns, end_ns and ns must have one entry per repetition each");
+    }
+    r.egress = std::move(e);
+  }
+  if (const Json* ingress = in.Member(j, "ingress", path, false)) {
+    const std::string p = Reader::Path(path, "ingress");
+    r.ingress = RawIngress{in.Number(*ingress, "bytes_per_peer", p),
+                           static_cast<int64_t>(in.Number(*ingress, "peers", p)),
+                           in.Numbers(*ingress, "span_ns", p)};
+  }
+  if (const Json* s = in.Member(j, "schedules", path, true)) {
+    const std::string p = Reader::Path(path, "schedules");
+    r.schedules.bytes_per_peer = in.Number(*s, "bytes_per_peer", p);
+    r.schedules.piece_bytes = in.Number(*s, "piece_bytes", p);
+    if (const Json* runs = in.Member(*s, "runs", p, true)) {
+      const std::string rp = Reader::Path(p, "runs");
+      if (!runs->is_object()) in.Fail(rp, "expected an object of schedules");
+      for (auto it = runs->begin(); runs->is_object() && it != runs->end(); ++it) {
+        const std::string sp = absl::StrCat(rp, "['", it.key(), "']");
+        r.schedules.runs[it.key()] = {in.Number(it.value(), "bytes", sp),
+                                      in.Numbers(it.value(), "span_ns", sp)};
+      }
+    }
+  }
+  if (const Json* k = in.Member(j, "kernel_accuracy", path, true)) {
+    in.Array(*k, Reader::Path(path, "kernel_accuracy"), [&](const Json& x, const std::string& p) {
+      r.kernel_accuracy.push_back(in.Pair(x, p));
+    });
+  }
+  if (const Json* cc = in.Member(j, "compute_under_copies", path, false)) {
+    const std::string p = Reader::Path(path, "compute_under_copies");
+    if (!cc->is_object()) in.Fail(p, "expected an object");
+    for (auto it = cc->begin(); cc->is_object() && it != cc->end(); ++it) {
+      const std::string lp = absl::StrCat(p, "['", it.key(), "']");
+      RawComputeUnderCopies c;
+      c.requested_ns = in.Number(it.value(), "requested_ns", lp);
+      c.read_bytes = in.Number(it.value(), "read_bytes", lp);
+      c.alone_ns = in.Numbers(it.value(), "alone_ns", lp);
+      c.with_copy_ns = in.Numbers(it.value(), "with_copy_ns", lp);
+      c.copy_outlasts_kernel_by_ns = in.Numbers(it.value(), "copy_outlasts_kernel_by_ns", lp);
+      r.compute_under_copies[it.key()] = std::move(c);
+    }
+  }
+  if (const Json* host = in.Member(j, "host_ns_per_call", path, true)) {
+    const std::string p = Reader::Path(path, "host_ns_per_call");
+    if (!host->is_object()) in.Fail(p, "expected an object");
+    for (auto it = host->begin(); host->is_object() && it != host->end(); ++it) {
+      r.host_ns_per_call[it.key()] = in.Numbers(it.value(), absl::StrCat(p, ".", it.key()));
+    }
+  }
+  if (const Json* map = in.Member(j, "map_ns", path, true)) {
+    const std::string p = Reader::Path(path, "map_ns");
+    r.map_ns = {in.Number(*map, "bytes", p), in.Numbers(*map, "map", p),
+                in.Numbers(*map, "set_access", p), in.Numbers(*map, "unmap", p)};
+  }
+  r.device_memory_before = in.OptionalNumber(j, "device_memory_before", path);
+  r.device_memory_after = in.OptionalNumber(j, "device_memory_after", path);
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<CalibrationRaw> ParseCalibrationRaw(const Json& raw) {
+  Reader in;
+  CalibrationRaw out;
+  if (!raw.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected a JSON object with 'ranks', found ", raw.type_name()));
+  }
+  out.measured_on = in.String(raw, "measured_on", "");
+  if (const Json* m = in.Member(raw, "machine", "", false)) {
+    RawMachine machine;
+    machine.base = in.String(*m, "base", "machine");
+    machine.gpu_name = in.String(*m, "gpu_name", "machine");
+    machine.gpus = static_cast<int64_t>(in.Number(*m, "gpus", "machine"));
+    machine.device_memory_bytes = in.Number(*m, "device_memory_bytes", "machine");
+    machine.granularity = in.Number(*m, "granularity", "machine");
+    machine.handle_kind = in.String(*m, "handle_kind", "machine");
+    machine.repetitions = static_cast<int64_t>(in.Number(*m, "repetitions", "machine"));
+    machine.buffer_bytes = in.Number(*m, "buffer_bytes", "machine");
+    out.machine = std::move(machine);
+  }
+  if (const Json* ranks = in.Member(raw, "ranks", "", true)) {
+    in.Array(*ranks, "ranks", [&](const Json& r, const std::string& path) {
+      out.ranks.push_back(ParseRank(in, r, path, out.ranks.empty()));
+    });
+  }
+  if (!in.status().ok()) return in.status();
+  if (out.ranks.size() < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ranks: a calibration has at least 2 ranks, the file has ", out.ranks.size()));
+  }
+  if (out.machine && out.machine->gpus != static_cast<int64_t>(out.ranks.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "machine.gpus is ", out.machine->gpus, " but the file has ", out.ranks.size(), " ranks"));
+  }
+  return out;
+}
+
+}  // namespace dwdp

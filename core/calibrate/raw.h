@@ -1,0 +1,115 @@
+#pragma once
+
+// The raw measurements of `dwdp calibrate` (the `--raw` file): what every rank timed, and the
+// facts about the machine the derivation of the profile needs. The GPU run derives its profile
+// from exactly this record, so `dwdp calibrate --from-raw` on the saved file derives the same
+// profile without GPUs.
+//
+// Every time is in nanoseconds, every size in bytes. Files written before the record grew keep
+// working: a missing `machine` record or missing egress start/end times only leave the numbers
+// that need them to the fallbacks the derivation names.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "core/calibrate/fit.h"
+
+namespace dwdp {
+
+// Repeated timings of copies of one size.
+struct RawTimedCopies {
+  double bytes = 0;
+  std::vector<double> ns;
+};
+
+// One puller of the egress sharing phase (every rank but 0 pulls from rank 0 at once), one
+// entry per repetition. start_ns / end_ns are on the host's steady clock, comparable between
+// ranks of one host; empty in files written before they were recorded.
+struct RawEgressPull {
+  double bytes = 0;
+  std::vector<double> ns;
+  std::vector<double> start_ns;
+  std::vector<double> end_ns;
+};
+
+// Rank 0 pulling from every peer at once, one stream per peer.
+struct RawIngress {
+  double bytes_per_peer = 0;
+  int64_t peers = 0;
+  std::vector<double> span_ns;  // first start to last end, per repetition
+};
+
+// One schedule of the copy-schedules phase, as one rank saw it.
+struct RawScheduleRun {
+  double bytes = 0;             // this rank pulled in all
+  std::vector<double> span_ns;  // its first copy's start to its last copy's end, per repetition
+};
+
+struct RawSchedules {
+  double bytes_per_peer = 0;
+  double piece_bytes = 0;                      // round robin's piece (the driver granularity)
+  std::map<std::string, RawScheduleRun> runs;  // by CopyScheduleName
+};
+
+// The compute stand-in kernel alone and under an inbound copy (rank 0).
+struct RawComputeUnderCopies {
+  double requested_ns = 0;  // 0: read-bound (as fast as it reads)
+  double read_bytes = 0;
+  std::vector<double> alone_ns;
+  std::vector<double> with_copy_ns;
+  std::vector<double> copy_outlasts_kernel_by_ns;
+};
+
+struct RawMapCosts {
+  double bytes = 0;
+  std::vector<double> map;
+  std::vector<double> set_access;
+  std::vector<double> unmap;
+};
+
+struct RawRank {
+  std::string hostname;  // empty in older files
+  std::vector<std::string> warnings;
+  std::vector<CopySample> single_pair;  // rank 0 pulling from rank 1
+  RawTimedCopies local_copy;
+  std::optional<RawEgressPull> egress;  // every rank but 0
+  std::optional<RawIngress> ingress;    // rank 0, with 3 ranks or more
+  RawSchedules schedules;
+  std::vector<std::pair<double, double>> kernel_accuracy;             // (requested, measured)
+  std::map<std::string, RawComputeUnderCopies> compute_under_copies;  // rank 0: "paced", ...
+  std::map<std::string, std::vector<double>> host_ns_per_call;  // "copy", "record", "wait", ...
+  RawMapCosts map_ns;
+  std::optional<double> device_memory_before;  // bytes in use, where the backend could tell
+  std::optional<double> device_memory_after;
+};
+
+// What the run knew about the machine and itself.
+struct RawMachine {
+  std::string base;  // --base: the preset or profile file the unmeasured numbers come from
+  std::string gpu_name;
+  int64_t gpus = 0;
+  double device_memory_bytes = 0;
+  double granularity = 0;
+  std::string handle_kind;  // HandleKindName: "fabric" means FABRIC handles were usable
+  int64_t repetitions = 0;
+  double buffer_bytes = 0;  // each rank's shareable buffer (the largest copy)
+};
+
+struct CalibrationRaw {
+  std::string measured_on;
+  std::optional<RawMachine> machine;  // absent in files of 2026-11-28 and before
+  std::vector<RawRank> ranks;
+};
+
+// Reads a parsed `--raw` file. Fails (InvalidArgument) naming the first missing or mistyped
+// entry, e.g. "ranks[2].egress.ns: expected an array of numbers, found string".
+absl::StatusOr<CalibrationRaw> ParseCalibrationRaw(const nlohmann::json& raw);
+
+}  // namespace dwdp
