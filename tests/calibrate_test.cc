@@ -348,6 +348,31 @@ BOOST_AUTO_TEST_CASE(derivation_of_the_h100x4_run) {
   BOOST_TEST(absl::StrContains(d.report, "calibrated on NVIDIA H100 80GB HBM3 ×4"));
 }
 
+// The raw file of the 2x H200 run of 2026-11-28 (no machine record). Two terms come from it
+// that the 4x run did not need:
+// * compute_read_bw: the stand-in kernel read 536870912 B in (median of 331008, 332160,
+//   333536, 334848, 334240 ns) 333536 ns: 1.6096 TB/s.
+// * copy_latency_loaded_ns: round robin 2 MiB pieces took 7.765 ms (median span of rank 0;
+//   7775200, 7774177, 7761121, 7765247, 7748321 ns), but the replay with the whole 6.2 us idle
+//   fixed cost on the path gives only 6.25 ms: each piece paid more while both GPUs pulled, so
+//   the loaded cost is fitted above the idle one and the replay matches.
+BOOST_AUTO_TEST_CASE(derivation_of_the_h200x2_run_fits_the_read_rate_and_the_loaded_latency) {
+  std::ifstream in(testing::SourcePath("tests/data/calibrate-h200x2-2026-11-28.json"));
+  BOOST_TEST_REQUIRE(static_cast<bool>(in));
+  const CalibrationDerivation d =
+      DeriveOrDie(nlohmann::json::parse(in), HardwarePreset("h200-sxm").value());
+  BOOST_REQUIRE(d.m.compute_read_bw.has_value());
+  BOOST_TEST(*d.m.compute_read_bw == 536870912 / 333535.96925735474e-9, tt::tolerance(1e-9));
+  BOOST_REQUIRE(d.m.copy_latency_loaded_ns.has_value());
+  BOOST_TEST(*d.m.copy_latency_loaded_ns > *d.m.copy_latency_ns);
+  const ScheduleFit& rr = d.schedules.at(CopySchedule::kRoundRobinPieces);
+  BOOST_TEST(rr.measured_ns == 7765247.344970703, tt::tolerance(1e-12));
+  BOOST_TEST(std::abs(rr.simulated_ns / rr.measured_ns - 1) <= 0.01);
+  // Both directions at once ran at 0.95 of one direction: a fabric limit of the pair.
+  BOOST_REQUIRE(d.m.fabric_bw.has_value());
+  BOOST_TEST(*d.m.fabric_bw / *d.m.peer_copy_bw == 0.95, tt::tolerance(0.01));
+}
+
 BOOST_AUTO_TEST_CASE(a_raw_file_without_a_machine_record_still_derives) {
   nlohmann::json j = H100x4Raw();
   j.erase("machine");  // as `dwdp calibrate` wrote it on 2026-11-28

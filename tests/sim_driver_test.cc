@@ -131,8 +131,8 @@ BOOST_AUTO_TEST_CASE(reserve_needs_granular_size_and_alignment) {
   BOOST_TEST(aligned >= first + kG);
   // Every rank has its own part of the address space, so a VA names its rank.
   const DevPtr other = ValueOrDie(world->driver(1).Reserve(kG, 0));
-  BOOST_TEST(first >> SimDriver::kVaSpaceShift == 1u);
-  BOOST_TEST(other >> SimDriver::kVaSpaceShift == 2u);
+  BOOST_TEST((first >> SimDriver::kVaSpaceShift) == 1u);
+  BOOST_TEST((other >> SimDriver::kVaSpaceShift) == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(map_needs_one_reservation_granular_values_and_no_overlap) {

@@ -34,6 +34,8 @@ HardwareProfile ApplyCalibration(const HardwareProfile& base, const CalibrationM
   }
   SetMeasured(hw.egress_bw, m.egress_bw);
   SetMeasured(hw.fabric_bw, m.fabric_bw);
+  SetMeasured(hw.copy_latency_loaded_ns, m.copy_latency_loaded_ns);
+  SetMeasured(hw.compute_read_bw, m.compute_read_bw);
   if (m.copy_latency_on_link) {
     SetMeasured(hw.copy_latency_on_link, std::clamp(*m.copy_latency_on_link, 0.0, 1.0));
   }

@@ -23,6 +23,8 @@ struct CalibrationMeasurements {
   std::optional<double> egress_bw;                   // bytes/s one GPU served to all its pullers
   std::optional<double> fabric_bw;                   // bytes/s per GPU, all pulling; 0: no limit
   std::optional<double> copy_latency_on_link;        // fitted by simulating round robin pieces
+  std::optional<double> copy_latency_loaded_ns;      // the same, when on_link = 1 is too short
+  std::optional<double> compute_read_bw;             // stand-in kernel: bytes read / time
   std::optional<double> compute_slowdown;            // stand-in kernel stretch under copies
   std::optional<double> host_issue_ns;               // host cost of one copy call
   std::optional<double> event_ns;                    // host cost of one record or wait
