@@ -179,6 +179,22 @@ BOOST_AUTO_TEST_CASE(the_fixed_cost_on_the_link_stretches_with_the_share) {
   BOOST_TEST(Find(alone, "alone").end_ns == 11000);
 }
 
+// A remote copy that starts while another remote copy runs on one of its GPUs pays the loaded
+// fixed cost (3000 ns here, on the path: 300,000 extra bytes at 100 B/ns). "back" (0 <- 1)
+// starts first, alone: 1,000 ns idle cost, (1e6 + 1e5) / 100 = 11,000 ns. "forth" (1 <- 0)
+// starts at the same instant with "back" already running on both its GPUs: (1e6 + 3e5) / 100
+// = 13,000 ns; the two go opposite ways, so they share no port. Without the term both take
+// 11,000 ns.
+BOOST_AUTO_TEST_CASE(a_copy_starting_under_other_copies_pays_the_loaded_fixed_cost) {
+  HardwareProfile profile = RoundProfile();
+  profile.copy_latency_loaded_ns = Q(3000);
+  const auto loaded = RunConcurrentPulls(profile, 2, {{1, 0, "back"}, {0, 1, "forth"}}, kMB);
+  BOOST_TEST(Find(loaded, "back").end_ns == 11000, boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(Find(loaded, "forth").end_ns == 13000, boost::test_tools::tolerance(1e-9));
+  const auto idle = RunConcurrentPulls(RoundProfile(), 2, {{1, 0, "back"}, {0, 1, "forth"}}, kMB);
+  BOOST_TEST(Find(idle, "forth").end_ns == 11000, boost::test_tools::tolerance(1e-9));
+}
+
 BOOST_AUTO_TEST_CASE(max_min_gives_spare_egress_to_the_unconstrained_flow) {
   // f1: 0->1; f2: 0->2; f3: 3->2; f4: 4->2. GPU 2's ingress is the bottleneck of f2..f4
   // (100/3 B/ns each); f1 gets what f2 leaves of GPU 0's egress: 100 - 100/3 = 200/3 B/ns.
