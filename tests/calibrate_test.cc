@@ -23,6 +23,7 @@
 #include "core/calibrate/raw.h"
 #include "core/config/loader.h"
 #include "core/util/bytes.h"
+#include "tests/support/profile_quantities.h"
 #include "tests/support/run_process.h"
 #include "tests/support/test_paths.h"
 
@@ -147,17 +148,6 @@ BOOST_AUTO_TEST_CASE(measured_on_line) {
   BOOST_TEST(MeasuredOnLine("GPU", 2, "", 0, "2026-11-29") == "GPU ×2, 2026-11-29");
 }
 
-std::vector<Quantity> Quantities(const HardwareProfile& h) {
-  return {h.granularity,        h.nvlink_bw,          h.peer_copy_bw,
-          h.copy_latency_ns,    h.local_copy_bw,      h.hbm_bw,
-          h.hbm_bytes,          h.flops_fp4,          h.flops_fp8,
-          h.flops_bf16,         h.compute_efficiency, h.memory_efficiency,
-          h.kernel_overhead_ns, h.compute_slowdown,   h.concurrent_pull_efficiency,
-          h.host_issue_ns,      h.event_ns,           h.map_ns,
-          h.nvlink_domain,      h.gpus_per_node,      h.max_mappings,
-          h.max_fabric_mappings};
-}
-
 // What a 4-GPU calibration could produce (numbers of the order of HARDWARE.md's).
 CalibrationMeasurements SomeMeasurements() {
   CalibrationMeasurements m;
@@ -230,14 +220,7 @@ BOOST_AUTO_TEST_CASE(calibrated_profile_round_trips_through_yaml_and_drives_the_
   BOOST_TEST(loaded->measured_on == measured_on);  // the multiplication sign survives
   BOOST_TEST(loaded->imex_permitted == false);
   BOOST_TEST(loaded->fabric_supported == written.fabric_supported);
-  const std::vector<Quantity> a = Quantities(written), b = Quantities(*loaded);
-  BOOST_REQUIRE(a.size() == b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    BOOST_TEST_CONTEXT("quantity " << i) {
-      BOOST_TEST(a[i].value == b[i].value);  // exact
-      BOOST_TEST(ProvenanceName(a[i].source) == ProvenanceName(b[i].source));
-    }
-  }
+  testing::ExpectSameQuantities(written, *loaded);
   BOOST_TEST(ProvenanceName(loaded->map_ns.source) == ProvenanceName(Provenance::kMeasured));
   BOOST_TEST(ProvenanceName(loaded->flops_fp8.source) == ProvenanceName(Provenance::kSpec));
 

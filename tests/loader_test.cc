@@ -26,6 +26,7 @@
 #include "core/config/scenario.h"
 #include "core/layout/layout.h"
 #include "core/util/bytes.h"
+#include "tests/support/profile_quantities.h"
 #include "tests/support/test_paths.h"
 
 namespace dwdp {
@@ -1006,25 +1007,7 @@ BOOST_AUTO_TEST_CASE(hardware_profile_round_trip) {
       BOOST_TEST(loaded->measured_on == original.measured_on);
       BOOST_TEST(loaded->fabric_supported == original.fabric_supported);
       BOOST_TEST(loaded->imex_permitted == original.imex_permitted);
-      const auto quantities = [](const HardwareProfile& h) {
-        return std::vector<Quantity>{
-            h.granularity,         h.nvlink_bw,          h.peer_copy_bw,
-            h.copy_latency_ns,     h.local_copy_bw,      h.hbm_bw,
-            h.hbm_bytes,           h.flops_fp4,          h.flops_fp8,
-            h.flops_bf16,          h.compute_efficiency, h.memory_efficiency,
-            h.kernel_overhead_ns,  h.compute_slowdown,   h.concurrent_pull_efficiency,
-            h.host_issue_ns,       h.event_ns,           h.map_ns,
-            h.nvlink_domain,       h.gpus_per_node,      h.max_mappings,
-            h.max_fabric_mappings, h.egress_bw,          h.fabric_bw,
-            h.copy_latency_on_link};
-      };
-      const std::vector<Quantity> a = quantities(original), b = quantities(*loaded);
-      for (size_t i = 0; i < a.size(); ++i) {
-        BOOST_TEST_CONTEXT("quantity " << i) {
-          BOOST_TEST(a[i].value == b[i].value);  // exact, not approximately
-          BOOST_TEST(ProvenanceName(a[i].source) == ProvenanceName(b[i].source));
-        }
-      }
+      testing::ExpectSameQuantities(original, *loaded);
       // ResolveHardware takes the same path.
       const absl::StatusOr<HardwareProfile> resolved = ResolveHardware(path);
       BOOST_REQUIRE(resolved.ok());
