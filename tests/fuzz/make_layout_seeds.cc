@@ -8,9 +8,6 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +15,7 @@
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include "layout_case.h"
+#include "seed_writer.h"
 
 namespace dwdp::fuzz {
 namespace {
@@ -153,27 +151,9 @@ void Print(const LayoutCase& c) {
 }  // namespace dwdp::fuzz
 
 int main(int argc, char** argv) {
-  if (argc == 3 && std::string(argv[1]) == "--print") {
-    std::ifstream in(argv[2], std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    FuzzedDataProvider provider(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-    dwdp::fuzz::Print(dwdp::fuzz::DecodeLayoutCase(provider));
-    return 0;
-  }
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s DIR | --print FILE\n", argv[0]);
-    return 2;
-  }
-  const std::filesystem::path dir(argv[1]);
-  std::filesystem::create_directories(dir);
-  for (const auto& [name, layout_case] : dwdp::fuzz::Seeds()) {
-    const std::string bytes = dwdp::fuzz::EncodeLayoutCase(layout_case);
-    FuzzedDataProvider provider(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-    if (dwdp::fuzz::EncodeLayoutCase(dwdp::fuzz::DecodeLayoutCase(provider)) != bytes) {
-      std::fprintf(stderr, "seed %s does not decode to itself\n", name.c_str());
-      return 1;
-    }
-    std::ofstream(dir / name, std::ios::binary) << bytes;
-  }
-  return 0;
+  using namespace dwdp::fuzz;
+  return SeedWriterMain(
+      argc, argv, Seeds(), [](const LayoutCase& c) { return EncodeLayoutCase(c); },
+      [](FuzzedDataProvider& provider) { return DecodeLayoutCase(provider); },
+      [](const LayoutCase& c) { Print(c); });
 }

@@ -11,9 +11,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,6 +18,7 @@
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include "core/partition/partition.h"
+#include "seed_writer.h"
 #include "sim_case.h"
 
 namespace dwdp::fuzz {
@@ -198,27 +196,9 @@ void Print(const SimCase& c) {
 }  // namespace dwdp::fuzz
 
 int main(int argc, char** argv) {
-  if (argc == 3 && std::string(argv[1]) == "--print") {
-    std::ifstream in(argv[2], std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    FuzzedDataProvider provider(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-    dwdp::fuzz::Print(dwdp::fuzz::DecodeSimCase(provider));
-    return 0;
-  }
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s DIR | --print FILE\n", argv[0]);
-    return 2;
-  }
-  const std::filesystem::path dir(argv[1]);
-  std::filesystem::create_directories(dir);
-  for (const auto& [name, sim_case] : dwdp::fuzz::Seeds()) {
-    const std::string bytes = dwdp::fuzz::EncodeSimCase(sim_case);
-    FuzzedDataProvider provider(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-    if (dwdp::fuzz::EncodeSimCase(dwdp::fuzz::DecodeSimCase(provider)) != bytes) {
-      std::fprintf(stderr, "seed %s does not decode to itself\n", name.c_str());
-      return 1;
-    }
-    std::ofstream(dir / name, std::ios::binary) << bytes;
-  }
-  return 0;
+  using namespace dwdp::fuzz;
+  return SeedWriterMain(
+      argc, argv, Seeds(), [](const SimCase& c) { return EncodeSimCase(c); },
+      [](FuzzedDataProvider& provider) { return DecodeSimCase(provider); },
+      [](const SimCase& c) { Print(c); });
 }

@@ -12,15 +12,33 @@
 namespace dwdp::testing {
 
 inline std::vector<Quantity> AllQuantities(const HardwareProfile& h) {
-  return {h.granularity,         h.nvlink_bw,          h.peer_copy_bw,
-          h.copy_latency_ns,     h.local_copy_bw,      h.hbm_bw,
-          h.hbm_bytes,           h.flops_fp4,          h.flops_fp8,
-          h.flops_bf16,          h.compute_efficiency, h.memory_efficiency,
-          h.kernel_overhead_ns,  h.compute_slowdown,   h.concurrent_pull_efficiency,
-          h.host_issue_ns,       h.event_ns,           h.map_ns,
-          h.nvlink_domain,       h.gpus_per_node,      h.max_mappings,
-          h.max_fabric_mappings, h.egress_bw,          h.fabric_bw,
-          h.copy_latency_on_link, h.copy_latency_loaded_ns, h.compute_read_bw};
+  return {h.granularity,
+          h.nvlink_bw,
+          h.peer_copy_bw,
+          h.copy_latency_ns,
+          h.local_copy_bw,
+          h.hbm_bw,
+          h.hbm_bytes,
+          h.flops_fp4,
+          h.flops_fp8,
+          h.flops_bf16,
+          h.compute_efficiency,
+          h.memory_efficiency,
+          h.kernel_overhead_ns,
+          h.compute_slowdown,
+          h.concurrent_pull_efficiency,
+          h.host_issue_ns,
+          h.event_ns,
+          h.map_ns,
+          h.nvlink_domain,
+          h.gpus_per_node,
+          h.max_mappings,
+          h.max_fabric_mappings,
+          h.egress_bw,
+          h.fabric_bw,
+          h.copy_latency_on_link,
+          h.copy_latency_loaded_ns,
+          h.compute_read_bw};
 }
 
 // Every number equal, exactly, with the same provenance.
