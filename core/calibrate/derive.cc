@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -336,6 +337,30 @@ void SchedulesTable(Work& w, const std::map<CopySchedule, std::vector<double>>& 
   w.details += t.Render();
 }
 
+// The round robin pieces schedule of this run, replayed on `profile`.
+absl::StatusOr<double> ReplayRoundRobin(const Work& w, const CopyScheduleSimulator& simulate,
+                                        const HardwareProfile& profile) {
+  return simulate(profile, w.n, CopySchedule::kRoundRobinPieces, static_cast<uint64_t>(w.per_peer),
+                  static_cast<uint64_t>(w.piece));
+}
+
+// Bisects for the x whose simulated time is the measured one: `simulated` is below `measured`
+// at `below` and above it at `above` (either may be the larger x). Stops when the interval is
+// at most `resolution` wide, after `max_steps`, or when a midpoint comes within `close_enough`
+// (relative) of the measurement.
+absl::StatusOr<double> Bisect(const std::function<absl::StatusOr<double>(double)>& simulated,
+                              double below, double above, double measured, double resolution,
+                              int max_steps, double close_enough) {
+  for (int i = 0; i < max_steps && std::abs(above - below) > resolution; ++i) {
+    const double mid = (below + above) / 2;
+    absl::StatusOr<double> t = simulated(mid);
+    if (!t.ok()) return t.status();
+    if (std::abs(*t - measured) <= close_enough * measured) return mid;
+    (*t < measured ? below : above) = mid;
+  }
+  return (below + above) / 2;
+}
+
 // copy_latency_loaded_ns: the fixed cost of a copy that starts while other remote copies run on
 // its GPUs, bisected (with the whole cost on the path) so that round robin pieces simulate to
 // the measured time. The simulated time grows with it.
@@ -346,8 +371,7 @@ absl::Status LoadedCopyLatency(Work& w, const CopyScheduleSimulator& simulate, d
   if (!(idle > 0)) return absl::OkStatus();
   const auto at = [&](double loaded) -> absl::StatusOr<double> {
     profile.copy_latency_loaded_ns = {loaded, Provenance::kMeasured};
-    return simulate(profile, w.n, CopySchedule::kRoundRobinPieces,
-                    static_cast<uint64_t>(w.per_peer), static_cast<uint64_t>(w.piece));
+    return ReplayRoundRobin(w, simulate, profile);
   };
   double lo = idle, hi = 20 * idle;
   absl::StatusOr<double> at_hi = at(hi);
@@ -359,13 +383,10 @@ absl::Status LoadedCopyLatency(Work& w, const CopyScheduleSimulator& simulate, d
         FormatNanos(hi), FormatNanos(*at_hi), FormatNanos(measured)));
     lo = hi;
   }
-  for (int i = 0; i < 50 && hi - lo > 1; ++i) {
-    const double mid = (lo + hi) / 2;
-    absl::StatusOr<double> t = at(mid);
-    if (!t.ok()) return t.status();
-    (*t < measured ? lo : hi) = mid;
-  }
-  const double loaded = (lo + hi) / 2;
+  absl::StatusOr<double> bisected = Bisect(at, lo, hi, measured, /*resolution=*/1,
+                                           /*max_steps=*/50, /*close_enough=*/0);
+  if (!bisected.ok()) return bisected.status();
+  const double loaded = *bisected;
   absl::StatusOr<double> fitted = at(loaded);
   if (!fitted.ok()) return fitted.status();
   d.m.copy_latency_loaded_ns = loaded;
@@ -396,8 +417,7 @@ absl::Status CopyLatencyOnLink(Work& w, const CopyScheduleSimulator& simulate) {
   HardwareProfile profile = ApplyCalibration(w.base, d.m, {w.base.name, "", ""});
   const auto at = [&](double on_link) -> absl::StatusOr<double> {
     profile.copy_latency_on_link = {on_link, Provenance::kMeasured};
-    return simulate(profile, w.n, CopySchedule::kRoundRobinPieces,
-                    static_cast<uint64_t>(w.per_peer), static_cast<uint64_t>(w.piece));
+    return ReplayRoundRobin(w, simulate, profile);
   };
   absl::StatusOr<double> at0 = at(0), at1 = at(1);
   if (!at0.ok()) return at0.status();
@@ -427,19 +447,11 @@ absl::Status CopyLatencyOnLink(Work& w, const CopyScheduleSimulator& simulate) {
         100 * (closest / measured - 1), on_link));
     how = absl::StrFormat("clamped: %s at 0, %s at 1", FormatNanos(*at0), FormatNanos(*at1));
   } else {
-    double lo = 0, hi = 1;  // the simulated time is below the measurement at `lo`
-    if (!grows) std::swap(lo, hi);
-    for (int i = 0; i < 40 && std::abs(hi - lo) > 1e-6; ++i) {
-      const double mid = (lo + hi) / 2;
-      absl::StatusOr<double> t = at(mid);
-      if (!t.ok()) return t.status();
-      if (std::abs(*t - measured) <= 1e-5 * measured) {
-        lo = hi = mid;
-        break;
-      }
-      (*t < measured ? lo : hi) = mid;
-    }
-    on_link = (lo + hi) / 2;
+    absl::StatusOr<double> bisected =
+        Bisect(at, grows ? 0.0 : 1.0, grows ? 1.0 : 0.0, measured, /*resolution=*/1e-6,
+               /*max_steps=*/40, /*close_enough=*/1e-5);
+    if (!bisected.ok()) return bisected.status();
+    on_link = *bisected;
     how =
         absl::StrFormat("bisected between %s (0) and %s (1)", FormatNanos(*at0), FormatNanos(*at1));
   }
