@@ -11,6 +11,9 @@
 #       Markdown table (OUTDIR/table.md) of predicted vs measured copy time per layer (mean
 #       over ranks) and forward time. Exits 1 when any case is beyond 10%.
 #
+# DWDP_MATRIX_ONLY=REGEX keeps only the cases whose name (MODEL-PARTITION-SCHEDULE-kK-BOUND)
+# matches, e.g. to split the GPU runs over calls: DWDP_MATRIX_ONLY='^qwen3' or '^gpt-oss'.
+#
 # GPU forwards run with --align-forwards: the simulator starts every rank's forward together,
 # so the measurement does too (without it, ranks drift apart by whatever their setup took, and
 # how much their copies overlap is an accident of the run).
@@ -49,7 +52,9 @@ cases() {
     for p in uniform modeb; do
       for s in rotate ascending round_robin; do
         for k in 2 3; do
-          for b in copy compute; do echo "$m $p $s $k $b"; done
+          for b in copy compute; do
+            [[ "$m-$p-$s-k$k-$b" =~ ${DWDP_MATRIX_ONLY:-.} ]] && echo "$m $p $s $k $b"
+          done
         done
       done
     done

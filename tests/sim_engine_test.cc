@@ -268,6 +268,85 @@ BOOST_AUTO_TEST_CASE(compute_slows_down_while_copies_run_on_its_gpu) {
   BOOST_TEST(Find(world->streams(1).TakeTimeline(), "k1").end_ns == 10000);
 }
 
+// SIMULATOR.md: a stream holds stream_queue_entries entries of unfinished work; a timed stream's
+// kernel takes 3 (the launch and its two timing events). With room for 6, the third kernel
+// behind a long one blocks the host until the long one completes, the fourth until the
+// first short one does, and everything the host issues afterwards, on any stream, comes late.
+BOOST_AUTO_TEST_CASE(a_full_stream_queue_blocks_the_host_until_earlier_work_completes) {
+  HardwareProfile profile = RoundProfile();
+  profile.host_issue_ns = Q(100);
+  profile.stream_queue_entries = Q(6);
+  auto world = MakeWorld(profile, 2);
+  auto& streams = world->streams(0);
+  const StreamId s = NewStream(*world, 0, "prefetch");
+  const StreamId c = NewStream(*world, 0, "compute");
+  const StreamId other = NewStream(*world, 1, "compute");
+  DWDP_REQUIRE_OK(streams.Launch(Kernel(10000), s, Tag(OpKind::kCompute, -1, "long")));
+  DWDP_REQUIRE_OK(streams.Launch(Kernel(10), s, Tag(OpKind::kCompute, -1, "k0")));
+  DWDP_REQUIRE_OK(streams.Launch(Kernel(10), s, Tag(OpKind::kCompute, -1, "k1")));
+  DWDP_REQUIRE_OK(streams.Launch(Kernel(10), s, Tag(OpKind::kCompute, -1, "k2")));
+  DWDP_REQUIRE_OK(streams.Launch(Kernel(10), c, Tag(OpKind::kCompute, -1, "after")));
+  DWDP_REQUIRE_OK(world->streams(1).Launch(Kernel(10), other, Tag(OpKind::kCompute, -1, "rank 1")));
+  DWDP_REQUIRE_OK(streams.Synchronize());
+  DWDP_REQUIRE_OK(world->streams(1).Synchronize());
+  const auto timeline = streams.TakeTimeline();
+  // long: issued 100, runs to 10,100. k0 issued 200 (6 entries: full).
+  BOOST_TEST(Find(timeline, "long").end_ns == 10100);
+  BOOST_TEST(Find(timeline, "k0").issue_ns == 200);
+  BOOST_TEST(Find(timeline, "k0").start_ns == 10100);
+  BOOST_TEST(Find(timeline, "k0").end_ns == 10110);
+  // k1 blocks the host until long completes (10,100), then takes its 100 ns of issue.
+  BOOST_TEST(Find(timeline, "k1").issue_ns == 10200);
+  BOOST_TEST(Find(timeline, "k1").start_ns == 10200);
+  // k2 needs k0's entries too. k0 ended at 10,110, before the host was done issuing k1
+  // (10,200), so k2 waits no longer and issues at 10,300.
+  BOOST_TEST(Find(timeline, "k2").issue_ns == 10300);
+  BOOST_TEST(Find(timeline, "k2").start_ns == 10300);
+  // The launch on the idle compute stream waited for the host, not for its stream.
+  BOOST_TEST(Find(timeline, "after").issue_ns == 10400);
+  BOOST_TEST(Find(timeline, "after").start_ns == 10400);
+  BOOST_TEST(streams.host_ns() == 10410);
+  BOOST_TEST(world->host_blocks() == 2u);
+  // Another rank's host is not held up.
+  BOOST_TEST(Find(world->streams(1).TakeTimeline(), "rank 1").start_ns == 100);
+}
+
+// The gate opens when the operation that frees the entries completes, which may be after the
+// host's own clock: the blocked call returns at that completion.
+BOOST_AUTO_TEST_CASE(a_blocked_host_returns_when_the_freeing_operation_completes) {
+  HardwareProfile profile = RoundProfile();
+  profile.host_issue_ns = Q(100);
+  profile.stream_queue_entries = Q(6);
+  auto world = MakeWorld(profile, 1);
+  auto& streams = world->streams(0);
+  const StreamId s = NewStream(*world, 0, "prefetch");
+  DWDP_REQUIRE_OK(streams.Launch(Kernel(10000), s, Tag(OpKind::kCompute, -1, "a")));
+  DWDP_REQUIRE_OK(streams.Launch(Kernel(5000), s, Tag(OpKind::kCompute, -1, "b")));
+  DWDP_REQUIRE_OK(streams.Launch(Kernel(10), s, Tag(OpKind::kCompute, -1, "c")));
+  DWDP_REQUIRE_OK(streams.Launch(Kernel(10), s, Tag(OpKind::kCompute, -1, "d")));
+  DWDP_REQUIRE_OK(streams.Synchronize());
+  const auto timeline = streams.TakeTimeline();
+  // a: 100 to 10,100; b: 10,100 to 15,100. c waits for a (10,100) and issues at 10,200;
+  // d waits for b (15,100) and issues at 15,200.
+  BOOST_TEST(Find(timeline, "c").issue_ns == 10200);
+  BOOST_TEST(Find(timeline, "c").start_ns == 15100);
+  BOOST_TEST(Find(timeline, "d").issue_ns == 15200);
+  BOOST_TEST(Find(timeline, "d").start_ns == 15200);
+  BOOST_TEST(streams.host_ns() == 15210);
+  // Without the limit nothing blocks.
+  HardwareProfile unlimited = profile;
+  unlimited.stream_queue_entries = Q(0);
+  auto free_world = MakeWorld(unlimited, 1);
+  auto& free_streams = free_world->streams(0);
+  const StreamId f = NewStream(*free_world, 0, "prefetch");
+  for (const char* label : {"a", "b", "c", "d"}) {
+    DWDP_REQUIRE_OK(free_streams.Launch(Kernel(10), f, Tag(OpKind::kCompute, -1, label)));
+  }
+  DWDP_REQUIRE_OK(free_streams.Synchronize());
+  BOOST_TEST(Find(free_streams.TakeTimeline(), "d").issue_ns == 400);
+  BOOST_TEST(free_world->host_blocks() == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(hosts_pay_per_operation_and_synchronize_advances_the_host_clock) {
   HardwareProfile profile = RoundProfile();
   profile.host_issue_ns = Q(500);

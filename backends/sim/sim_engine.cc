@@ -117,20 +117,85 @@ const VectorClock& Engine::TickClock(Stream* stream) {
   return stream->clock;
 }
 
+int32_t Engine::EntriesOf(const Op& op) const {
+  if (!params_.timed_streams) return 1;
+  switch (op.type) {
+    case OpType::kRecord:
+      return 2;  // the record and its timing event
+    case OpType::kCopy:
+    case OpType::kFill:
+      return op.bytes == 0 ? 0 : 3;  // the cuda backend enqueues nothing for 0 bytes
+    case OpType::kWait:
+    case OpType::kKernel:
+      return 3;  // timing events before and after
+  }
+  return 1;
+}
+
 Engine::Op* Engine::Enqueue(Stream* stream, std::unique_ptr<Op> op) {
   RankState& rank = ranks_[stream->rank];
-  rank.host_ns += params_.host_issue_ns;
-  op->issue_ns = rank.host_ns;
+  op->entries = EntriesOf(*op);
+  const int64_t depth = params_.stream_queue_entries;
+  if (depth > 0 && !stream->queue.empty() && stream->queued_entries + op->entries > depth) {
+    // The stream is full: the host blocks in this call until the earlier work that frees
+    // enough entries completes.
+    int64_t excess = stream->queued_entries + op->entries - depth;
+    Op* trigger = nullptr;
+    for (const std::unique_ptr<Op>& queued : stream->queue) {
+      trigger = queued.get();
+      excess -= queued->entries;
+      if (excess <= 0) break;
+    }
+    auto gate = std::make_shared<HostGate>();
+    gate->host_since_ns = rank.gates.empty() ? 0.0 : rank.host_offset_ns;
+    rank.host_offset_ns = 0;
+    trigger->unblocks.push_back(gate);
+    rank.gates.push_back(std::move(gate));
+    ++host_blocks_;
+  }
+  if (rank.gates.empty()) {
+    rank.host_ns += params_.host_issue_ns;
+    op->issue_ns = rank.host_ns;
+    if (op->issue_ns < now_) ++late_issues_;
+  } else {
+    rank.host_offset_ns += params_.host_issue_ns;
+    op->gate = rank.gates.back();
+    op->gate_offset_ns = rank.host_offset_ns;
+    op->issue_ns = kInfinity;
+  }
   op->seq = next_seq_++;
   op->stream = stream;
-  if (op->issue_ns < now_) ++late_issues_;
   ++rank.pending;
   ++total_pending_;
   Op* raw = op.get();
   const bool was_idle = stream->queue.empty();
+  stream->queued_entries += raw->entries;
   stream->queue.push_back(std::move(op));
   if (was_idle) Kick(stream);
   return raw;
+}
+
+double Engine::IssueTime(Op* op) {
+  if (op->gate != nullptr && op->gate->resolved) {
+    op->issue_ns = op->gate->ns + op->gate_offset_ns;
+    op->gate.reset();
+  }
+  return op->issue_ns;
+}
+
+void Engine::ResolveGates(RankState& rank) {
+  while (!rank.gates.empty() && rank.gates.front()->trigger_done) {
+    const std::shared_ptr<HostGate> gate = std::move(rank.gates.front());
+    rank.gates.pop_front();
+    gate->ns = std::max(rank.host_ns + gate->host_since_ns, gate->trigger_end_ns);
+    gate->resolved = true;
+    rank.host_ns = gate->ns;
+    if (rank.gates.empty()) {
+      rank.host_ns += rank.host_offset_ns;
+      rank.host_offset_ns = 0;
+    }
+    for (Stream* stream : gate->waiting) Kick(stream);
+  }
 }
 
 AccessRef Engine::MakeAccessOp(const Op& op, AccessOpType type, DevPtr dst, DevPtr src) {
@@ -385,6 +450,7 @@ absl::Status Engine::Synchronize(int64_t rank) {
   if (absl::Status status = Run([&state] { return state.pending == 0; }); !status.ok()) {
     return status;
   }
+  // Every operation completed, so every host gate of the rank resolved.
   state.host_ns = std::max(state.host_ns, state.last_end_ns);
   if (hazards_) {
     for (const Stream* stream : state.stream_list) state.host_clock.Join(stream->clock);
@@ -406,6 +472,11 @@ std::vector<TimedOp> Engine::TakeTimeline(int64_t rank) {
 }
 
 void Engine::JoinHosts(const std::vector<int64_t>& ranks) {
+  // A host blocked on a full stream reaches the collective when its gates open.
+  for (int64_t rank : ranks) {
+    RankState& state = ranks_[rank];
+    if (!state.gates.empty()) (void)Run([&state] { return state.gates.empty(); });
+  }
   double latest = 0;
   VectorClock joined;
   for (int64_t rank : ranks) {
@@ -434,7 +505,17 @@ void Engine::Schedule(double t, TimerKind kind, Stream* stream, Op* op) {
 
 void Engine::Kick(Stream* stream) {
   if (stream->busy || stream->queue.empty()) return;
-  const double t = std::max(now_, stream->queue.front()->issue_ns);
+  Op* head = stream->queue.front().get();
+  const double issue_ns = IssueTime(head);
+  if (issue_ns == kInfinity) {
+    // Not issued yet: its host is blocked; the gate kicks the stream when it opens.
+    std::vector<Stream*>& waiting = head->gate->waiting;
+    if (std::find(waiting.begin(), waiting.end(), stream) == waiting.end()) {
+      waiting.push_back(stream);
+    }
+    return;
+  }
+  const double t = std::max(now_, issue_ns);
   if (stream->kick_at == t) return;
   stream->kick_at = t;
   Schedule(t, TimerKind::kKick, stream, nullptr);
@@ -542,6 +623,15 @@ void Engine::CompleteOp(Op* op) {
                 op->issue_ns, op->start_ns, op->end_ns});
   }
   rank.last_end_ns = std::max(rank.last_end_ns, now_);
+  stream->queued_entries -= op->entries;
+  if (!op->unblocks.empty()) {
+    for (const std::shared_ptr<HostGate>& gate : op->unblocks) {
+      gate->trigger_done = true;
+      gate->trigger_end_ns = now_;
+    }
+    op->unblocks.clear();
+    ResolveGates(rank);
+  }
   --rank.pending;
   --total_pending_;
   ++ops_completed_;
@@ -549,7 +639,7 @@ void Engine::CompleteOp(Op* op) {
   stream->queue.pop_front();
   stream->busy = false;
   if (!stream->queue.empty()) {
-    if (stream->queue.front()->issue_ns <= now_) {
+    if (IssueTime(stream->queue.front().get()) <= now_) {
       StartHead(stream);
     } else {
       Kick(stream);
@@ -714,7 +804,7 @@ absl::Status Engine::Run(Done done) {
         case TimerKind::kKick:
           timer.stream->kick_at = -1;
           if (!timer.stream->busy && !timer.stream->queue.empty() &&
-              timer.stream->queue.front()->issue_ns <= now_) {
+              IssueTime(timer.stream->queue.front().get()) <= now_) {
             StartHead(timer.stream);
           } else {
             Kick(timer.stream);

@@ -92,6 +92,7 @@ class SimWorld {
   // Operations issued at a host time the simulation had already passed (phase-wise use was
   // broken somewhere; their timing is approximate).
   uint64_t late_issues() const { return engine_->late_issues(); }
+  uint64_t host_blocks() const { return engine_->host_blocks(); }
   uint64_t ops_completed() const { return engine_->ops_completed(); }
   double host_ns(int64_t rank) const { return engine_->host_ns(rank); }
   const std::vector<Hazard>& hazards() const;

@@ -150,6 +150,9 @@ absl::StatusOr<SimulationResult> SimulateScenario(const Scenario& scenario,
   }
   result.report.extra["links"] = links;
   result.report.extra["simulated_ns"] = w.now_ns();
+  // Enqueues that found a full stream queue (the profile's stream_queue_entries) and blocked
+  // their host: launches behind them came late.
+  result.report.extra["host_blocks"] = w.host_blocks();
   if (scenario.dwdp.num_groups > 1) {
     result.report.extra["note"] =
         absl::StrFormat("the %d groups are identical; one group of %d ranks was simulated",

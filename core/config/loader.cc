@@ -113,7 +113,8 @@ struct HardwareField {
 // 'preset' may leave them out and gets the HardwareProfile defaults (no egress or fabric limit
 // beyond one pair's rate, the whole per-copy fixed cost on the path), i.e. the older model.
 constexpr absl::string_view kOptionalHardwareNumbers[] = {
-    "copy_latency_on_link", "copy_latency_loaded_ns", "egress_bw", "fabric_bw", "compute_read_bw"};
+    "copy_latency_on_link", "copy_latency_loaded_ns", "egress_bw", "fabric_bw",
+    "compute_read_bw",      "stream_queue_entries"};
 
 constexpr double kMaxBandwidth = 1e15;  // bytes/s
 constexpr double kMaxFlops = 1e18;
@@ -158,6 +159,8 @@ constexpr HardwareField kHardwareFields[] = {
      false, false},
     {"host_issue_ns", &HardwareProfile::host_issue_ns, QuantityKind::kNumber, 0, kMaxNanos, false,
      false},
+    {"stream_queue_entries", &HardwareProfile::stream_queue_entries, QuantityKind::kCount, 0, 1e7,
+     false, false},
     {"event_ns", &HardwareProfile::event_ns, QuantityKind::kNumber, 0, kMaxNanos, false, false},
     {"map_ns", &HardwareProfile::map_ns, QuantityKind::kNumber, 0, kMaxNanos, false, false},
     {"nvlink_domain", &HardwareProfile::nvlink_domain, QuantityKind::kCount, 1, kMaxRanks, false,

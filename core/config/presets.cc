@@ -334,6 +334,8 @@ void FillModelAssumptions(HardwareProfile& hw) {
   hw.compute_slowdown = Assumed(0.12);
   hw.host_issue_ns = Assumed(2000);
   hw.event_ns = Assumed(1000);
+  // The H100 figure: the host blocks in the call after 1,021 pending entries on a stream.
+  hw.stream_queue_entries = Assumed(1021);
   // 0: a GPU serves its pullers at the single-pair rate and has no combined in + out limit,
   // until a calibration on the machine says otherwise.
   hw.egress_bw = Assumed(0);
@@ -420,6 +422,8 @@ HardwareProfile H100Sxm() {
   hw.concurrent_pull_efficiency = Measured(0.5);
   hw.egress_bw = Measured(397e9);     // three GPUs pulling from one peer: 132 GB/s each
   hw.map_ns = Measured(51000.0 / 3);  // map + set-access + unmap of one 2 MiB page: 51 us
+  // Copies enqueued behind a long kernel: the 1,022nd call blocked the host.
+  hw.stream_queue_entries = Measured(1021);
   hw.nvlink_domain = Spec(8);
   hw.gpus_per_node = Spec(8);
   hw.fabric_supported = true;  // the device attribute says yes…

@@ -126,6 +126,10 @@ struct HardwareProfile {
   // 1.61 TB/s on H200 for the stand-in: far below HBM, and what made 100 us layers take 218 us.
   Quantity compute_read_bw;
   Quantity host_issue_ns;  // CPU cost of issuing one stream operation
+  // Entries a stream holds before the next enqueue blocks the host (0: no limit). Measured on
+  // H100: 1,021. A timed copy takes 3 (its timing events), so 340 copies fill a stream, and a
+  // gpt-oss layer pulled in round robin makes 408.
+  Quantity stream_queue_entries;
   Quantity event_ns;       // record/wait overhead on the GPU
   Quantity map_ns;         // cuMemMap + cuMemSetAccess of one piece
   Quantity nvlink_domain;  // GPUs in one NVLink domain

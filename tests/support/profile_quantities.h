@@ -38,7 +38,8 @@ inline std::vector<Quantity> AllQuantities(const HardwareProfile& h) {
           h.fabric_bw,
           h.copy_latency_on_link,
           h.copy_latency_loaded_ns,
-          h.compute_read_bw};
+          h.compute_read_bw,
+          h.stream_queue_entries};
 }
 
 // Every number equal, exactly, with the same provenance.
