@@ -520,6 +520,7 @@ class Calibrator {
 
   // Host-side costs that involve no peer: every rank measures its own, at the same time.
   absl::Status HostCosts();
+  absl::Status StreamQueue();
   absl::Status MapCost();
 
  private:
@@ -809,6 +810,64 @@ absl::Status Calibrator::HostCosts() {
   return absl::OkStatus();
 }
 
+// How many entries a stream holds before the host blocks in the next call: behind a long kernel
+// (1 entry), untimed records or 4 KiB copies (1 entry each) until one call takes far longer than
+// an enqueue. The simulator blocks the host there (stream_queue_entries); a long prefetch can
+// hold the compute launches behind it.
+absl::Status Calibrator::StreamQueue() {
+  constexpr int kMaxCalls = 16384;
+  constexpr double kGateNs = 50e6;    // far longer than kMaxCalls enqueues
+  constexpr double kBlockedNs = 1e6;  // an enqueue takes microseconds
+  auto created = c_.factory.CreateStreams({.rank = c_.rank, .timing = false});
+  if (!created.ok()) return created.status();
+  Streams& s = **created;
+  auto stream = s.CreateStream("stream queue");
+  auto event = s.CreateEvent();
+  if (!stream.ok()) return stream.status();
+  if (!event.ok()) return event.status();
+  nlohmann::json result = nlohmann::json::object();
+  const int repetitions = std::clamp(c_.repetitions, 1, 2);
+  for (const char* what : {"record", "copy"}) {
+    std::vector<double> entries;
+    for (int rep = 0; rep < repetitions; ++rep) {
+      OpTag gate;
+      gate.kind = OpKind::kCompute;
+      gate.label = "stream-queue gate";
+      if (absl::Status st = s.Launch({"stream-queue gate", {}, kGateNs}, *stream, gate); !st.ok()) {
+        return st;
+      }
+      OpTag tag;
+      tag.label = "stream queue";
+      for (int i = 0; i < kMaxCalls; ++i) {
+        const double t0 = HostNowNs();
+        absl::Status st;
+        if (std::string(what) == "record") {
+          tag.kind = OpKind::kRecord;
+          st = s.Record(*event, *stream, tag);
+        } else {
+          tag.kind = OpKind::kCopy;
+          st = s.Copy(b_.dst(), b_.src(), 4 * kKiB, *stream, tag);
+        }
+        if (!st.ok()) return st;
+        if (HostNowNs() - t0 > kBlockedNs) {
+          entries.push_back(1.0 + i);  // the gate and the calls before this one
+          break;
+        }
+      }
+      if (absl::Status st = s.Synchronize(); !st.ok()) return st;
+      (void)s.TakeTimeline();
+    }
+    if (entries.empty()) {
+      out_["warnings"].push_back(absl::StrFormat(
+          "rank %d, phase 'stream queue': %d %s calls behind a long kernel never blocked the host",
+          c_.rank, kMaxCalls, what));
+    }
+    result[what] = entries;
+  }
+  out_["stream_queue_entries"] = result;
+  return absl::OkStatus();
+}
+
 // Host time of cuMemMap, cuMemSetAccess and cuMemUnmap of one granule.
 absl::Status Calibrator::MapCost() {
   Driver& drv = c_.driver;
@@ -957,6 +1016,7 @@ int CalibrateRank(cuda::CudaBackendFactory& factory, const CalibrateOptions& opt
       Calibrator calibrator(c, **buffers, out);
       absl::Status s = calibrator.Run();
       if (s.ok()) s = calibrator.HostCosts();
+      if (s.ok()) s = calibrator.StreamQueue();
       if (s.ok()) s = calibrator.MapCost();
       if (!s.ok()) exit_code = error(std::string(s.message()));
       if (absl::Status t = (*buffers)->Teardown(); !t.ok()) {

@@ -43,6 +43,9 @@ HardwareProfile ApplyCalibration(const HardwareProfile& base, const CalibrationM
   SetMeasured(hw.host_issue_ns, m.host_issue_ns);
   SetMeasured(hw.event_ns, m.event_ns);
   SetMeasured(hw.map_ns, m.map_ns);
+  if (m.stream_queue_entries) {
+    SetMeasured(hw.stream_queue_entries, std::round(std::max(0.0, *m.stream_queue_entries)));
+  }
   if (m.imex_permitted) hw.imex_permitted = *m.imex_permitted;
   return hw;
 }

@@ -29,6 +29,7 @@ struct CalibrationMeasurements {
   std::optional<double> host_issue_ns;               // host cost of one copy call
   std::optional<double> event_ns;                    // host cost of one record or wait
   std::optional<double> map_ns;                      // (map + set_access + unmap) / 3
+  std::optional<double> stream_queue_entries;        // entries a stream took before blocking
   std::optional<bool> imex_permitted;                // FABRIC handles were usable
 };
 

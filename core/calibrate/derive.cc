@@ -586,6 +586,37 @@ void HostCosts(Work& w) {
   }
 }
 
+// Stream queue depth: the median over ranks of the entries a stream held behind a long kernel
+// when a record call blocked the host. Derived before the schedules are replayed, which enqueue
+// hundreds of pieces per stream.
+void StreamQueue(Work& w) {
+  const auto per_rank = [&](const char* key) {
+    std::vector<double> medians;
+    for (const RawRank& r : w.raw.ranks) {
+      auto it = r.stream_queue_entries.find(key);
+      if (it != r.stream_queue_entries.end() && !it->second.empty()) {
+        medians.push_back(Median(it->second));
+      }
+    }
+    return Summarize(medians);
+  };
+  const Summary record = per_rank("record");
+  if (record.count == 0) {
+    w.d.notes.push_back(
+        "stream_queue_entries is not in the raw file (written before calibrate measured it); "
+        "kept from the base profile");
+    return;
+  }
+  const Summary copy = per_rank("copy");
+  w.d.m.stream_queue_entries = std::round(record.median);
+  w.table.AddRow({"stream_queue_entries", absl::StrFormat("%.0f", *w.d.m.stream_queue_entries),
+                  absl::StrFormat("%.0f", w.base.stream_queue_entries.value),
+                  "entries behind a long kernel before a call blocked the host",
+                  copy.count > 0 ? absl::StrFormat("records %.0f..%.0f, copies %.0f", record.min,
+                                                   record.max, copy.median)
+                                 : absl::StrFormat("records %.0f..%.0f", record.min, record.max)});
+}
+
 // Map cost, as the presets count it: the mean of the three calls.
 void MapCost(Work& w) {
   std::vector<double> m, a, u;
@@ -675,6 +706,7 @@ absl::StatusOr<CalibrationDerivation> DeriveCalibration(const CalibrationRaw& ra
   }
   Machine(w);
   if (absl::Status s = SinglePair(w); !s.ok()) return s;
+  StreamQueue(w);
   LocalCopy(w);
   IngressConcurrency(w);
   EgressSharing(w);

@@ -198,6 +198,13 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
       r.host_ns_per_call[it.key()] = in.Numbers(it.value(), absl::StrCat(p, ".", it.key()));
     }
   }
+  if (const Json* queue = in.Member(j, "stream_queue_entries", path, false)) {
+    const std::string p = Reader::Path(path, "stream_queue_entries");
+    if (!queue->is_object()) in.Fail(p, "expected an object");
+    for (auto it = queue->begin(); queue->is_object() && it != queue->end(); ++it) {
+      r.stream_queue_entries[it.key()] = in.Numbers(it.value(), absl::StrCat(p, ".", it.key()));
+    }
+  }
   if (const Json* map = in.Member(j, "map_ns", path, true)) {
     const std::string p = Reader::Path(path, "map_ns");
     r.map_ns = {in.Number(*map, "bytes", p), in.Numbers(*map, "map", p),

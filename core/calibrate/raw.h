@@ -85,6 +85,9 @@ struct RawRank {
   std::vector<std::pair<double, double>> kernel_accuracy;             // (requested, measured)
   std::map<std::string, RawComputeUnderCopies> compute_under_copies;  // rank 0: "paced", ...
   std::map<std::string, std::vector<double>> host_ns_per_call;  // "copy", "record", "wait", ...
+  // Behind a long kernel, the entries a stream held when the next call blocked the host, by the
+  // call that filled it ("record", "copy"), per repetition; empty in older files.
+  std::map<std::string, std::vector<double>> stream_queue_entries;
   RawMapCosts map_ns;
   std::optional<double> device_memory_before;  // bytes in use, where the backend could tell
   std::optional<double> device_memory_after;
