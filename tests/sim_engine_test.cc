@@ -169,11 +169,19 @@ BOOST_AUTO_TEST_CASE(two_flows_on_one_egress_get_half_each) {
   BOOST_TEST(Find(timeline, "to2").end_ns == 21000);
 }
 
-BOOST_AUTO_TEST_CASE(the_fixed_cost_on_the_link_stretches_with_the_share) {
-  // Default model: each copy is 1e6 + 100,000 bytes on the path, at 50 B/ns: 22,000 ns.
-  const auto shared = RunConcurrentPulls(RoundProfile(), 3, {{0, 1, "to1"}, {0, 2, "to2"}}, kMB);
-  BOOST_TEST(Find(shared, "to1").end_ns == 22000);
-  BOOST_TEST(Find(shared, "to2").end_ns == 22000);
+BOOST_AUTO_TEST_CASE(the_fixed_cost_on_the_link_stretches_with_the_pullers_share) {
+  // Default model: a remote copy first moves 1000 ns x 100 B/ns = 100,000 bytes of fixed cost
+  // through the puller's ingress, then its payload. GPU 0 pulling from GPUs 1 and 2 shares its
+  // ingress for both parts: 100,000 / 50 + 1e6 / 50 = 22,000 ns.
+  const auto shared =
+      RunConcurrentPulls(RoundProfile(), 3, {{1, 0, "from1"}, {2, 0, "from2"}}, kMB);
+  BOOST_TEST(Find(shared, "from1").end_ns == 22000);
+  BOOST_TEST(Find(shared, "from2").end_ns == 22000);
+  // GPUs 1 and 2 pulling from GPU 0 share its egress for the payload only (the fixed cost is
+  // the pullers'): 1000 ns each on its own ingress, then 1e6 / 50: 21,000 ns.
+  const auto egress = RunConcurrentPulls(RoundProfile(), 3, {{0, 1, "to1"}, {0, 2, "to2"}}, kMB);
+  BOOST_TEST(Find(egress, "to1").end_ns == 21000);
+  BOOST_TEST(Find(egress, "to2").end_ns == 21000);
   // Alone on its path it is the same as a delay: 11,000 ns.
   const auto alone = RunConcurrentPulls(RoundProfile(), 2, {{0, 1, "alone"}}, kMB);
   BOOST_TEST(Find(alone, "alone").end_ns == 11000);
@@ -543,8 +551,8 @@ BOOST_AUTO_TEST_CASE(three_gpus_pulling_from_one_peer_share_its_egress_evenly) {
   DWDP_REQUIRE_OK(world->SynchronizeAll());
   for (int64_t r = 1; r < 4; ++r) {
     const TimedOp op = world->streams(r).TakeTimeline().at(0);
-    // Payload plus 4 us x 398 B/ns of fixed cost, each at a third of 398 B/ns.
-    BOOST_TEST(op.end_ns == 3 * (bytes / 398.0 + 4000), boost::test_tools::tolerance(1e-9));
+    // The 4 us fixed cost on each puller's own ingress, then the payload at a third of 398 B/ns.
+    BOOST_TEST(op.end_ns == 4000 + 3 * bytes / 398.0, boost::test_tools::tolerance(1e-9));
     // Measured: 132 GB/s each (397 GB/s of the peer's egress, shared evenly).
     const double gb_per_s = bytes / (op.end_ns - op.start_ns);
     BOOST_TEST(gb_per_s == 132.0, boost::test_tools::tolerance(0.01));

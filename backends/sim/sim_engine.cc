@@ -589,6 +589,15 @@ void Engine::BeginFlow(Op* op) {
     return;
   }
   op->remaining = static_cast<double>(op->bytes) + overhead_bytes;
+  if (op->src_gpu != op->dst_gpu && overhead_bytes > 0) {
+    // A pull's fixed cost is the puller's: its copy engine sets up and waits for the first
+    // reads to come back, which takes its ingress and the fabric but not the source's egress.
+    // Three GPUs pulling small pieces from one peer are no slower than from three (measured on
+    // 4x H200: round robin in rank order and in rotate order both 3.1x the ideal); counted on
+    // the egress too, the rank order came out 16% slow.
+    op->remaining = overhead_bytes;
+    op->in_overhead = true;
+  }
   op->finish_ns = kInfinity;
   flows_.push_back(op);
   rates_dirty_ = true;
@@ -661,6 +670,12 @@ void Engine::RecomputeRates() {
     if (flow->src_gpu == flow->dst_gpu) {
       ports[0] = local(flow->dst_gpu);
       return 1;
+    }
+    if (flow->in_overhead) {
+      ports[0] = ingress(flow->dst_gpu);
+      if (!fabric_limited) return 1;
+      ports[1] = fabric;
+      return 2;
     }
     ports[0] = egress(flow->src_gpu);
     ports[1] = ingress(flow->dst_gpu);
@@ -764,7 +779,13 @@ absl::Status Engine::Run(Done done) {
     finished_.clear();
     size_t kept = 0;
     for (Op* flow : flows_) {
-      if (flow->finish_ns <= now_) {
+      if (flow->finish_ns <= now_ && flow->in_overhead && flow->bytes > 0) {
+        flow->in_overhead = false;
+        flow->remaining = static_cast<double>(flow->bytes);
+        flow->finish_ns = kInfinity;
+        rates_dirty_ = true;
+        flows_[kept++] = flow;
+      } else if (flow->finish_ns <= now_) {
         finished_.push_back(flow);
       } else {
         flows_[kept++] = flow;

@@ -21,12 +21,14 @@
 // * Every copy pays a fixed cost, `copy_latency_ns` when its path is idle (about 4 us on H100).
 //   By default it is modelled as extra bytes on the copy's path (latency x port bandwidth), so
 //   when k flows share a port the fixed cost stretches k times like the payload: a copy's
-//   ramp-up and drain wait in the same queues as its bytes. That is what makes 2 MiB pieces
-//   interleaved across owners so slow (measured 3.7x ideal; a pure stream-side delay gives
-//   about 2.1x, this about 2.9x). `copy_latency_on_link` < 1 turns that part into a plain delay
-//   on the stream before the flow starts. A remote copy that starts while other remote copies
-//   run on its GPUs pays `copy_latency_loaded_ns` instead: on two H200s, 2 MiB pieces pulled
-//   both ways at once took 15.2 us each where one direction alone takes 11.5 us.
+//   ramp-up and drain wait in the same queues as its bytes. For a remote copy those bytes go
+//   first and through the puller's ingress and the fabric only: the source's egress carries
+//   just the payload (pulls from one GPU in small pieces are no slower than from several). That is
+//   what makes 2 MiB pieces interleaved across owners so slow (measured 3.7x ideal; a pure
+//   stream-side delay gives about 2.1x, this about 2.9x). `copy_latency_on_link` < 1 turns that
+//   part into a plain delay on the stream before the flow starts. A remote copy that starts while
+//   other remote copies run on its GPUs pays `copy_latency_loaded_ns` instead: on two H200s, 2 MiB
+//   pieces pulled both ways at once took 15.2 us each where one direction alone takes 11.5 us.
 // * Kernels run for their duration, but never shorter than the bytes they read at
 //   `compute_read_bw`, stretched by (1 + compute_slowdown) while any flow runs on their GPU.
 // * Each rank's host pays `host_issue_ns` per enqueued operation; an operation never starts
@@ -215,6 +217,8 @@ class Engine {
     bool faulted = false;
     // Progress while running: bytes (flows) or nanoseconds of work (kernels).
     double remaining = 0;
+    // A remote copy first moves its fixed cost's bytes (see BeginFlow), then its payload.
+    bool in_overhead = false;
     double rate = 0;
     double finish_ns = std::numeric_limits<double>::infinity();
   };
