@@ -436,13 +436,14 @@ BOOST_AUTO_TEST_CASE(two_ranks_at_the_pair_rate_in_both_directions_write_no_fabr
   BOOST_TEST(*d.m.hbm_bytes == 80e9);
 }
 
-BOOST_AUTO_TEST_CASE(stream_queue_entries_is_the_median_over_ranks_of_each_ranks_median) {
-  // Rank 0's records blocked after 1021 and 1023 entries (median 1022), rank 1's and rank 2's
+BOOST_AUTO_TEST_CASE(stream_queue_entries_is_the_median_over_ranks_of_the_copies_that_fit) {
+  // Rank 0's copies blocked after 1021 and 1023 calls (median 1022), rank 1's and rank 2's
   // after 1021: the median over ranks is 1021, written as measured.
   nlohmann::json j = SyntheticRaw(3, 67108864 / 400.0);
-  j["ranks"][0]["stream_queue_entries"] = {{"record", {1021, 1023}}, {"copy", {1021}}};
-  j["ranks"][1]["stream_queue_entries"] = {{"record", {1021}}, {"copy", {1021}}};
-  j["ranks"][2]["stream_queue_entries"] = {{"record", {1021, 1021}}, {"copy", {1021}}};
+  j["ranks"][0]["stream_queue_calls"] = {{"copy", {1021, 1023}},
+                                         {"record", nlohmann::json::array()}};
+  j["ranks"][1]["stream_queue_calls"] = {{"copy", {1021}}, {"kernel", {1021}}};
+  j["ranks"][2]["stream_queue_calls"] = {{"copy", {1021, 1021}}, {"kernel", {1021}}};
   const CalibrationDerivation d = DeriveOrDie(j);
   BOOST_REQUIRE(d.m.stream_queue_entries.has_value());
   BOOST_TEST(*d.m.stream_queue_entries == 1021.0);
@@ -450,7 +451,7 @@ BOOST_AUTO_TEST_CASE(stream_queue_entries_is_the_median_over_ranks_of_each_ranks
                                                    {"test", "Test GPU", "Test GPU ×3"});
   BOOST_TEST(written.stream_queue_entries.value == 1021.0);
   BOOST_TEST((written.stream_queue_entries.source == Provenance::kMeasured));
-  BOOST_TEST(absl::StrContains(d.report, "stream_queue_entries"));
+  BOOST_TEST(absl::StrContains(d.report, "kernel 1021, record never blocked"));
 
   // A file written before calibrate measured it keeps the base's number, with a note.
   const CalibrationDerivation older = DeriveOrDie(SyntheticRaw(3, 67108864 / 400.0));
@@ -458,10 +459,10 @@ BOOST_AUTO_TEST_CASE(stream_queue_entries_is_the_median_over_ranks_of_each_ranks
   BOOST_TEST(HasNote(older, "stream_queue_entries is not in the raw file"));
 
   // Not an array of numbers: refused, naming the entry.
-  j["ranks"][1]["stream_queue_entries"]["record"] = "many";
+  j["ranks"][1]["stream_queue_calls"]["kernel"] = "many";
   absl::StatusOr<CalibrationRaw> bad = ParseCalibrationRaw(j);
   BOOST_REQUIRE(!bad.ok());
-  BOOST_TEST(absl::StrContains(bad.status().message(), "ranks[1].stream_queue_entries.record"));
+  BOOST_TEST(absl::StrContains(bad.status().message(), "ranks[1].stream_queue_calls.kernel"));
 }
 
 BOOST_AUTO_TEST_CASE(two_ranks_below_the_pair_rate_write_their_rate_as_fabric_bw) {

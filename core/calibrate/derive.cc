@@ -586,35 +586,57 @@ void HostCosts(Work& w) {
   }
 }
 
-// Stream queue depth: the median over ranks of the entries a stream held behind a long kernel
-// when a record call blocked the host. Derived before the schedules are replayed, which enqueue
-// hundreds of pieces per stream.
+// Stream queue depth, in untimed copies: the median over ranks of the copies a stream took
+// behind a long kernel before the next one blocked the host. Derived before the schedules are
+// replayed, which enqueue hundreds of pieces per stream. The other kinds are in the details.
 void StreamQueue(Work& w) {
-  const auto per_rank = [&](const char* key) {
+  const auto per_rank = [&](const std::string& key, bool* never_blocked) {
     std::vector<double> medians;
     for (const RawRank& r : w.raw.ranks) {
-      auto it = r.stream_queue_entries.find(key);
-      if (it != r.stream_queue_entries.end() && !it->second.empty()) {
+      auto it = r.stream_queue_calls.find(key);
+      if (it == r.stream_queue_calls.end()) continue;
+      if (it->second.empty()) {
+        *never_blocked = true;
+      } else {
         medians.push_back(Median(it->second));
       }
     }
     return Summarize(medians);
   };
-  const Summary record = per_rank("record");
-  if (record.count == 0) {
+  bool copies_never_blocked = false;
+  const Summary copy = per_rank("copy", &copies_never_blocked);
+  if (copy.count == 0) {
     w.d.notes.push_back(
-        "stream_queue_entries is not in the raw file (written before calibrate measured it); "
-        "kept from the base profile");
+        copies_never_blocked
+            ? "stream_queue_entries: copies behind a long kernel never blocked the host; kept "
+              "from the base profile"
+            : "stream_queue_entries is not in the raw file (written before calibrate measured "
+              "it); kept from the base profile");
     return;
   }
-  const Summary copy = per_rank("copy");
-  w.d.m.stream_queue_entries = std::round(record.median);
+  w.d.m.stream_queue_entries = std::round(copy.median);
+  std::string others;
+  for (const char* kind : {"timed_copy", "kernel", "wait", "record"}) {
+    bool never = false;
+    const Summary calls = per_rank(kind, &never);
+    // The simulator counts a timed copy as 3 entries (the copy and its two timing events).
+    if (std::string(kind) == "timed_copy" && calls.count > 0 &&
+        std::abs(3 * calls.median - copy.median) > 3) {
+      w.d.warnings.push_back(absl::StrFormat(
+          "a stream took %.0f timed copies and %.0f untimed ones: the simulator counts a timed "
+          "copy as 3 entries, which this machine does not bear out",
+          calls.median, copy.median));
+    }
+    if (calls.count > 0) {
+      absl::StrAppendFormat(&others, ", %s %.0f", kind, calls.median);
+    } else if (never) {
+      absl::StrAppendFormat(&others, ", %s never blocked", kind);
+    }
+  }
   w.table.AddRow({"stream_queue_entries", absl::StrFormat("%.0f", *w.d.m.stream_queue_entries),
                   absl::StrFormat("%.0f", w.base.stream_queue_entries.value),
-                  "entries behind a long kernel before a call blocked the host",
-                  copy.count > 0 ? absl::StrFormat("records %.0f..%.0f, copies %.0f", record.min,
-                                                   record.max, copy.median)
-                                 : absl::StrFormat("records %.0f..%.0f", record.min, record.max)});
+                  "copies behind a long kernel before one blocked the host",
+                  absl::StrFormat("ranks %.0f..%.0f%s", copy.min, copy.max, others)});
 }
 
 // Map cost, as the presets count it: the mean of the three calls.

@@ -198,11 +198,11 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
       r.host_ns_per_call[it.key()] = in.Numbers(it.value(), absl::StrCat(p, ".", it.key()));
     }
   }
-  if (const Json* queue = in.Member(j, "stream_queue_entries", path, false)) {
-    const std::string p = Reader::Path(path, "stream_queue_entries");
+  if (const Json* queue = in.Member(j, "stream_queue_calls", path, false)) {
+    const std::string p = Reader::Path(path, "stream_queue_calls");
     if (!queue->is_object()) in.Fail(p, "expected an object");
     for (auto it = queue->begin(); queue->is_object() && it != queue->end(); ++it) {
-      r.stream_queue_entries[it.key()] = in.Numbers(it.value(), absl::StrCat(p, ".", it.key()));
+      r.stream_queue_calls[it.key()] = in.Numbers(it.value(), absl::StrCat(p, ".", it.key()));
     }
   }
   if (const Json* map = in.Member(j, "map_ns", path, true)) {

@@ -85,9 +85,10 @@ struct RawRank {
   std::vector<std::pair<double, double>> kernel_accuracy;             // (requested, measured)
   std::map<std::string, RawComputeUnderCopies> compute_under_copies;  // rank 0: "paced", ...
   std::map<std::string, std::vector<double>> host_ns_per_call;  // "copy", "record", "wait", ...
-  // Behind a long kernel, the entries a stream held when the next call blocked the host, by the
-  // call that filled it ("record", "copy"), per repetition; empty in older files.
-  std::map<std::string, std::vector<double>> stream_queue_entries;
+  // Behind a long kernel, the calls of one kind a stream took before the next one blocked the
+  // host ("copy", "timed_copy", "kernel", "wait", "record"), per repetition; an empty list: the
+  // kind never blocked. Empty in older files.
+  std::map<std::string, std::vector<double>> stream_queue_calls;
   RawMapCosts map_ns;
   std::optional<double> device_memory_before;  // bytes in use, where the backend could tell
   std::optional<double> device_memory_after;

@@ -438,6 +438,8 @@ HardwareProfile H200Sxm() {
   hw.measured_on = "4x H200, NV18 between every pair (peer copies and concurrent pulls only)";
   FillModelAssumptions(hw);
   hw.granularity = Assumed(2 * kMiB);  // measured on H100
+  // 1,021 untimed copies or kernels behind a long kernel, 340 timed copies (3 entries each).
+  hw.stream_queue_entries = Measured(1021);
   hw.nvlink_bw = Spec(450e9);
   hw.peer_copy_bw = Measured(398e9);  // one GPU pulling from one peer: 379-398 GB/s
   hw.copy_latency_ns = Assumed(4000);
