@@ -521,6 +521,10 @@ class Calibrator {
   // Host-side costs that involve no peer: every rank measures its own, at the same time.
   absl::Status HostCosts();
   absl::Status StreamQueue();
+  // One call of a kind the host-side phases time: a 4 KiB "copy" or a "kernel" (the stand-in
+  // at its shortest) on `stream`, a "record" of `event` on it, or a "wait" of it for `event`.
+  absl::Status IssueOne(Streams& s, absl::string_view kind, StreamId stream, EventId event,
+                        absl::string_view label);
   absl::Status MapCost();
 
  private:
@@ -754,6 +758,26 @@ class Calibrator {
   nlohmann::json& out_;
 };
 
+absl::Status Calibrator::IssueOne(Streams& s, absl::string_view kind, StreamId stream,
+                                  EventId event, absl::string_view label) {
+  OpTag tag;
+  tag.label = std::string(label);
+  if (kind == "record") {
+    tag.kind = OpKind::kRecord;
+    return s.Record(event, stream, tag);
+  }
+  if (kind == "wait") {
+    tag.kind = OpKind::kWait;
+    return s.Wait(stream, event, tag);
+  }
+  if (kind == "kernel") {
+    tag.kind = OpKind::kCompute;
+    return s.Launch({"calibrate kernel", {}, 0}, stream, tag);
+  }
+  tag.kind = OpKind::kCopy;
+  return s.Copy(b_.dst(), b_.src(), 4 * kKiB, stream, tag);
+}
+
 // Host time per Copy, Record and Wait call with timing events off (the pipeline's own cost), and
 // per Copy with them on (what `dwdp run --backend cuda` pays by default).
 absl::Status Calibrator::HostCosts() {
@@ -779,22 +803,11 @@ absl::Status Calibrator::HostCosts() {
         gate.kind = OpKind::kCompute;
         // The GPU stays busy while the host issues, so every call is a pure enqueue.
         if (absl::Status st = s.Launch({"host-cost gate", {}, 5e6}, *a, gate); !st.ok()) return st;
-        OpTag tag;
-        tag.label = "host cost";
         const double t0 = HostNowNs();
         for (int i = 0; i < kCalls; ++i) {
-          absl::Status st;
-          if (std::string(what) == "copy") {
-            tag.kind = OpKind::kCopy;
-            st = s.Copy(b_.dst(), b_.src(), 4 * kKiB, *a, tag);
-          } else if (std::string(what) == "record") {
-            tag.kind = OpKind::kRecord;
-            st = s.Record(*e, *a, tag);
-          } else {
-            tag.kind = OpKind::kWait;
-            st = s.Wait(*b, *e, tag);
-          }
-          if (!st.ok()) return st;
+          // The waits go on the other stream: a stream waiting on its own record is no wait.
+          const StreamId on = std::string(what) == "wait" ? *b : *a;
+          if (absl::Status st = IssueOne(s, what, on, *e, "host cost"); !st.ok()) return st;
         }
         const double per = (HostNowNs() - t0) / kCalls;
         if (absl::Status st = s.Synchronize(); !st.ok()) return st;
@@ -832,11 +845,10 @@ absl::Status Calibrator::StreamQueue() {
     if (!stream.ok()) return stream.status();
     if (!other.ok()) return other.status();
     if (!event.ok()) return event.status();
-    OpTag tag;
-    tag.label = "stream queue";
     // The waits wait for an event that is long complete: only their place in the queue counts.
-    tag.kind = OpKind::kRecord;
-    if (absl::Status st = s.Record(*event, *other, tag); !st.ok()) return st;
+    if (absl::Status st = IssueOne(s, "record", *other, *event, "stream queue"); !st.ok()) {
+      return st;
+    }
     if (absl::Status st = s.Synchronize(); !st.ok()) return st;
     std::vector<double> calls;
     for (int rep = 0; rep < repetitions; ++rep) {
@@ -848,22 +860,10 @@ absl::Status Calibrator::StreamQueue() {
       }
       for (int i = 0; i < kMaxCalls; ++i) {
         const double t0 = HostNowNs();
-        absl::Status st;
-        const std::string kind = what;
-        if (kind == "record") {
-          tag.kind = OpKind::kRecord;
-          st = s.Record(*event, *stream, tag);
-        } else if (kind == "wait") {
-          tag.kind = OpKind::kWait;
-          st = s.Wait(*stream, *event, tag);
-        } else if (kind == "kernel") {
-          tag.kind = OpKind::kCompute;
-          st = s.Launch({"stream-queue kernel", {}, 0}, *stream, tag);
-        } else {
-          tag.kind = OpKind::kCopy;
-          st = s.Copy(b_.dst(), b_.src(), 4 * kKiB, *stream, tag);
+        if (absl::Status st = IssueOne(s, timed ? "copy" : what, *stream, *event, "stream queue");
+            !st.ok()) {
+          return st;
         }
-        if (!st.ok()) return st;
         if (HostNowNs() - t0 > kBlockedNs) {
           calls.push_back(i);  // the calls before this one fit
           break;

@@ -64,8 +64,9 @@ std::vector<MatrixCase> CasesIn(const std::string& machine_dir) {
 
 // The scenario file and the per-layer compute time of a case, as compare_matrix.sh sets them.
 std::string ScenarioOf(const MatrixCase& c, int gpus) {
-  const std::string size = gpus == 2 ? (c.partition == "uniform" ? "h100x2-64x64" : "h100x2-66x62-modeb")
-                                     : (c.partition == "uniform" ? "h100x4-32x32" : "h100x4-35x31-modeb");
+  const std::string size = gpus == 2
+                               ? (c.partition == "uniform" ? "h100x2-64x64" : "h100x2-66x62-modeb")
+                               : (c.partition == "uniform" ? "h100x4-32x32" : "h100x4-35x31-modeb");
   return SourcePath("scenarios/" + c.model + "-" + size + ".yaml");
 }
 
@@ -88,18 +89,17 @@ Prediction Predict(const MatrixCase& c, int gpus, const std::string& profile) {
   const fs::path dir = fs::temp_directory_path() / ("dwdp-prediction-" + std::to_string(getpid()));
   fs::create_directories(dir);
   const std::string sim_report = (dir / (c.name + ".sim.json")).string();
-  const ProcessResult run =
-      RunCommand({DwdpBinary(), "run", ScenarioOf(c, gpus), "--backend", "sim", "--contention",
-                  c.schedule, "--num-buffers", c.k, "--layer-compute-ns", LayerNsOf(c),
-                  "--forwards", "3", "--format", "json", "--no-hazards", "--hardware",
-                  SourcePath(profile)});
+  const ProcessResult run = RunCommand(
+      {DwdpBinary(), "run", ScenarioOf(c, gpus), "--backend", "sim", "--contention", c.schedule,
+       "--num-buffers", c.k, "--layer-compute-ns", LayerNsOf(c), "--forwards", "3", "--format",
+       "json", "--no-hazards", "--hardware", SourcePath(profile)});
   BOOST_TEST_REQUIRE(run.exit_code == 0, c.name << ": " << run.err);
   {
     std::ofstream out(sim_report);
     out << run.out;
   }
-  const ProcessResult compared = RunCommand(
-      {DwdpBinary(), "compare", sim_report, c.gpu_report.string(), "--format", "json"});
+  const ProcessResult compared =
+      RunCommand({DwdpBinary(), "compare", sim_report, c.gpu_report.string(), "--format", "json"});
   fs::remove_all(dir);
   // Exit 1 means "beyond the tolerance", which the caller judges; anything else is an error.
   BOOST_TEST_REQUIRE((compared.exit_code == 0 || compared.exit_code == 1),
