@@ -111,6 +111,22 @@ std::vector<std::pair<std::string, SimCase>> Seeds() {
     seeds.emplace_back("d3-5x3-8k-granule-rr-5000", c);
   }
   {
+    // Streams that hold 3 entries, one timed copy: the host blocks before almost every copy
+    // and every launch behind it waits, three buffers deep and over two forwards.
+    SimCase c = WithSchedule(FromRecipe(3, 9, 3, 3, {g, 5000}), ContentionMode::kRoundRobin, 4096);
+    c.num_buffers = 3;
+    c.forwards = 2;
+    c.stream_queue_entries = 3;
+    seeds.emplace_back("d3-rr-stream-queue-3", c);
+  }
+  {
+    // Mode B with a queue of 8 entries: waits, records and copies fill it in turn.
+    SimCase c = FromRecipe(4, 14, 5, 3, {2 * g + 1});
+    c.compute = static_cast<int>(SimCompute::kLong);
+    c.stream_queue_entries = 8;
+    seeds.emplace_back("d4-modeb-stream-queue-8", c);
+  }
+  {
     // GB200: FABRIC handles, rank 4 on the second 4-GPU node.
     SimCase c = FromRecipe(5, 10, 2, 2, {3000, 2 * g});
     c.hardware = HardwareIndex("gb200-nvl72");
@@ -190,6 +206,9 @@ void Print(const SimCase& c) {
               static_cast<unsigned long long>(dwdp.contention.slice_bytes),
               c.link_contention ? "on" : "off", kCompute[c.compute],
               static_cast<long long>(c.forwards));
+  if (c.stream_queue_entries > 0) {
+    std::printf("streams hold %lld entries\n", static_cast<long long>(c.stream_queue_entries));
+  }
 }
 
 }  // namespace

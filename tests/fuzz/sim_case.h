@@ -88,6 +88,10 @@ struct SimCase {
   int compute = 0;             // SimCompute
   int64_t forwards = 1;        // 1..2
   bool keep_timeline = false;  // keep every operation, as `dwdp run --trace` does
+  // Entries a stream holds before the host blocks: 0 keeps the preset's (which these small
+  // cases never fill); 1..64 makes hosts block all the time, so the lazy host gates run under
+  // the hazard checker and the byte checks. Last, so older corpus files decode as before.
+  int64_t stream_queue_entries = 0;
 
   uint64_t granularity() const { return (4 * kKiB) << granularity_shift; }
   uint64_t pool_page_bytes() const { return granularity() << page_shift; }
@@ -139,6 +143,7 @@ void CodeSimCase(Coder& coder, SimCase& c) {
   coder.Field(c.compute, 0, kNumSimCompute - 1);
   coder.Field(c.forwards, int64_t{1}, int64_t{2});
   coder.Flag(c.keep_timeline);
+  coder.Field(c.stream_queue_entries, int64_t{0}, int64_t{64});
 }
 
 inline SimCase DecodeSimCase(FuzzedDataProvider& provider) {
@@ -182,6 +187,9 @@ inline absl::StatusOr<Scenario> MakeSimScenario(const SimCase& c) {
   if (!hardware.ok()) return hardware.status();
   s.hardware = *std::move(hardware);
   s.hardware.granularity.value = static_cast<double>(c.granularity());
+  if (c.stream_queue_entries > 0) {
+    s.hardware.stream_queue_entries.value = static_cast<double>(c.stream_queue_entries);
+  }
 
   ModelSpec& model = s.model;
   model.display_name = "fuzz";
