@@ -9,7 +9,8 @@
 #       Here: every case through the simulator with the calibrated PROFILE
 #       (OUTDIR/CASE.sim.json), then `dwdp compare` against OUTDIR/CASE.gpu.json, and a
 #       Markdown table (OUTDIR/table.md) of predicted vs measured copy time per layer (mean
-#       over ranks) and forward time. Exits 1 when any case is beyond 10%.
+#       over ranks) and forward time, and how far apart the GPU's own forwards were
+#       ((max - min) / mean). Exits 1 when any case is beyond 10%.
 #
 # DWDP_MATRIX_ONLY=REGEX keeps only the cases whose name (MODEL-PARTITION-SCHEDULE-kK-BOUND)
 # matches, e.g. to split the GPU runs over calls: DWDP_MATRIX_ONLY='^qwen3' or '^gpt-oss'.
@@ -89,8 +90,8 @@ case "$what" in
     dwdp="${DWDP:-build/default/cli/dwdp}"
     table="$out/table.md"
     {
-      echo "| scenario | schedule | k | bound | copy/layer predicted | measured | error | forward predicted | measured | error |"
-      echo "|---|---|---|---|---|---|---|---|---|---|"
+      echo "| scenario | schedule | k | bound | copy/layer predicted | measured | error | forward predicted | measured | error | GPU forwards apart |"
+      echo "|---|---|---|---|---|---|---|---|---|---|---|"
     } >"$table"
     failed=0
     while read -r m p s k b; do
@@ -117,7 +118,9 @@ cp, cm = mean("copy_ns", "predicted"), mean("copy_ns", "measured")
 fp, fm = c["totals"]["forward_ns"]["predicted"], c["totals"]["forward_ns"]["measured"]
 err = lambda a, b: f"{(a - b) / b * 100:+.1f}%"
 mark = "" if c["within_tolerance"] else " ✗"
-print(f"| {m} {p} | {s} | {k} | {b} | {ms(cp)} | {ms(cm)} | {err(cp, cm)} | {ms(fp)} | {ms(fm)} | {err(fp, fm)}{mark} |")
+spread = c.get("measured_forward_spread")
+apart = "-" if spread is None else f"{spread * 100:.0f}%"
+print(f"| {m} {p} | {s} | {k} | {b} | {ms(cp)} | {ms(cm)} | {err(cp, cm)} | {ms(fp)} | {ms(fm)} | {err(fp, fm)}{mark} | {apart} |")
 EOF
     done < <(cases)
     cat "$table"

@@ -151,6 +151,33 @@ BOOST_AUTO_TEST_CASE(swapped_and_failed_reports_warn) {
   BOOST_TEST(absl::StrContains(c->warnings[1], "swapped"));
 }
 
+BOOST_AUTO_TEST_CASE(a_measurement_that_does_not_repeat_within_the_tolerance_is_flagged) {
+  // Three measured forwards of 1000, 1100 and 1200 ns: (1200 - 1000) / 1100 = 18.2% apart,
+  // more than a 10% tolerance.
+  json noisy = Gpu();
+  noisy["totals"]["forward_ns_each"] = {1000, 1100, 1200};
+  const auto c = CompareRunReports(Sim(), noisy, {.tolerance = 0.1});
+  BOOST_REQUIRE(c.ok());
+  BOOST_REQUIRE(c->measured_forward_spread.has_value());
+  BOOST_TEST(*c->measured_forward_spread == 200.0 / 1100, tt::tolerance(1e-12));
+  BOOST_REQUIRE(c->warnings.size() == 1u);
+  BOOST_TEST(absl::StrContains(c->warnings[0], "differ by 18% among themselves"));
+  BOOST_TEST(c->ToJson()["measured_forward_spread"].get<double>() == 200.0 / 1100,
+             tt::tolerance(1e-12));
+  // 1090 and 1110: 1.8% apart, no warning; the spread is still reported.
+  json steady = Gpu();
+  steady["totals"]["forward_ns_each"] = {1090, 1110};
+  const auto d = CompareRunReports(Sim(), steady, {.tolerance = 0.1});
+  BOOST_REQUIRE(d.ok());
+  BOOST_TEST(*d->measured_forward_spread == 20.0 / 1100, tt::tolerance(1e-12));
+  BOOST_TEST(d->warnings.empty());
+  // One forward, or a report without the key: nothing to say.
+  const auto e = CompareRunReports(Sim(), Gpu(), {.tolerance = 0.1});
+  BOOST_REQUIRE(e.ok());
+  BOOST_TEST(!e->measured_forward_spread.has_value());
+  BOOST_TEST(e->ToJson()["measured_forward_spread"].is_null());
+}
+
 BOOST_AUTO_TEST_CASE(reports_that_cannot_be_compared) {
   const auto error = [](const json& a, const json& b) {
     const auto c = CompareRunReports(a, b, {});

@@ -1,5 +1,6 @@
 #include "core/report/compare.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -25,6 +26,7 @@ struct ParsedReport {
   bool ok = true;
   double forward_ns = 0;
   double stall_ns = 0;
+  std::vector<double> forward_ns_each;                       // optional: each forward's time
   std::map<int64_t, std::map<int64_t, LayerFigures>> ranks;  // rank -> layer -> figures
 };
 
@@ -66,6 +68,12 @@ absl::StatusOr<ParsedReport> Parse(const nlohmann::json& j, const std::string& n
   if (!stall.ok()) return stall.status();
   r.forward_ns = *forward;
   r.stall_ns = *stall;
+  // Optional (INTERFACE.md): reports of one forward, or from before it existed, lack it.
+  if (j["totals"].contains("forward_ns_each") && j["totals"]["forward_ns_each"].is_array()) {
+    for (const nlohmann::json& each : j["totals"]["forward_ns_each"]) {
+      if (each.is_number()) r.forward_ns_each.push_back(each.get<double>());
+    }
+  }
   if (!j.contains("ranks") || !j["ranks"].is_array()) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": missing array 'ranks'"));
   }
@@ -222,6 +230,24 @@ absl::StatusOr<ReportComparison> CompareRunReports(const nlohmann::json& predict
     c.ranks.push_back(std::move(rc));
   }
   c.forward_ns = CompareValue(p->forward_ns, m->forward_ns, tol, true);
+  // How well the measurement repeats: a GPU whose own forwards differ by more than the tolerance
+  // cannot be predicted to within it, whatever the model.
+  const std::vector<double>& each = m->forward_ns_each;
+  if (each.size() >= 2) {
+    const auto [lo, hi] = std::minmax_element(each.begin(), each.end());
+    double sum = 0;
+    for (double v : each) sum += v;
+    const double mean = sum / static_cast<double>(each.size());
+    if (mean > 0) {
+      c.measured_forward_spread = (*hi - *lo) / mean;
+      if (*c.measured_forward_spread > tol) {
+        c.warnings.push_back(absl::StrFormat(
+            "the measured forwards differ by %.0f%% among themselves (%s to %s), more than the "
+            "tolerance: the measurement itself does not repeat to within ±%.0f%%",
+            100 * *c.measured_forward_spread, FormatNanos(*lo), FormatNanos(*hi), 100 * tol));
+      }
+    }
+  }
   c.stall_ns = CompareValue(p->stall_ns, m->stall_ns, tol, false);
   if (c.forward_ns.exceeded) {
     c.failures.push_back(
@@ -249,15 +275,18 @@ nlohmann::json ReportComparison::ToJson() const {
                             {"stall_ns", ValueJson(r.stall_ns)}}},
                           {"layers", layers_json}});
   }
-  return {{"scenario", scenario},
-          {"predicted_backend", predicted_backend},
-          {"measured_backend", measured_backend},
-          {"tolerance", tolerance},
-          {"within_tolerance", within_tolerance()},
-          {"ranks", ranks_json},
-          {"totals", {{"forward_ns", ValueJson(forward_ns)}, {"stall_ns", ValueJson(stall_ns)}}},
-          {"failures", failures},
-          {"warnings", warnings}};
+  return {
+      {"scenario", scenario},
+      {"predicted_backend", predicted_backend},
+      {"measured_backend", measured_backend},
+      {"tolerance", tolerance},
+      {"within_tolerance", within_tolerance()},
+      {"ranks", ranks_json},
+      {"totals", {{"forward_ns", ValueJson(forward_ns)}, {"stall_ns", ValueJson(stall_ns)}}},
+      {"measured_forward_spread", measured_forward_spread ? nlohmann::json(*measured_forward_spread)
+                                                          : nlohmann::json(nullptr)},
+      {"failures", failures},
+      {"warnings", warnings}};
 }
 
 std::string ReportComparison::ToText(bool all_layers) const {

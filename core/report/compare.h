@@ -7,6 +7,7 @@
 // per-layer copy time and the total forward time.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,8 @@ struct ReportComparison {
   std::vector<RankComparison> ranks;
   ComparedValue forward_ns;  // checked
   ComparedValue stall_ns;
+  // (max - min) / mean of the measured report's forward times, when it has two or more.
+  std::optional<double> measured_forward_spread;
   // One sentence per checked figure beyond the tolerance.
   std::vector<std::string> failures;
   // Things a reader should know that do not make the comparison meaningless (a report that says
