@@ -36,6 +36,7 @@ struct RunOptions {
   std::optional<double> layer_compute_ns;
   bool no_gpu_timing = false;
   bool align_forwards = false;
+  uint64_t seed = 1;
 };
 
 // Physical bytes the simulator would hold for the whole group in functional mode.
@@ -94,6 +95,11 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
   cmd->add_flag("--all-ranks", opts->all_ranks, "Per-layer tables for every rank");
   cmd->add_flag("--no-hazards", opts->no_hazards,
                 "Timing mode without the race checker (faster for long runs)");
+  cmd->add_option("--seed", opts->seed,
+                  "sim: seed of the fabric's random shares (profiles with fabric_share_spread); "
+                  "other seeds show how far apart runs of the machine may be")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 62))
+      ->capture_default_str();
   cmd->add_option("--timeout", opts->timeout_s,
                   "cuda: seconds to wait for a peer during setup before failing")
       ->check(CLI::Range(0.1, 86400.0))
@@ -143,6 +149,7 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
     sim::SimulateOptions sim_options;
     sim_options.functional = functional;
     sim_options.check_hazards = !opts->no_hazards;
+    sim_options.world.seed = opts->seed;
     sim_options.forwards = scenario->workload.forwards;
     sim_options.fault = *fault;
     sim_options.attention_ns = times.attention_ns;

@@ -12,6 +12,9 @@
 #       over ranks) and forward time, and how far apart the GPU's own forwards were
 #       ((max - min) / mean). Exits 1 when any case is beyond 10%.
 #
+# DWDP_SIM_SEED=N seeds the simulator's random fabric shares (profiles with
+# fabric_share_spread; default 1): other seeds show how much of a case's error is the draw.
+#
 # DWDP_MATRIX_ONLY=REGEX keeps only the cases whose name (MODEL-PARTITION-SCHEDULE-kK-BOUND)
 # matches, e.g. to split the GPU runs over calls: DWDP_MATRIX_ONLY='^qwen3' or '^gpt-oss'.
 #
@@ -103,6 +106,7 @@ case "$what" in
       fi
       # shellcheck disable=SC2046
       "$dwdp" run $(run_case sim "$m" "$p" "$s" "$k" "$b") --hardware "$profile" --no-hazards \
+        --seed "${DWDP_SIM_SEED:-1}" \
         >"$out/$name.sim.json" || { echo "$name: simulation failed" >&2; failed=1; continue; }
       "$dwdp" compare "$out/$name.sim.json" "$out/$name.gpu.json" --format json \
         >"$out/$name.compare.json" 2>/dev/null || failed=1

@@ -465,6 +465,26 @@ BOOST_AUTO_TEST_CASE(stream_queue_entries_is_the_median_over_ranks_of_the_copies
   BOOST_TEST(absl::StrContains(bad.status().message(), "ranks[1].stream_queue_calls.kernel"));
 }
 
+BOOST_AUTO_TEST_CASE(fabric_share_spread_is_the_coefficient_of_variation_of_the_rotate_rates) {
+  // Each rank pulls 2 x 64 MiB = 134217728 B in rotate; spans that make 300, 400 and 500 GB/s:
+  // mean 400, standard deviation sqrt((100^2 + 0 + 100^2) / 3) = 81.65, so 0.20412.
+  nlohmann::json j = SyntheticRaw(3, 67108864 / 400.0);
+  const double bytes = 134217728;
+  const double rates[] = {300, 400, 500};  // bytes per ns
+  for (int r = 0; r < 3; ++r) {
+    j["ranks"][r]["schedules"]["runs"]["rotate"]["span_ns"] = {bytes / rates[r]};
+  }
+  const CalibrationDerivation d = DeriveOrDie(j);
+  BOOST_REQUIRE(d.m.fabric_share_spread.has_value());
+  BOOST_TEST(*d.m.fabric_share_spread == std::sqrt(20000.0 / 3) / 400, tt::tolerance(1e-9));
+  const HardwareProfile written = ApplyCalibration(HardwarePreset("h100-sxm").value(), d.m,
+                                                   {"test", "Test GPU", "Test GPU ×3"});
+  BOOST_TEST(written.fabric_share_spread.value == *d.m.fabric_share_spread);
+  BOOST_TEST((written.fabric_share_spread.source == Provenance::kMeasured));
+  // Every rank at the same rate: an even fabric.
+  BOOST_TEST(*DeriveOrDie(SyntheticRaw(3, 67108864 / 400.0)).m.fabric_share_spread == 0.0);
+}
+
 BOOST_AUTO_TEST_CASE(two_ranks_below_the_pair_rate_write_their_rate_as_fabric_bw) {
   // 67108864 B in 1.25 x 167772.16 ns = 209715.2 ns: 320 GB/s, 80% of the pair.
   const CalibrationDerivation d = DeriveOrDie(SyntheticRaw(2, 1.25 * 67108864 / 400.0));

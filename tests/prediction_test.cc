@@ -138,17 +138,22 @@ BOOST_AUTO_TEST_CASE(every_2x_h200_case_is_predicted_within_10_percent) {
 // 4x H200: round robin (every rank pulls small pieces from its peers in rank order) and
 // ascending (every rank pulls from rank 0 first) within 10% on the mean copy time per layer and
 // on the forward. Round robin needs the fixed cost of a pull off the source's egress: with it
-// there, the prediction was 15-19% long. Rotate is not asserted: the GPU ranks drift apart
-// within a forward and its measured copy time moved by 10% between k = 2 and k = 3, which the
-// lockstep simulator gives alike (logged with --log_level=message).
+// there, the prediction was 15-19% long. Rotate is stochastic on this fabric: the GPU's own 3
+// forwards of a rotate case are a median 12% apart, so one case can not be held to 10%; with
+// the fabric's random shares (fabric_share_spread) most are within it on the mean copy time
+// and the forward (10 of 16 with even shares, 14 with the measured spread).
 BOOST_AUTO_TEST_CASE(round_robin_and_ascending_on_4x_h200_are_predicted_within_10_percent) {
   const std::vector<MatrixCase> cases = CasesIn("tests/data/matrix/h200x4-2026-11-28");
   BOOST_TEST_REQUIRE(cases.size() == 48u);
   int asserted = 0;
+  int rotate_within = 0;
   for (const MatrixCase& c : cases) {
     BOOST_TEST_CONTEXT(c.name) {
       const Prediction p = Predict(c, 4, "scenarios/profiles/h200-sxm-x4-measured-2026-11-28.yaml");
-      if (c.schedule == "rotate") continue;
+      if (c.schedule == "rotate") {
+        rotate_within += std::abs(p.copy_error()) <= 0.10 && std::abs(p.forward_error()) <= 0.10;
+        continue;
+      }
       ++asserted;
       BOOST_TEST(std::abs(p.copy_error()) <= 0.10);
       BOOST_TEST(std::abs(p.forward_error()) <= 0.10);
@@ -156,6 +161,7 @@ BOOST_AUTO_TEST_CASE(round_robin_and_ascending_on_4x_h200_are_predicted_within_1
     }
   }
   BOOST_TEST(asserted == 32);
+  BOOST_TEST(rotate_within >= 12, "rotate cases within 10%: " << rotate_within << " of 16");
 }
 
 }  // namespace

@@ -169,6 +169,36 @@ BOOST_AUTO_TEST_CASE(two_flows_on_one_egress_get_half_each) {
   BOOST_TEST(Find(timeline, "to2").end_ns == 21000);
 }
 
+// fabric_share_spread: copies that share a port get random, uneven parts of it, seeded. Two
+// pulls of 1e6 bytes into GPU 0 (ingress 100 B/ns) after their 1000 ns delay: the port stays
+// full, so the second ends at 1000 + 2e6 / 100 = 21,000 ns whatever the split, and the first
+// ends earlier (it can not beat the whole port: 11,000 ns).
+BOOST_AUTO_TEST_CASE(a_share_spread_splits_a_port_unevenly_and_repeats_with_its_seed) {
+  HardwareProfile profile = RoundProfile();
+  profile.fabric_share_spread = Q(0.3);
+  const auto ends = [&](uint64_t seed) {
+    SimOptions options = LatencyAsDelay();
+    options.seed = seed;
+    const auto timeline =
+        RunConcurrentPulls(profile, 3, {{1, 0, "from1"}, {2, 0, "from2"}}, kMB, options);
+    const double a = Find(timeline, "from1").end_ns;
+    const double b = Find(timeline, "from2").end_ns;
+    return std::pair<double, double>(std::min(a, b), std::max(a, b));
+  };
+  const auto [first, last] = ends(1);
+  BOOST_TEST(last == 21000, boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(first < 20999);
+  BOOST_TEST(first >= 11000);
+  // The same seed, the same run; another seed, another split.
+  BOOST_TEST(ends(1).first == first);
+  BOOST_TEST(ends(2).first != first);
+  // Without a spread the two share evenly and end together.
+  const auto even = RunConcurrentPulls(RoundProfile(), 3, {{1, 0, "from1"}, {2, 0, "from2"}}, kMB,
+                                       LatencyAsDelay());
+  BOOST_TEST(Find(even, "from1").end_ns == 21000);
+  BOOST_TEST(Find(even, "from2").end_ns == 21000);
+}
+
 BOOST_AUTO_TEST_CASE(the_fixed_cost_on_the_link_stretches_with_the_pullers_share) {
   // Default model: a remote copy first moves 1000 ns x 100 B/ns = 100,000 bytes of fixed cost
   // through the puller's ingress, then its payload. GPU 0 pulling from GPUs 1 and 2 shares its

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <utility>
 
@@ -32,6 +33,8 @@ Engine::Engine(const EngineParams& params, std::vector<SimDriver*> drivers, Phys
   // Egress, ingress and local port of every GPU, then the fabric port of the world.
   port_capacity_.assign(3 * gpus + 1, 0);
   port_users_.assign(3 * gpus + 1, 0);
+  port_weight_.assign(3 * gpus + 1, 0);
+  rng_state_ = 0x9E3779B97F4A7C15ull * (params_.seed + 1);
   port_active_.assign(3 * gpus + 1, 0);
   remote_in_.assign(gpus, 0);
   gpu_has_flow_.assign(gpus, 0);
@@ -598,9 +601,30 @@ void Engine::BeginFlow(Op* op) {
     op->remaining = overhead_bytes;
     op->in_overhead = true;
   }
+  if (params_.fabric_share_spread > 0 && op->src_gpu != op->dst_gpu) {
+    op->weight = DrawShareWeight();
+  }
   op->finish_ns = kInfinity;
   flows_.push_back(op);
   rates_dirty_ = true;
+}
+
+double Engine::DrawShareWeight() {
+  // xorshift64 and Box-Muller, written out so the draws are the same with every standard
+  // library.
+  const auto uniform = [this] {
+    rng_state_ ^= rng_state_ << 13;
+    rng_state_ ^= rng_state_ >> 7;
+    rng_state_ ^= rng_state_ << 17;
+    return (static_cast<double>(rng_state_ >> 11) + 0.5) / 9007199254740992.0;  // (0, 1)
+  };
+  const double u1 = uniform();
+  const double u2 = uniform();
+  const double z = std::sqrt(-2 * std::log(u1)) * std::cos(2 * 3.14159265358979323846 * u2);
+  // Log-normal with mean 1 and coefficient of variation cv: sigma^2 = ln(1 + cv^2).
+  const double cv = params_.fabric_share_spread;
+  const double sigma = std::sqrt(std::log1p(cv * cv));
+  return std::exp(sigma * z - sigma * sigma / 2);
 }
 
 void Engine::CompleteOp(Op* op) {
@@ -688,13 +712,17 @@ void Engine::RecomputeRates() {
   std::fill(gpu_has_flow_.begin(), gpu_has_flow_.end(), 0);
   std::fill(gpu_has_kernel_.begin(), gpu_has_kernel_.end(), 0);
   std::fill(port_users_.begin(), port_users_.end(), 0);
+  std::fill(port_weight_.begin(), port_weight_.end(), 0.0);
   std::array<size_t, 3> ports{};
   for (const Op* flow : flows_) {
     gpu_has_flow_[flow->src_gpu] = 1;
     gpu_has_flow_[flow->dst_gpu] = 1;
     if (flow->src_gpu != flow->dst_gpu) ++remote_in_[flow->dst_gpu];
     const size_t n = ports_of(flow, ports);
-    for (size_t i = 0; i < n; ++i) ++port_users_[ports[i]];
+    for (size_t i = 0; i < n; ++i) {
+      ++port_users_[ports[i]];
+      port_weight_[ports[i]] += flow->weight;
+    }
   }
   for (size_t gpu = 0; gpu < gpus; ++gpu) {
     // Simulated time is in ns: capacities in bytes per ns.
@@ -708,8 +736,9 @@ void Engine::RecomputeRates() {
   port_capacity_[fabric] = params_.fabric_bw / 1e9 * static_cast<double>(gpus);
   port_active_ = port_users_;
 
-  // Progressive filling: raise every unfrozen flow's rate together until a port saturates,
-  // freeze the flows through it, repeat.
+  // Progressive filling: raise every unfrozen flow's rate together, in proportion to its
+  // weight (all 1 without a share spread), until a port saturates; freeze the flows through
+  // it, repeat.
   for (Op* flow : flows_) flow->rate = -1;
   size_t unfrozen = flows_.size();
   while (unfrozen > 0) {
@@ -717,7 +746,7 @@ void Engine::RecomputeRates() {
     size_t best_port = 0;
     for (size_t port = 0; port < port_users_.size(); ++port) {
       if (port_users_[port] <= 0) continue;
-      const double share = std::max(0.0, port_capacity_[port]) / port_users_[port];
+      const double share = std::max(0.0, port_capacity_[port]) / port_weight_[port];
       if (share < best_share) {
         best_share = share;
         best_port = port;
@@ -727,10 +756,11 @@ void Engine::RecomputeRates() {
       if (flow->rate >= 0) continue;
       const size_t n = ports_of(flow, ports);
       if (std::find(ports.begin(), ports.begin() + n, best_port) == ports.begin() + n) continue;
-      flow->rate = best_share;
+      flow->rate = best_share * flow->weight;
       --unfrozen;
       for (size_t i = 0; i < n; ++i) {
-        port_capacity_[ports[i]] -= best_share;
+        port_capacity_[ports[i]] -= flow->rate;
+        port_weight_[ports[i]] -= flow->weight;
         --port_users_[ports[i]];
       }
     }

@@ -29,6 +29,12 @@
 //   part into a plain delay on the stream before the flow starts. A remote copy that starts while
 //   other remote copies run on its GPUs pays `copy_latency_loaded_ns` instead: on two H200s, 2 MiB
 //   pieces pulled both ways at once took 15.2 us each where one direction alone takes 11.5 us.
+// * With `fabric_share_spread` > 0, ports are shared by weighted max-min fairness: every remote
+//   copy draws a weight, log-normal with mean 1 and that spread, from a generator seeded by
+//   `seed`, and gets its weight's part of every port it shares. On 4x H200 all-pairs pulls
+//   gave each GPU between 241 and 354 GB/s, differently in every repetition (spread 0.13),
+//   while the same pulls on 2x H200 repeated to 1%; the ranks of a run then drift apart.
+//   The run stays deterministic for a given seed.
 // * Kernels run for their duration, but never shorter than the bytes they read at
 //   `compute_read_bw`, stretched by (1 + compute_slowdown) while any flow runs on their GPU.
 // * Each rank's host pays `host_issue_ns` per enqueued operation; an operation never starts
@@ -78,6 +84,8 @@ struct EngineParams {
   double egress_bw = 0;                   // bytes/s, a GPU's remote egress in all (0: peer_copy_bw)
   double compute_read_bw = 0;             // bytes/s a kernel reads its tensors at (0: no floor)
   double fabric_bw = 0;  // bytes/s per GPU of remote traffic, pooled over the world (0: no limit)
+  double fabric_share_spread = 0;    // coefficient of variation of a remote copy's share (0: even)
+  uint64_t seed = 1;                 // of the share weights
   double compute_slowdown = 0;       // fractional stretch of kernels while flows run
   double host_issue_ns = 0;          // host cost of one enqueue
   double event_ns = 0;               // cost of a record or wait on the stream
@@ -219,6 +227,7 @@ class Engine {
     double remaining = 0;
     // A remote copy first moves its fixed cost's bytes (see BeginFlow), then its payload.
     bool in_overhead = false;
+    double weight = 1;  // its part of a shared port (fabric_share_spread)
     double rate = 0;
     double finish_ns = std::numeric_limits<double>::infinity();
   };
@@ -296,6 +305,8 @@ class Engine {
   void Kick(Stream* stream);
   void StartHead(Stream* stream);
   void BeginFlow(Op* op);
+  // A log-normal weight of mean 1 and coefficient of variation fabric_share_spread.
+  double DrawShareWeight();
   // The fixed cost of `op`: copy_latency_loaded_ns when it is a remote copy and another remote
   // flow runs on its source or destination GPU, else copy_latency_ns.
   double CopyLatencyNs(const Op* op) const;
@@ -332,6 +343,8 @@ class Engine {
   std::vector<uint8_t> scratch_bytes_;
   std::vector<double> port_capacity_;
   std::vector<int32_t> port_users_;
+  std::vector<double> port_weight_;  // weight of the unfrozen flows per port
+  uint64_t rng_state_ = 0;
   std::vector<int32_t> port_active_;  // flows per port since the last rate computation
   std::vector<int32_t> remote_in_;
   std::vector<uint8_t> gpu_has_flow_;

@@ -104,6 +104,8 @@ absl::StatusOr<std::unique_ptr<SimWorld>> SimWorld::Create(const HardwareProfile
   params.host_issue_ns = std::max(0.0, profile.host_issue_ns.value);
   params.event_ns = std::max(0.0, profile.event_ns.value);
   params.stream_queue_entries = AsCount(profile.stream_queue_entries);
+  params.fabric_share_spread = std::max(0.0, profile.fabric_share_spread.value);
+  params.seed = options.seed;
   params.functional = options.functional;
   params.check_hazards = options.check_hazards || options.functional;
   params.record_timeline = options.record_timeline;

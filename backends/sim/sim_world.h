@@ -49,6 +49,8 @@ struct SimOptions {
   uint64_t functional_byte_limit = 8ull << 30;
   // Keep TimedOps for TakeTimeline (turn off for long runs that need no trace).
   bool record_timeline = true;
+  // Seeds the random shares of the fabric (the profile's fabric_share_spread).
+  uint64_t seed = 1;
 };
 
 // What is still alive (at teardown: what leaked).

@@ -34,6 +34,7 @@ HardwareProfile ApplyCalibration(const HardwareProfile& base, const CalibrationM
   }
   SetMeasured(hw.egress_bw, m.egress_bw);
   SetMeasured(hw.fabric_bw, m.fabric_bw);
+  SetMeasured(hw.fabric_share_spread, m.fabric_share_spread);
   SetMeasured(hw.copy_latency_loaded_ns, m.copy_latency_loaded_ns);
   SetMeasured(hw.compute_read_bw, m.compute_read_bw);
   if (m.copy_latency_on_link) {

@@ -22,6 +22,7 @@ struct CalibrationMeasurements {
   std::optional<double> concurrent_pull_efficiency;  // ingress from >1 peer / peer_copy_bw
   std::optional<double> egress_bw;                   // bytes/s one GPU served to all its pullers
   std::optional<double> fabric_bw;                   // bytes/s per GPU, all pulling; 0: no limit
+  std::optional<double> fabric_share_spread;         // CV of a rank's rotate rate over repetitions
   std::optional<double> copy_latency_on_link;        // fitted by simulating round robin pieces
   std::optional<double> copy_latency_loaded_ns;      // the same, when on_link = 1 is too short
   std::optional<double> compute_read_bw;             // stand-in kernel: bytes read / time

@@ -293,6 +293,40 @@ void Fabric(Work& w) {
        absl::StrFormat("%.2f x pair, spread %s", share, Pct(rate.spread))});
 }
 
+// How unevenly the fabric shares itself out: the coefficient of variation (standard deviation
+// over mean) of the rates of every rank in every repetition of rotate, where each GPU pulls
+// from one peer at a time and every pair is busy at once. The simulator draws each remote
+// copy's share with it.
+void FabricShareSpread(Work& w) {
+  std::vector<double> rates;
+  for (const RawRank& r : w.raw.ranks) {
+    auto it = r.schedules.runs.find(CopyScheduleName(CopySchedule::kRotate));
+    if (it == r.schedules.runs.end()) continue;
+    for (double span : it->second.span_ns) {
+      if (span > 0) rates.push_back(it->second.bytes / span * 1e9);
+    }
+  }
+  if (rates.size() < 2) {
+    w.d.notes.push_back(
+        "fabric_share_spread needs the 'rotate' schedule runs, which the raw file lacks; kept "
+        "from the base profile");
+    return;
+  }
+  double mean = 0;
+  for (double r : rates) mean += r;
+  mean /= static_cast<double>(rates.size());
+  double variance = 0;
+  for (double r : rates) variance += (r - mean) * (r - mean);
+  variance /= static_cast<double>(rates.size());
+  w.d.m.fabric_share_spread = std::sqrt(variance) / mean;
+  const Summary s = Summarize(rates);
+  w.table.AddRow({"fabric_share_spread", absl::StrFormat("%.3f", *w.d.m.fabric_share_spread),
+                  absl::StrFormat("%.3f", w.base.fabric_share_spread.value),
+                  "std dev / mean of every rank's rotate rate, every repetition",
+                  absl::StrFormat("%d samples, %s..%s", s.count, FormatBandwidth(s.min),
+                                  FormatBandwidth(s.max))});
+}
+
 // Critical path (slowest rank) of every schedule, per repetition; the median of those.
 std::map<CopySchedule, std::vector<double>> MeasuredCriticalPaths(const Work& w) {
   std::map<CopySchedule, std::vector<double>> out;
@@ -733,6 +767,7 @@ absl::StatusOr<CalibrationDerivation> DeriveCalibration(const CalibrationRaw& ra
   IngressConcurrency(w);
   EgressSharing(w);
   Fabric(w);
+  FabricShareSpread(w);
   SchedulesTable(w, MeasuredCriticalPaths(w));
   if (simulate) {
     if (absl::Status s = CopyLatencyOnLink(w, simulate); !s.ok()) {

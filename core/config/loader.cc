@@ -113,8 +113,8 @@ struct HardwareField {
 // 'preset' may leave them out and gets the HardwareProfile defaults (no egress or fabric limit
 // beyond one pair's rate, the whole per-copy fixed cost on the path), i.e. the older model.
 constexpr absl::string_view kOptionalHardwareNumbers[] = {
-    "copy_latency_on_link", "copy_latency_loaded_ns", "egress_bw", "fabric_bw",
-    "compute_read_bw",      "stream_queue_entries"};
+    "copy_latency_on_link", "copy_latency_loaded_ns", "egress_bw",          "fabric_bw",
+    "compute_read_bw",      "stream_queue_entries",   "fabric_share_spread"};
 
 constexpr double kMaxBandwidth = 1e15;  // bytes/s
 constexpr double kMaxFlops = 1e18;
@@ -155,6 +155,8 @@ constexpr HardwareField kHardwareFields[] = {
      false},
     {"fabric_bw", &HardwareProfile::fabric_bw, QuantityKind::kNumber, 0, kMaxBandwidth, false,
      false},
+    {"fabric_share_spread", &HardwareProfile::fabric_share_spread, QuantityKind::kNumber, 0, 2,
+     false, false},
     {"compute_read_bw", &HardwareProfile::compute_read_bw, QuantityKind::kNumber, 0, kMaxBandwidth,
      false, false},
     {"host_issue_ns", &HardwareProfile::host_issue_ns, QuantityKind::kNumber, 0, kMaxNanos, false,

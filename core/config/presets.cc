@@ -340,6 +340,7 @@ void FillModelAssumptions(HardwareProfile& hw) {
   // until a calibration on the machine says otherwise.
   hw.egress_bw = Assumed(0);
   hw.fabric_bw = Assumed(0);
+  hw.fabric_share_spread = Assumed(0);     // an even share, until a calibration measures it
   hw.compute_read_bw = Assumed(0);         // hbm_bw x memory_efficiency
   hw.copy_latency_loaded_ns = Assumed(0);  // copy_latency_ns
   // The DWDP authors report about 130K VMM mappings per process on GB200.

@@ -120,6 +120,11 @@ struct HardwareProfile {
   // over the group (0: no such limit). On one H100 x4 host each GPU pulled only about 266 GB/s
   // when all four pulled from each other, although one pair alone ran at 398.
   Quantity fabric_bw;
+  // How unevenly the fabric shares itself out among the remote copies that use it at once: the
+  // coefficient of variation of one GPU's rate when all pull from each other (0: evenly). 0.13
+  // on a 4x H200 host, where each GPU got 241 to 354 GB/s, differently in every repetition;
+  // about 0.01 on 2x H200. The simulator draws each remote copy's share at random with it.
+  Quantity fabric_share_spread;
   // bytes/s at which the compute kernel reads its layer's tensor: a kernel that reads the whole
   // composite tensor (the cuda backend's stand-in does) takes at least bytes / this, however
   // short its requested time (0: hbm_bw x memory_efficiency). Measured 1.49 TB/s on H100 and

@@ -117,7 +117,8 @@ std::vector<std::pair<std::string, SimCase>> Seeds() {
     c.num_buffers = 3;
     c.forwards = 2;
     c.stream_queue_entries = 3;
-    seeds.emplace_back("d3-rr-stream-queue-3", c);
+    c.share_spread = 2;
+    seeds.emplace_back("d3-rr-stream-queue-3-share-spread", c);
   }
   {
     // Mode B with a queue of 8 entries: waits, records and copies fill it in turn.
@@ -209,6 +210,7 @@ void Print(const SimCase& c) {
   if (c.stream_queue_entries > 0) {
     std::printf("streams hold %lld entries\n", static_cast<long long>(c.stream_queue_entries));
   }
+  if (c.share_spread > 0) std::printf("fabric share spread %g\n", c.fabric_share_spread());
 }
 
 }  // namespace

@@ -92,6 +92,12 @@ struct SimCase {
   // cases never fill); 1..64 makes hosts block all the time, so the lazy host gates run under
   // the hazard checker and the byte checks. Last, so older corpus files decode as before.
   int64_t stream_queue_entries = 0;
+  // The fabric's random shares: 0 (even), 0.1, 0.3 or 1.0 (fabric_share_spread).
+  int share_spread = 0;
+  double fabric_share_spread() const {
+    constexpr double kSpreads[] = {0, 0.1, 0.3, 1.0};
+    return kSpreads[share_spread];
+  }
 
   uint64_t granularity() const { return (4 * kKiB) << granularity_shift; }
   uint64_t pool_page_bytes() const { return granularity() << page_shift; }
@@ -144,6 +150,7 @@ void CodeSimCase(Coder& coder, SimCase& c) {
   coder.Field(c.forwards, int64_t{1}, int64_t{2});
   coder.Flag(c.keep_timeline);
   coder.Field(c.stream_queue_entries, int64_t{0}, int64_t{64});
+  coder.Field(c.share_spread, 0, 3);
 }
 
 inline SimCase DecodeSimCase(FuzzedDataProvider& provider) {
@@ -190,6 +197,7 @@ inline absl::StatusOr<Scenario> MakeSimScenario(const SimCase& c) {
   if (c.stream_queue_entries > 0) {
     s.hardware.stream_queue_entries.value = static_cast<double>(c.stream_queue_entries);
   }
+  s.hardware.fabric_share_spread.value = c.fabric_share_spread();
 
   ModelSpec& model = s.model;
   model.display_name = "fuzz";

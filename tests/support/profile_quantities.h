@@ -39,7 +39,8 @@ inline std::vector<Quantity> AllQuantities(const HardwareProfile& h) {
           h.copy_latency_on_link,
           h.copy_latency_loaded_ns,
           h.compute_read_bw,
-          h.stream_queue_entries};
+          h.stream_queue_entries,
+          h.fabric_share_spread};
 }
 
 // Every number equal, exactly, with the same provenance.
