@@ -228,6 +228,25 @@ BOOST_AUTO_TEST_CASE(plan_simulate_puts_the_simulator_next_to_the_planner) {
   }
 }
 
+// gpt-oss-120b round robin at d = 2 makes 408 timed copies per layer (1,224 queue entries) and,
+// with 3 buffers, enqueues two layers ahead: more than the 1,021 entries a stream holds, so the
+// host blocks and the run says so; rotate makes a few large copies per layer and never fills a
+// stream.
+BOOST_AUTO_TEST_CASE(a_sim_run_says_when_its_host_blocked_on_a_full_stream) {
+  const auto run = [](const std::string& schedule) {
+    return RunDwdp({"run", SourcePath("scenarios/gpt-oss-120b-h100x2-64x64.yaml"), "--contention",
+                    schedule, "--num-buffers", "3", "--layer-compute-ns", "5600000", "--no-hazards",
+                    "--hardware",
+                    SourcePath("scenarios/profiles/h200-sxm-x2-measured-2026-11-28.yaml")});
+  };
+  const auto blocked = run("round_robin");
+  BOOST_REQUIRE_MESSAGE(blocked.exit_code == 0, blocked.err);
+  BOOST_TEST(blocked.out.find("the host blocked") != std::string::npos, blocked.out);
+  const auto free_run = run("rotate");
+  BOOST_REQUIRE_MESSAGE(free_run.exit_code == 0, free_run.err);
+  BOOST_TEST(free_run.out.find("the host blocked") == std::string::npos, free_run.out);
+}
+
 // `dwdp calibrate --from-raw`: the profile of a saved 4x H100 run, without GPUs (this test runs in
 // builds with and without the cuda backend).
 BOOST_AUTO_TEST_CASE(calibrate_from_raw_writes_a_profile_that_loads) {

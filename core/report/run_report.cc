@@ -287,6 +287,14 @@ std::string RunReport::ToText(bool all_ranks) const {
                         FormatNanos(r.stall_ns), FormatBytes(r.peak_device_bytes), peers});
   }
   out += ranks_table.Render({0, 6});
+  if (extra.contains("host_blocks") && extra["host_blocks"].is_number_unsigned() &&
+      extra["host_blocks"].get<uint64_t>() > 0) {
+    absl::StrAppendFormat(&out,
+                          "\nthe host blocked %d times in an enqueue on a full stream (the "
+                          "profile's stream_queue_entries): whatever it issued next, compute "
+                          "launches included, started late\n",
+                          extra["host_blocks"].get<uint64_t>());
+  }
   if (hazards.empty() && errors.empty()) {
     out += ok ? "\nno hazard, no error\n" : "\nfailed\n";
   }
