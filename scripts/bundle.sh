@@ -29,5 +29,9 @@ for f in "$out"/* "$out"/lib/*; do
     if ! [[ $name =~ $system_lib ]] && [ ! -e "$out/lib/$name" ]; then cp -L "$lib" "$out/lib/"; fi
   done
 done
-# Tests find the executable they run through DWDP_BIN; the bundle keeps dwdp next to them.
+# The tests find the scenarios, profiles and test data next to themselves, and dwdp too
+# (tests/support/test_paths.h), so the bundle runs wherever it is copied.
+mkdir -p "$out/tests"
+cp -r scenarios "$out/"
+cp -r tests/data "$out/tests/"
 du -sh "$out" | awk '{print "bundle: " $1 " in '"$out"'"}'
