@@ -6,11 +6,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include "core/run/exit_code.h"
+
 namespace dwdp::cli {
 
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitInvalid = 1;
-inline constexpr int kExitUsage = 2;
+using dwdp::kExitInvalid;
+using dwdp::kExitOk;
+using dwdp::kExitUsage;
 
 struct CommandContext {
   int exit_code = kExitOk;

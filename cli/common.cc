@@ -33,6 +33,10 @@ void ReportError(const absl::Status& status, int exit_code, CommandContext& ctx)
   ReportError(std::string(status.message()), exit_code, ctx);
 }
 
+void ReportError(const absl::Status& status, CommandContext& ctx) {
+  ReportError(status, ExitCodeOf(status), ctx);
+}
+
 void ReportError(const std::string& message, int exit_code, CommandContext& ctx) {
   std::cerr << "error: " << message << "\n";
   ctx.exit_code = exit_code;

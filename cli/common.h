@@ -26,6 +26,8 @@ std::optional<Scenario> LoadScenarioOrReport(const std::string& path, CommandCon
 
 // Prints "error: MESSAGE" to stderr and sets the exit code.
 void ReportError(const absl::Status& status, int exit_code, CommandContext& ctx);
+// The same with the exit code of the failure (ExitCodeOf, core/run/exit_code.h).
+void ReportError(const absl::Status& status, CommandContext& ctx);
 void ReportError(const std::string& message, int exit_code, CommandContext& ctx);
 
 void PrintJson(const nlohmann::json& json);

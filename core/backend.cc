@@ -9,7 +9,53 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
 namespace dwdp {
+
+std::string RankResources::ToString() const {
+  if (empty()) return "";
+  std::string out = absl::StrFormat("rank %d: %d handle(s), %d mapping(s), %d reservation(s)", rank,
+                                    handles.size(), mappings.size(), reservations.size());
+  for (const auto* list : {&handles, &mappings, &reservations}) {
+    for (const std::string& line : *list) absl::StrAppend(&out, "\n  ", line);
+  }
+  return out;
+}
+
+const char* OpKindName(OpKind kind) {
+  switch (kind) {
+    case OpKind::kCopy:
+      return "copy";
+    case OpKind::kEdgeCopy:
+      return "edge copy";
+    case OpKind::kFill:
+      return "fill";
+    case OpKind::kCompute:
+      return "kernel";
+    case OpKind::kWait:
+      return "wait";
+    case OpKind::kRecord:
+      return "record";
+  }
+  return "?";
+}
+
+std::string FormatOpTag(const OpTag& tag) {
+  std::string out;
+  const auto add = [&out](absl::string_view name, int64_t value) {
+    if (value < 0) return;
+    absl::StrAppend(&out, out.empty() ? "" : " ", name, " ", value);
+  };
+  add("layer", tag.layer);
+  add("weight", tag.weight);
+  add("slot", tag.slot);
+  add("peer", tag.peer);
+  add("forward", tag.forward);
+  if (!tag.label.empty()) absl::StrAppend(&out, out.empty() ? "'" : " '", tag.label, "'");
+  return out;
+}
 
 const char* HandleKindName(HandleKind kind) {
   switch (kind) {

@@ -72,6 +72,18 @@ class SharedHandle {
   uint64_t sim_token_ = 0;
 };
 
+// What a rank's driver still holds (after teardown: what leaked), one line per object.
+struct RankResources {
+  int64_t rank = 0;
+  std::vector<std::string> handles;
+  std::vector<std::string> mappings;
+  std::vector<std::string> reservations;
+  bool empty() const { return handles.empty() && mappings.empty() && reservations.empty(); }
+  // "rank 2: 1 handle(s), 0 mapping(s), 1 reservation(s)" followed by the objects, or "" when
+  // nothing is alive.
+  std::string ToString() const;
+};
+
 class Driver {
  public:
   virtual ~Driver() = default;
@@ -103,6 +115,10 @@ class Driver {
   // Physical bytes this rank has allocated now and at most (memory accounting).
   virtual uint64_t live_device_bytes() const = 0;
   virtual uint64_t peak_device_bytes() const = 0;
+  // Every handle, mapping and reservation this driver created or imported and has not yet
+  // released, unmapped or freed: the process's own accounting, exact whatever else shares the
+  // GPU, so a teardown that leaves anything behind is found by name.
+  virtual RankResources LiveResources() const = 0;
 };
 
 using StreamId = int64_t;
@@ -132,6 +148,10 @@ struct OpTag {
   int64_t forward = -1;
   std::string label;
 };
+const char* OpKindName(OpKind kind);
+// "layer 3 weight 0 slot 1 peer 1 forward 0 'label'" (fields that are -1 left out; "" for an
+// empty tag). Both backends name operations with it, so a failure reads the same on either.
+std::string FormatOpTag(const OpTag& tag);
 
 // A read of one composite tensor by a kernel. With `verify` set the kernel checks every byte
 // of [va, va + bytes) against the pattern (tensor offset 0 at va).

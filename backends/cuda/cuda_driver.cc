@@ -382,6 +382,25 @@ absl::Status CudaDriver::Free(DevPtr va, uint64_t bytes) {
   return absl::OkStatus();
 }
 
+RankResources CudaDriver::LiveResources() const {
+  RankResources live;
+  live.rank = rank_;
+  for (const auto& [id, entry] : handles_) {
+    live.handles.push_back(absl::StrFormat("%s handle %d of %s (%s)",
+                                           entry.imported ? "imported" : "created", id,
+                                           FormatBytes(entry.bytes), HandleKindName(entry.kind)));
+  }
+  for (const auto& [va, mapping] : mappings_) {
+    live.mappings.push_back(absl::StrFormat("mapping of handle %d at VA 0x%x, %s",
+                                            mapping.handle_id, va, FormatBytes(mapping.bytes)));
+  }
+  for (const auto& [va, bytes] : reservations_) {
+    live.reservations.push_back(
+        absl::StrFormat("reservation at VA 0x%x, %s", va, FormatBytes(bytes)));
+  }
+  return live;
+}
+
 CudaDriver::~CudaDriver() {
   const size_t mappings = mappings_.size();
   const size_t reservations = reservations_.size();

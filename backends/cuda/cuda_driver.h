@@ -48,6 +48,7 @@ class CudaDriver : public Driver {
 
   uint64_t live_device_bytes() const override { return live_bytes_; }
   uint64_t peak_device_bytes() const override { return peak_bytes_; }
+  RankResources LiveResources() const override;
 
   int device_ordinal() const { return device_ordinal_; }
   // Why shareable_kind() is what it is (also what was logged).

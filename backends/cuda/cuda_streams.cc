@@ -26,15 +26,10 @@ constexpr uint64_t kSinkGuard = 0x9E3779B97F4A7C15ull;
 
 std::string Hex(uint64_t va) { return absl::StrFormat("0x%x", va); }
 
+// Operations read the same on both backends (FormatOpTag); an untagged one says so.
 std::string Describe(const OpTag& tag) {
-  std::vector<std::string> parts;
-  if (!tag.label.empty()) parts.push_back(tag.label);
-  if (tag.layer >= 0) parts.push_back(absl::StrCat("layer ", tag.layer));
-  if (tag.weight >= 0) parts.push_back(absl::StrCat("weight ", tag.weight));
-  if (tag.peer >= 0) parts.push_back(absl::StrCat("from rank ", tag.peer));
-  if (tag.slot >= 0) parts.push_back(absl::StrCat("slot ", tag.slot));
-  if (tag.forward >= 0) parts.push_back(absl::StrCat("forward ", tag.forward));
-  return parts.empty() ? std::string("untagged") : absl::StrJoin(parts, ", ");
+  const std::string text = FormatOpTag(tag);
+  return text.empty() ? std::string("untagged") : text;
 }
 
 }  // namespace

@@ -41,15 +41,6 @@ struct Segment {
   DevPtr va = 0;
 };
 
-// What a rank still holds (leak report).
-struct RankResources {
-  int64_t rank = 0;
-  std::vector<std::string> handles;
-  std::vector<std::string> mappings;
-  std::vector<std::string> reservations;
-  bool empty() const { return handles.empty() && mappings.empty() && reservations.empty(); }
-};
-
 class SimDriver : public Driver {
  public:
   static constexpr int kVaSpaceShift = 44;  // 16 TiB of VA per rank
@@ -89,7 +80,7 @@ class SimDriver : public Driver {
   DevPtr va_base() const { return va_base_; }
   int64_t num_mappings() const { return static_cast<int64_t>(mappings_.size()); }
   int64_t num_imported_fabric_mappings() const { return imported_fabric_mappings_; }
-  RankResources LiveResources() const;
+  RankResources LiveResources() const override;
 
  private:
   struct HandleEntry {

@@ -17,7 +17,7 @@ constexpr double kInfinity = std::numeric_limits<double>::infinity();
 constexpr const char* kInvalidHandle = "CUDA_ERROR_INVALID_HANDLE";
 
 std::string TagSuffix(const OpTag& tag) {
-  const std::string text = DescribeTag(tag);
+  const std::string text = FormatOpTag(tag);
   return text.empty() ? "" : absl::StrCat(" [", text, "]");
 }
 

@@ -33,21 +33,6 @@ const char* HazardKindName(HazardKind kind) {
   return "?";
 }
 
-std::string DescribeTag(const OpTag& tag) {
-  std::string out;
-  const auto add = [&out](absl::string_view name, int64_t value) {
-    if (value < 0) return;
-    absl::StrAppend(&out, out.empty() ? "" : " ", name, " ", value);
-  };
-  add("layer", tag.layer);
-  add("weight", tag.weight);
-  add("slot", tag.slot);
-  add("peer", tag.peer);
-  add("forward", tag.forward);
-  if (!tag.label.empty()) absl::StrAppend(&out, out.empty() ? "'" : " '", tag.label, "'");
-  return out;
-}
-
 std::string AccessOp::Describe() const {
   std::string what;
   switch (type) {
@@ -62,7 +47,7 @@ std::string AccessOp::Describe() const {
       what = absl::StrFormat("kernel '%s'", kernel);
       break;
   }
-  const std::string tag_text = DescribeTag(tag);
+  const std::string tag_text = FormatOpTag(tag);
   if (!tag_text.empty()) absl::StrAppend(&what, " [", tag_text, "]");
   return what;
 }

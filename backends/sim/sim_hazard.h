@@ -167,7 +167,4 @@ class HazardChecker {
   std::vector<ShadowRange> scratch_;
 };
 
-// "layer 3 weight 1 slot 1 peer 2 forward 0 'label'" (fields that are set).
-std::string DescribeTag(const OpTag& tag);
-
 }  // namespace dwdp::sim

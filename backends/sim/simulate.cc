@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/run/run_scenario.h"
+#include "core/util/bytes.h"
 
 namespace dwdp::sim {
 
@@ -41,106 +43,53 @@ absl::StatusOr<std::vector<std::vector<std::vector<SharedHandle>>>> SimCoordinat
   return result;
 }
 
-absl::StatusOr<SimulationResult> SimulateScenario(const Scenario& scenario,
-                                                  const GroupLayout& layout,
-                                                  const SimulateOptions& options) {
+absl::StatusOr<std::unique_ptr<SimSession>> SimSession::Open(const Scenario& scenario,
+                                                             const GroupLayout& layout,
+                                                             const RunRequest& request,
+                                                             const SimSessionOptions& options) {
   SimOptions world_options = options.world;
-  world_options.functional = options.functional;
-  world_options.check_hazards = options.check_hazards || options.functional;
+  world_options.functional = request.functional();
+  world_options.check_hazards = request.hazards_or_default();
+  world_options.seed = request.seed_or_default();
   world_options.record_timeline = true;  // drained after every forward
   const int64_t num_ranks = static_cast<int64_t>(layout.ranks.size());
   auto world = SimWorld::Create(scenario.hardware, num_ranks, world_options);
   if (!world.ok()) return world.status();
-  SimCoordinator coordinator(**world);
-  std::vector<std::unique_ptr<Driver>> owned_wrappers;
+  auto session =
+      std::unique_ptr<SimSession>(new SimSession(*std::move(world), scenario.dwdp.num_groups));
   if (options.wrap_driver) {
     for (int64_t r = 0; r < num_ranks; ++r) {
-      coordinator.set_driver(r, options.wrap_driver(r, (*world)->driver(r)));
+      session->coordinator_.set_driver(r, options.wrap_driver(r, session->world_->driver(r)));
     }
   }
+  return session;
+}
 
-  RuntimeOptions runtime_options;
-  runtime_options.functional = options.functional;
-  runtime_options.fault = options.fault;
-  runtime_options.attention_ns = options.attention_ns;
-  runtime_options.moe_ns = options.moe_ns;
-  runtime_options.prelude_ns = options.prelude_ns;
-  runtime_options.contention = scenario.dwdp.contention;
-  runtime_options.step_hook = options.step_hook;
+std::vector<std::string> SimSession::Hazards() {
+  std::vector<std::string> out;
+  for (const Hazard& h : world_->hazards()) out.push_back(h.ToString());
+  if (world_->hazards_dropped() > 0) {
+    out.push_back(absl::StrFormat("... and %d more hazards not listed", world_->hazards_dropped()));
+  }
+  return out;
+}
 
-  SimulationResult result;
-  std::vector<std::string> errors;
-  auto runtime = GroupRuntime::Setup(layout, coordinator, runtime_options);
-  int64_t forwards_done = 0;
-  RunReportAccumulator accumulator;
-  if (!runtime.ok()) {
-    errors.push_back(absl::StrCat("setup: ", runtime.status().message()));
-  } else {
-    result.setup_ok = true;
-    // Setup operations are not part of any forward; drop them from the timeline.
-    for (int64_t r = 0; r < num_ranks; ++r) (void)(*world)->streams(r).TakeTimeline();
-    // Each forward's operations are folded into the report as soon as it ends, so memory
-    // stays flat over long runs; the whole timeline is kept only when asked for (traces).
-    for (int64_t f = 0; f < options.forwards; ++f) {
-      absl::Status st = (*runtime)->RunForward(f);
-      ++forwards_done;
-      std::vector<TimedOp> forward_ops;
-      for (int64_t r = 0; r < num_ranks; ++r) {
-        for (TimedOp& op : (*world)->streams(r).TakeTimeline()) {
-          if (options.keep_timeline) {
-            result.stream_names[{op.rank, op.stream}] = (*runtime)->stream_name(op.rank, op.stream);
-            result.timeline.push_back(op);
-          }
-          if (op.tag.forward == f) op.tag.forward = 0;
-          forward_ops.push_back(std::move(op));
-        }
-      }
-      SimWorld& current = **world;
-      accumulator.Add(BuildRunReport(forward_ops, num_ranks, 1, [&current](int64_t rank) {
-        return current.peak_bytes(rank);
-      }));
-      if (!st.ok()) {
-        errors.push_back(std::string(st.message()));
-        break;
-      }
-    }
-    if (absl::Status st = (*runtime)->Teardown(); !st.ok()) {
-      errors.push_back(absl::StrCat("teardown: ", st.message()));
-    }
-    runtime->reset();
+std::vector<std::string> SimSession::UnreportedErrors() {
+  std::vector<std::string> out;
+  for (const SimError& e : world_->errors()) out.emplace_back(e.status.message());
+  // The drivers' own accounting is checked rank by rank; physical memory that outlives every
+  // handle and mapping is only visible here.
+  const LeakReport leaks = world_->leak_report();
+  if (!leaks.allocations.empty()) {
+    out.push_back(absl::StrCat("resources still alive after teardown: ", leaks.ToString()));
   }
-  SimWorld& w = **world;
-  result.report =
-      accumulator.count() > 0
-          ? accumulator.Result()
-          : BuildRunReport({}, num_ranks, 0, [&w](int64_t rank) { return w.peak_bytes(rank); });
-  (void)forwards_done;
-  result.report.backend = "sim";
-  result.report.mode = options.functional ? "functional" : "timing";
-  result.report.scenario = scenario.name;
-  for (const Hazard& h : w.hazards()) result.report.hazards.push_back(h.ToString());
-  if (w.hazards_dropped() > 0) {
-    result.report.hazards.push_back(
-        absl::StrFormat("... and %d more hazards not listed", w.hazards_dropped()));
-  }
-  for (const SimError& e : w.errors()) {
-    const std::string text(e.status.message());
-    bool seen = false;
-    for (const std::string& existing : errors)
-      seen = seen || existing.find(text) != std::string::npos;
-    if (!seen) errors.push_back(text);
-  }
-  result.leaks = w.leak_report();
-  if (!result.leaks.empty()) {
-    errors.push_back(
-        absl::StrCat("resources still alive after teardown: ", result.leaks.ToString()));
-  }
-  result.report.errors = std::move(errors);
-  result.report.ok = result.report.errors.empty() && result.report.hazards.empty();
+  return out;
+}
 
+void SimSession::Annotate(const std::vector<RankOutcome>& /*outcomes*/, RunReport& report) {
   nlohmann::json links = nlohmann::json::array();
-  for (int64_t g = 0; g < num_ranks; ++g) {
-    const LinkStats& s = w.link_stats(g);
+  for (int64_t g = 0; g < world_->size(); ++g) {
+    const LinkStats& s = world_->link_stats(g);
     links.push_back({{"gpu", g},
                      {"egress_bytes", s.egress_bytes},
                      {"ingress_bytes", s.ingress_bytes},
@@ -148,16 +97,87 @@ absl::StatusOr<SimulationResult> SimulateScenario(const Scenario& scenario,
                      {"ingress_busy_ns", s.ingress_busy_ns},
                      {"compute_busy_ns", s.compute_busy_ns}});
   }
-  result.report.extra["links"] = links;
-  result.report.extra["simulated_ns"] = w.now_ns();
+  report.extra["links"] = links;
+  report.extra["simulated_ns"] = world_->now_ns();
   // Enqueues that found a full stream queue (the profile's stream_queue_entries) and blocked
   // their host: launches behind them came late.
-  result.report.extra["host_blocks"] = w.host_blocks();
-  if (scenario.dwdp.num_groups > 1) {
-    result.report.extra["note"] =
+  report.extra["host_blocks"] = world_->host_blocks();
+  if (num_groups_ > 1) {
+    report.extra["note"] =
         absl::StrFormat("the %d groups are identical; one group of %d ranks was simulated",
-                        scenario.dwdp.num_groups, num_ranks);
+                        num_groups_, world_->size());
   }
+}
+
+uint64_t FunctionalBytes(const GroupLayout& layout) {
+  uint64_t total = 0;
+  for (const RankLayout& r : layout.ranks) {
+    uint64_t pool = 0;
+    for (uint64_t pages : r.slot_pages) pool += pages * layout.pool_page_bytes;
+    total += r.local_bytes_per_layer * static_cast<uint64_t>(layout.num_layers()) + pool;
+  }
+  return total;
+}
+
+RunBackend SimRunBackend() {
+  RunBackend backend;
+  backend.name = "sim";
+  backend.description = "the simulator: every rank of the group in this process, no GPU";
+  backend.options = kRunOptionHazards | kRunOptionSeed | kRunOptionAlignForwards;
+  backend.open = [](const Scenario& scenario, const GroupLayout& layout,
+                    const RunRequest& request) -> absl::StatusOr<std::unique_ptr<RunSession>> {
+    SimSessionOptions options;
+    if (request.functional()) {
+      const uint64_t needed = FunctionalBytes(layout);
+      if (needed > options.world.functional_byte_limit) {
+        return absl::ResourceExhaustedError(absl::StrFormat(
+            "functional mode stores every byte and this scenario needs %s (limit %s); use "
+            "--mode timing or a scenario with fewer layers or smaller experts",
+            FormatBytes(needed), FormatBytes(options.world.functional_byte_limit)));
+      }
+    }
+    auto session = SimSession::Open(scenario, layout, request, options);
+    if (!session.ok()) return session.status();
+    return std::unique_ptr<RunSession>(*std::move(session));
+  };
+  return backend;
+}
+
+absl::StatusOr<SimulationResult> SimulateScenario(const Scenario& scenario,
+                                                  const GroupLayout& layout,
+                                                  const SimulateOptions& options) {
+  RunRequest request;
+  request.backend = "sim";
+  request.mode = options.functional ? RunMode::kFunctional : RunMode::kTiming;
+  request.fault = options.fault;
+  request.check_hazards = options.check_hazards;
+  request.seed = options.world.seed;
+  Scenario run = scenario;
+  run.workload.forwards = options.forwards;
+  SimSessionOptions session_options;
+  session_options.world = options.world;
+  session_options.wrap_driver = options.wrap_driver;
+  auto session = SimSession::Open(run, layout, request, session_options);
+  if (!session.ok()) return session.status();
+  SimSession* sim = session->get();
+  RunInputs inputs;
+  LayerTimes times;
+  times.attention_ns = options.attention_ns;
+  times.moe_ns = options.moe_ns;
+  times.prelude_ns = options.prelude_ns;
+  times.source = "given";
+  inputs.times = times;
+  inputs.step_hook = options.step_hook;
+  inputs.keep_timeline = options.keep_timeline;
+  auto run_result =
+      RunScenarioWith(run, layout, request, *std::move(session), SimRunBackend().options, inputs);
+  if (!run_result.ok()) return run_result.status();
+  SimulationResult result;
+  result.report = std::move(run_result->report);
+  result.timeline = std::move(run_result->timeline);
+  result.stream_names = std::move(run_result->stream_names);
+  result.leaks = sim->world().leak_report();
+  result.setup_ok = run_result->setup_ok;
   return result;
 }
 

@@ -32,6 +32,7 @@ class FaultyDriver : public Driver {
   HandleKind shareable_kind() const override { return inner_.shareable_kind(); }
   uint64_t live_device_bytes() const override { return inner_.live_device_bytes(); }
   uint64_t peak_device_bytes() const override { return inner_.peak_device_bytes(); }
+  RankResources LiveResources() const override { return inner_.LiveResources(); }
 
   absl::StatusOr<Handle> Create(uint64_t bytes, HandleKind kind) override;
   absl::StatusOr<SharedHandle> Export(Handle handle) override;
