@@ -64,8 +64,7 @@ class CudaRunSession : public RunSession {
     absl::StatusOr<std::vector<std::vector<uint8_t>>> votes =
         group_->Allgather(std::vector<uint8_t>{all_ok ? uint8_t{1} : uint8_t{0}});
     if (!votes.ok()) {
-      outcome.errors.push_back(
-          absl::StrCat("agree on the copy probe: ", votes.status().message()));
+      outcome.errors.push_back(absl::StrCat("agree on the copy probe: ", votes.status().message()));
       return;
     }
     for (const auto& v : *votes) all_ok = all_ok && !v.empty() && v[0] == 1;
@@ -202,17 +201,18 @@ class CudaRunSession : public RunSession {
   std::string TextAppendix(const RunReport& report) const override {
     std::string out;
     if (!gpu_timing_) {
-      absl::StrAppend(&out, "\nno GPU timing events (--no-gpu-timing): per-layer times are not "
-                            "measured; the host cost of wait_and_bind is\n");
+      absl::StrAppend(&out,
+                      "\nno GPU timing events (--no-gpu-timing): per-layer times are not "
+                      "measured; the host cost of wait_and_bind is\n");
     } else {
-      absl::StrAppend(&out, "\nGPU copy rates (raw: the same copies, one rank at a time, nothing "
-                            "else running):\n");
+      absl::StrAppend(&out,
+                      "\nGPU copy rates (raw: the same copies, one rank at a time, nothing "
+                      "else running):\n");
     }
     for (const auto& r : report.extra["cuda"]["ranks"]) {
-      const std::string host = absl::StrFormat(
-          "wait_and_bind host cost %.2f us mean, %.2f us max",
-          r.value("wait_and_bind_host_ns_mean", 0.0) / 1e3,
-          r.value("wait_and_bind_host_ns_max", 0.0) / 1e3);
+      const std::string host = absl::StrFormat("wait_and_bind host cost %.2f us mean, %.2f us max",
+                                               r.value("wait_and_bind_host_ns_mean", 0.0) / 1e3,
+                                               r.value("wait_and_bind_host_ns_max", 0.0) / 1e3);
       if (gpu_timing_) {
         absl::StrAppendFormat(
             &out, "  rank %d: achieved %s, raw %s, prefetch efficiency %.1f%%; %s; %s\n",
@@ -268,8 +268,7 @@ class CudaRunSession : public RunSession {
     streams_ = *std::move(streams);
     HandleExchangeOptions exchange_options;
     exchange_options.timeout_seconds = request.timeout_or_default();
-    auto exchange =
-        cuda_->factory().CreateHandleExchange(*group_, handle_kind_, exchange_options);
+    auto exchange = cuda_->factory().CreateHandleExchange(*group_, handle_kind_, exchange_options);
     if (!exchange.ok()) return exchange.status();
     exchange_ = *std::move(exchange);
     coordinator_ =

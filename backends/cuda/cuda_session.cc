@@ -74,7 +74,8 @@ int CudaSession::Finish(int exit_code) {
   absl::StatusOr<std::vector<std::vector<uint8_t>>> codes =
       world().Allgather(std::vector<uint8_t>{static_cast<uint8_t>(exit_code)});
   if (codes.ok()) {
-    for (const std::vector<uint8_t>& c : *codes) agreed = std::max<int>(agreed, c.empty() ? 1 : c[0]);
+    for (const std::vector<uint8_t>& c : *codes)
+      agreed = std::max<int>(agreed, c.empty() ? 1 : c[0]);
   } else if (agreed == 0) {
     agreed = 1;  // a peer is gone: this job did not end well
   }

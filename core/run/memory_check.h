@@ -21,10 +21,10 @@ struct DeviceMemoryReadings {
 };
 
 struct DeviceMemoryVerdict {
-  bool leak = false;        // a failure: memory grows with every setup/teardown
-  bool run_again = false;   // run one more setup/teardown and judge again with `again`
-  uint64_t retained = 0;    // kept by the driver once (not growing)
-  std::string message;      // one sentence, for the report
+  bool leak = false;       // a failure: memory grows with every setup/teardown
+  bool run_again = false;  // run one more setup/teardown and judge again with `again`
+  uint64_t retained = 0;   // kept by the driver once (not growing)
+  std::string message;     // one sentence, for the report
 };
 
 // The rules:

@@ -12,8 +12,10 @@ struct OptionName {
   const char* flag;
 };
 constexpr OptionName kOptionFlags[] = {
-    {kRunOptionHazards, "--no-hazards"},   {kRunOptionSeed, "--seed"},
-    {kRunOptionTimeout, "--timeout"},      {kRunOptionGpuTiming, "--no-gpu-timing"},
+    {kRunOptionHazards, "--no-hazards"},
+    {kRunOptionSeed, "--seed"},
+    {kRunOptionTimeout, "--timeout"},
+    {kRunOptionGpuTiming, "--no-gpu-timing"},
     {kRunOptionAlignForwards, "--align-forwards"},
 };
 
@@ -81,8 +83,8 @@ nlohmann::json EffectiveOptionsJson(const RunRequest& request, const Scenario& s
       {"seed", applicable(kRunOptionSeed, request.seed_or_default())},
       {"timeout_s", applicable(kRunOptionTimeout, request.timeout_or_default())},
       {"gpu_timing", applicable(kRunOptionGpuTiming, request.gpu_timing_or_default())},
-      {"trace", request.trace_path.empty() ? nlohmann::json(nullptr)
-                                           : nlohmann::json(request.trace_path)},
+      {"trace",
+       request.trace_path.empty() ? nlohmann::json(nullptr) : nlohmann::json(request.trace_path)},
   };
 }
 

@@ -30,8 +30,8 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const GroupLayou
 
 absl::StatusOr<RunResult> RunScenarioWith(const Scenario& scenario, const GroupLayout& layout,
                                           const RunRequest& request,
-                                          std::unique_ptr<RunSession> session,
-                                          uint32_t understood, const RunInputs& inputs) {
+                                          std::unique_ptr<RunSession> session, uint32_t understood,
+                                          const RunInputs& inputs) {
   const LayerTimes times = inputs.times ? *inputs.times : ComputeLayerTimes(scenario);
   const int64_t d = session->group_size();
   const std::vector<int64_t> hosted = session->coordinator().hosted_ranks();
@@ -103,9 +103,8 @@ absl::StatusOr<RunResult> RunScenarioWith(const Scenario& scenario, const GroupL
         }
         if (whole_group) {
           RunSession& s = *session;
-          accumulator.Add(BuildRunReport(forward_ops, d, 1, [&s](int64_t rank) {
-            return s.peak_device_bytes(rank);
-          }));
+          accumulator.Add(BuildRunReport(forward_ops, d, 1,
+                                         [&s](int64_t rank) { return s.peak_device_bytes(rank); }));
         }
         if (!st.ok()) {
           fail(std::string(st.message()));
@@ -171,9 +170,10 @@ absl::StatusOr<RunResult> RunScenarioWith(const Scenario& scenario, const GroupL
   RunReport& report = result.report;
   if (whole_group) {
     RunSession& s = *session;
-    report = accumulator.count() > 0
-                 ? accumulator.Result()
-                 : BuildRunReport({}, d, 0, [&s](int64_t rank) { return s.peak_device_bytes(rank); });
+    report =
+        accumulator.count() > 0
+            ? accumulator.Result()
+            : BuildRunReport({}, d, 0, [&s](int64_t rank) { return s.peak_device_bytes(rank); });
   } else {
     // Forward by forward, as the simulator folds them.
     int64_t forwards = 0;

@@ -50,7 +50,7 @@ absl::StatusOr<RunResult> RunScenario(const Scenario& scenario, const GroupLayou
 // `understood` is the backend's RunBackend::options.
 absl::StatusOr<RunResult> RunScenarioWith(const Scenario& scenario, const GroupLayout& layout,
                                           const RunRequest& request,
-                                          std::unique_ptr<RunSession> session,
-                                          uint32_t understood, const RunInputs& inputs = {});
+                                          std::unique_ptr<RunSession> session, uint32_t understood,
+                                          const RunInputs& inputs = {});
 
 }  // namespace dwdp
