@@ -327,7 +327,9 @@ struct LayerFixture {
   LayerFixture() {
     REQUIRE_OK(UseDevice(0));
     BOOST_TEST_MESSAGE("GPU: " << DescribeDevice(0));
-    REQUIRE_CUDA(cudaStreamCreateWithFlags(&cuda_stream, cudaStreamNonBlocking));
+    // A blocking stream: the cases' plain cudaMemcpy / cudaMemset calls (legacy default
+    // stream) are then ordered with the layer's work on it.
+    REQUIRE_CUDA(cudaStreamCreateWithFlags(&cuda_stream, cudaStreamDefault));
     stream = cuda_stream;
   }
   ~LayerFixture() {
