@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <numeric>
 #include <set>
 #include <string>
@@ -749,6 +750,11 @@ BOOST_FIXTURE_TEST_CASE(misuse_is_refused_with_a_reason, LayerFixture) {
   BOOST_TEST(layer->CheckRouting(stream).code() == absl::StatusCode::kFailedPrecondition);
   BOOST_TEST(layer->ReadRouting(tokens + 1, stream).status().code() ==
              absl::StatusCode::kFailedPrecondition);
+  // No tokens: nothing to do, and nothing refused.
+  const RoutingPlan empty = Plan(*layer, 52, 0);
+  BOOST_TEST(empty.max_count() == 0);
+  REQUIRE_OK(layer->Enqueue(empty, w13.address(), w2.address(), stream));
+  REQUIRE_OK(layer->CheckRouting(stream));
 }
 
 BOOST_FIXTURE_TEST_CASE(expert_streams_cost_workspaces_and_keep_the_result, LayerFixture) {
