@@ -6,8 +6,10 @@
 #   ./scripts/bundle.sh            # -> dist/dwdp (copy it to the GPU machine)
 #   mpirun -np 2 dist/dwdp/dwdp run scenarios/qwen3-30b-h100x2-64x64.yaml --backend cuda
 #   mpirun -np 2 dist/dwdp/engine_example       # the engine API (libdwdp.so in lib/)
+#   dist/dwdp/moe_bench                         # the MoE layer on one GPU
 #
-# libc, libstdc++, the CUDA driver and MPI are left out on purpose: the GPU machine's own
+# libc, libstdc++, the CUDA driver, MPI and the CUDA toolkit's cuBLAS and NCCL (hundreds of MB;
+# /usr/local/cuda/lib64 there, see gpu_env.sh) are left out on purpose: the GPU machine's own
 # libraries are used (MPI must match the mpirun that starts the job).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,12 +18,13 @@ cd "$(dirname "$0")/.."
 out=dist/dwdp
 rm -rf "$out"
 mkdir -p "$out/lib"
-bins=(build/default/cli/dwdp build/default/cli/dwdp_cuda_smoke build/default/cli/engine_example)
+bins=(build/default/cli/dwdp build/default/cli/dwdp_cuda_smoke build/default/cli/engine_example
+  build/default/cli/moe_bench)
 for t in build/default/tests/*_test; do bins+=("$t"); done
 cp "${bins[@]}" "$out/"
 cp build/default/cli/libdwdp_cuda.so build/default/cli/libdwdp.so "$out/lib/"
 strip --strip-debug "$out"/* "$out"/lib/* 2>/dev/null || true
-system_lib='^(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux|libcuda|libmpi|libopen-|libhwloc|libevent|libpmix|libz|libudev|libnl|libibverbs|librdmacm|libfabric|libucp|libucs|libuct|libucm|libpsm|libltdl|libnuma|libmunge|libefa|libcrypto|libssl)'
+system_lib='^(libcublas|libcublasLt|libnccl|libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux|libcuda|libmpi|libopen-|libhwloc|libevent|libpmix|libz|libudev|libnl|libibverbs|librdmacm|libfabric|libucp|libucs|libuct|libucm|libpsm|libltdl|libnuma|libmunge|libefa|libcrypto|libssl)'
 for f in "$out"/* "$out"/lib/*; do
   [ -f "$f" ] || continue
   ldd "$f" 2>/dev/null | awk '/=> \//{print $3}' | while read -r lib; do

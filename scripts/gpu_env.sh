@@ -1,7 +1,8 @@
-# Sourced on a GPU machine next to a bundle from scripts/bundle.sh: library paths, the module,
-# and the launch line. NVLink multicast stays off (NCCL_NVLS_ENABLE=0).
+# Sourced on a GPU machine next to a bundle from scripts/bundle.sh: library paths (the bundle's,
+# then the CUDA toolkit's for cuBLAS and NCCL), the module, and the launch line. NVLink
+# multicast stays off (NCCL_NVLS_ENABLE=0).
 bundle="${DWDP_BUNDLE:-$(pwd)/dist/dwdp}"
-export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export DWDP_CUDA_MODULE="$bundle/lib/libdwdp_cuda.so"
 export NCCL_NVLS_ENABLE=0
 dwdp_mpirun() {
