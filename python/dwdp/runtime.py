@@ -35,6 +35,16 @@ class _DeviceArray:
         }
 
 
+def _torch():
+    """torch, or one sentence saying the runtime needs it."""
+    try:
+        import torch
+    except ImportError as error:
+        _lib.fail("dwdp.Runtime needs PyTorch, and it cannot be imported here (%s); the "
+                  "inspection functions (validate, recipes, layout, plan) work without it" % error)
+    return torch
+
+
 def _stream_handle(stream):
     """The cudaStream_t of a torch.cuda.Stream (or an integer handle) as a c_void_p."""
     if isinstance(stream, int):
@@ -81,7 +91,7 @@ def _chunk_table(config, chunks):
 def _check_chunk(config, layer, index, tensor, device):
     """The chunk of (layer, weight) must be [num_experts_per_worker, *shape] of the weight's
     dtype, contiguous, on this rank's GPU."""
-    import torch
+    torch = _torch()
     weight = config.weights[index]
     where = "the chunk of layer %s %s" % (layer, weight.name)
     if not isinstance(tensor, torch.Tensor):
@@ -128,7 +138,7 @@ class Runtime:
         torch.distributed, else MPI). device: this rank's GPU (default: the current one).
         copy_stream: the stream for prime / prefetch_next (default: a new one).
         """
-        import torch
+        torch = _torch()
         if not isinstance(config, Config):
             _lib.fail("Runtime.create needs a dwdp.Config; got %s" % type(config).__name__)
         config.check()
@@ -199,7 +209,7 @@ class Runtime:
         zero-copy torch view of dwdp's memory, at a fixed address for the runtime's life. The
         experts this rank does not store are valid on the compute stream between
         wait_and_bind(layer) and record_compute(layer)."""
-        import torch
+        torch = _torch()
         index = self.config.weight_index(weight)
         key = (layer, index)
         if key not in self._tensors:
