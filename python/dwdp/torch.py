@@ -33,7 +33,7 @@ from dwdp.runtime import Runtime
 FUSED_NAMES = ("gate_up_proj", "down_proj", "gate_proj", "up_proj")
 
 
-def _fused_parameters(module):
+def fused_parameters(module):
     """The parameters dwdp manages in `module`: its direct ones with >= 3 dimensions whose
     first dimension is the expert count, in registration order. Empty when it is not a fused
     experts module."""
@@ -47,7 +47,7 @@ def _fused_parameters(module):
 
 def find_experts(model):
     """[(qualified name, module)] of the fused experts modules of `model`, in model order."""
-    return [(name, module) for name, module in model.named_modules() if _fused_parameters(module)]
+    return [(name, module) for name, module in model.named_modules() if fused_parameters(module)]
 
 
 def _no_experts_message(model):
@@ -83,12 +83,12 @@ def _model_side(experts):
     every MoE layer."""
     names = [name for name, _ in experts]
     first_name, first = experts[0]
-    params = _fused_parameters(first)
+    params = fused_parameters(first)
     num_experts = params[0][1].shape[0]
     weights = tuple(Weight(name, dtype_name(p.dtype), tuple(p.shape[1:])) for name, p in params)
     for name, module in experts[1:]:
         theirs = tuple(Weight(n, dtype_name(p.dtype), tuple(p.shape[1:]))
-                       for n, p in _fused_parameters(module))
+                       for n, p in fused_parameters(module))
         if theirs != weights:
             _lib.fail("the MoE layers differ: %s holds %s but %s holds %s; dwdp needs the same "
                       "expert weights in every MoE layer" %
@@ -193,7 +193,7 @@ class Installation:
             handle.remove()
         self._hooks = []
         for layer, (name, module) in zip(self.layers, self.experts):
-            for _, p in _fused_parameters(module):
+            for _, p in fused_parameters(module):
                 p.data = torch.empty(0, dtype=p.dtype, device=p.device)
 
             def released(module, args, layer=layer):
@@ -235,7 +235,7 @@ def install(model, config, comm=None, device=None, copy_stream=None, timeout=60.
     chunks = {}
     with torch.no_grad():
         for layer, (_, module) in zip(layers, experts):
-            for name, p in _fused_parameters(module):
+            for name, p in fused_parameters(module):
                 chunks[(layer, name)] = p.detach()[mine.start:mine.stop].to(device).contiguous()
     runtime = Runtime.create(config, chunks, comm=group, device=device, copy_stream=copy_stream,
                              timeout=timeout)
@@ -243,7 +243,7 @@ def install(model, config, comm=None, device=None, copy_stream=None, timeout=60.
 
     # Point the parameters at the composite tensors; the full tensors they held are dropped.
     for layer, (_, module) in zip(layers, experts):
-        for name, p in _fused_parameters(module):
+        for name, p in fused_parameters(module):
             p.data = runtime.tensor(layer, name)
             p.requires_grad_(False)
     torch.cuda.empty_cache()
