@@ -15,6 +15,7 @@ current stream for compute and the runtime's own copy stream for prime / prefetc
 import atexit
 import ctypes
 import threading
+import weakref
 
 from dwdp import _lib
 from dwdp import group as _group
@@ -58,15 +59,25 @@ def _stream_handle(stream):
 
 _finalize_mpi_registered = False
 _finalize_lock = threading.Lock()
+_open_runtimes = weakref.WeakSet()
+
+
+def _shutdown():
+    for runtime in list(_open_runtimes):
+        try:
+            runtime.close()
+        except _lib.Error:
+            pass  # the process is ending; close() said what it could
+    _lib.library().dwdp_shutdown()
 
 
 def _finalize_mpi_at_exit():
     """MPI must be finalised before a process started by mpirun exits; the library does it
-    only when it initialised MPI itself."""
+    (after closing the runtimes still open) only when it initialised MPI itself."""
     global _finalize_mpi_registered
     with _finalize_lock:
         if not _finalize_mpi_registered:
-            atexit.register(lambda: _lib.library().dwdp_shutdown())
+            atexit.register(_shutdown)
             _finalize_mpi_registered = True
 
 
@@ -198,9 +209,11 @@ class Runtime:
                 raise _lib.Error("%s (torch.distributed: %s)" % (error.message, cause),
                                  error.code) from cause
         _lib.check(code)
+        runtime = cls(handle, config, group, device, copy_stream, callbacks)
+        _open_runtimes.add(runtime)
         if group.kind == "mpi":
             _finalize_mpi_at_exit()
-        return cls(handle, config, group, device, copy_stream, callbacks)
+        return runtime
 
     # --- the composite tensors -------------------------------------------------------------
 
