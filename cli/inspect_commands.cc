@@ -7,23 +7,12 @@
 #include "cli/common.h"
 #include "core/layout/layout.h"
 #include "core/partition/partition.h"
+#include "core/report/inspect_json.h"
 #include "core/report/table.h"
 #include "core/util/bytes.h"
 
 namespace dwdp::cli {
 namespace {
-
-nlohmann::json RecipesJson(const std::vector<Recipe>& recipes) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const Recipe& r : recipes) out.push_back({r.num_experts_per_worker, r.num_prefetch_experts});
-  return out;
-}
-
-nlohmann::json PeerRangesJson(const std::vector<PeerRange>& ranges) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const PeerRange& r : ranges) out.push_back({r.start, r.end});
-  return out;
-}
 
 std::string RecipeList(const std::vector<Recipe>& recipes, size_t max_shown) {
   std::string out;
@@ -77,11 +66,7 @@ bool ValidateOrReport(const Scenario& scenario, std::optional<int64_t> world_siz
   if (!error) return true;
   ctx.exit_code = kExitInvalid;
   if (format == Format::kJson) {
-    PrintJson({{"valid", false},
-               {"error",
-                {{"check", error->check},
-                 {"message", error->message},
-                 {"recipes", RecipesJson(error->recipes)}}}});
+    PrintJson(ValidateJson(scenario, world_size));
     return false;
   }
   std::cerr << "error: " << scenario.source_file << ": " << error->check << ": " << error->message
@@ -112,29 +97,20 @@ void RegisterValidate(CLI::App& app, CommandContext& ctx) {
     const Format format = ParseFormat(opts->format);
     auto scenario = LoadScenarioOrReport(opts->scenario, ctx);
     if (!scenario) return;
+    if (format == Format::kJson) {
+      const nlohmann::json doc = ValidateJson(*scenario, opts->world_size);
+      if (!doc["valid"].get<bool>()) {
+        ctx.exit_code = kExitInvalid;
+        const nlohmann::json& error = doc["error"];
+        if (error["check"] == "layout")
+          ReportError(error["message"].get<std::string>(), kExitInvalid, ctx);
+      }
+      PrintJson(doc);
+      return;
+    }
     if (!ValidateOrReport(*scenario, opts->world_size, format, ctx)) return;
     auto layout = ComputeGroupLayout(*scenario);
-    if (!layout.ok()) {
-      ReportError(layout.status(), kExitInvalid, ctx);
-      if (format == Format::kJson) {
-        PrintJson({{"valid", false},
-                   {"error",
-                    {{"check", "layout"},
-                     {"message", std::string(layout.status().message())},
-                     {"recipes", nlohmann::json::array()}}}});
-      }
-      return;
-    }
-    if (format == Format::kJson) {
-      PrintJson({{"valid", true},
-                 {"name", scenario->name},
-                 {"dwdp_size", scenario->dwdp.dwdp_size},
-                 {"num_experts", scenario->model.num_experts},
-                 {"peer_ranges", PeerRangesJson(layout->peer_ranges)},
-                 {"recipes",
-                  RecipesJson(Recipes(scenario->dwdp.dwdp_size, scenario->model.num_experts))}});
-      return;
-    }
+    if (!layout.ok()) return ReportError(layout.status(), kExitInvalid, ctx);
     std::cout << ScenarioHeader(*scenario) << "\n" << RankTable(*scenario, *layout) << "\n";
     const int64_t overlap =
         scenario->dwdp.num_experts_per_worker - scenario->dwdp.num_prefetch_experts;
@@ -166,14 +142,7 @@ void RegisterRecipes(CLI::App& app, CommandContext& ctx) {
   cmd->callback([opts, &ctx] {
     const auto recipes = Recipes(opts->dwdp_size, opts->num_experts);
     if (ParseFormat(opts->format) == Format::kJson) {
-      nlohmann::json list = nlohmann::json::array();
-      for (const Recipe& r : recipes) {
-        list.push_back({{"num_experts_per_worker", r.num_experts_per_worker},
-                        {"num_prefetch_experts", r.num_prefetch_experts},
-                        {"overlap", r.overlap()}});
-      }
-      PrintJson(
-          {{"dwdp_size", opts->dwdp_size}, {"num_experts", opts->num_experts}, {"recipes", list}});
+      PrintJson(RecipesJson(opts->dwdp_size, opts->num_experts));
     } else if (!recipes.empty()) {
       std::cout << "recipes for dwdp_size " << opts->dwdp_size << " and " << opts->num_experts
                 << " experts, least overlap first\n\n";
@@ -220,38 +189,9 @@ void RegisterLayout(CLI::App& app, CommandContext& ctx) {
     }
     const auto shown = [&](const RankLayout& r) { return !opts->rank || *opts->rank == r.rank; };
     if (format == Format::kJson) {
-      nlohmann::json ranks = nlohmann::json::array();
-      for (const RankLayout& r : layout->ranks) {
-        if (!shown(r)) continue;
-        nlohmann::json weights = nlohmann::json::array();
-        for (const WeightLayout& w : r.weights) {
-          weights.push_back({{"name", w.name},
-                             {"expert_bytes", w.expert_bytes},
-                             {"page_start", w.page_start},
-                             {"page_end", w.page_end},
-                             {"leading_edge", w.leading_edge},
-                             {"trailing_edge", w.trailing_edge},
-                             {"mnnvl_size", w.mnnvl_size},
-                             {"pre_size", w.pre_size},
-                             {"pre_padding", w.pre_padding},
-                             {"post_size", w.post_size},
-                             {"post_padding", w.post_padding},
-                             {"total_size", w.total_size}});
-        }
-        ranks.push_back({{"rank", r.rank},
-                         {"start", r.range.start},
-                         {"end", r.range.end},
-                         {"local_bytes_per_layer", r.local_bytes_per_layer},
-                         {"pool_pages_per_layer", r.pool_pages_per_layer},
-                         {"slot_pages", r.slot_pages},
-                         {"weights", weights}});
-      }
-      PrintJson({{"num_experts", layout->num_experts},
-                 {"granularity", layout->granularity},
-                 {"pool_page_bytes", layout->pool_page_bytes},
-                 {"num_buffers", layout->num_buffers},
-                 {"peer_ranges", PeerRangesJson(layout->peer_ranges)},
-                 {"ranks", ranks}});
+      auto doc = LayoutJson(*scenario, opts->rank);
+      if (!doc.ok()) return ReportError(doc.status(), kExitInvalid, ctx);
+      PrintJson(*doc);
       return;
     }
     std::cout << ScenarioHeader(*scenario) << "granularity " << FormatBytes(layout->granularity)

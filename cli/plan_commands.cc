@@ -14,6 +14,7 @@
 #include "core/perf/layer_times.h"
 #include "core/plan/placement.h"
 #include "core/plan/plan_report.h"
+#include "core/plan/plan_request.h"
 #include "core/plan/planner.h"
 #include "core/report/table.h"
 #include "core/util/bytes.h"
@@ -211,7 +212,8 @@ void RegisterPlan(CLI::App& app, CommandContext& ctx) {
       }
       scenario->hardware = *std::move(hw);
     }
-    PlanOptions options;
+    PlanRequest request;
+    PlanOptions& options = request.options;
     options.dwdp_sizes = opts->dwdp_sizes;
     options.max_dwdp_size = opts->max_dwdp_size;
     options.num_buffers = opts->num_buffers;
@@ -220,18 +222,17 @@ void RegisterPlan(CLI::App& app, CommandContext& ctx) {
     options.all_recipes = opts->all_recipes;
     options.contention = ParseContention(opts->contention);
     options.tokens_cv = opts->tokens_cv;
-    auto plan = PlanCapacity(*scenario, options);
-    if (!plan.ok()) {
-      ReportError(absl::StrCat(scenario->source_file, ": ", plan.status().message()), kExitInvalid,
-                  ctx);
+    if (opts->recommend) {
+      request.recommend =
+          opts->objective == "smallest" ? PlanObjective::kSmallest : PlanObjective::kThroughput;
+    }
+    auto outcome = RunPlan(*scenario, request);
+    if (!outcome.ok()) {
+      ReportError(outcome.status(), kExitInvalid, ctx);
       return;
     }
-    std::vector<RecommendationResult> recommendations;
-    if (opts->recommend) {
-      recommendations =
-          Recommend(*plan, opts->objective == "smallest" ? PlanObjective::kSmallest
-                                                         : PlanObjective::kThroughput);
-    }
+    const Plan* plan = &outcome->plan;
+    const std::vector<RecommendationResult>& recommendations = outcome->recommendations;
     if (!opts->csv_out.empty() && !WriteFileOrReport(opts->csv_out, PlanToCsv(*plan), ctx)) return;
     const nlohmann::json simulated = SimulateBest(*scenario, *plan, opts->simulate, ctx);
     switch (ParseFormat(opts->format)) {

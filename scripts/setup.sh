@@ -9,7 +9,7 @@ packages=(
   libbenchmark-dev
   libopenmpi-dev openmpi-bin
   clang libclang-rt-dev
-  python3-matplotlib
+  python3 python3-matplotlib
 )
 
 missing=()

@@ -100,41 +100,10 @@ class CudaBackendFactoryImpl final : public CudaBackendFactory {
     }
     info_.device_count = *device_count;
 
-    PromoteMpiToGlobal();
-    int mpi_ready = 0;
-    MPI_Initialized(&mpi_ready);
-    if (!mpi_ready) {
-      int provided = 0;
-      if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "the cuda backend cannot run on %s: MPI could not be initialised (start it with "
-            "mpirun, or check the Open MPI installation)",
-            info_.hostname));
-      }
-      owns_mpi_ = true;
-    }
-    absl::StatusOr<std::unique_ptr<MpiComm>> world =
-        MpiComm::Duplicate(MPI_COMM_WORLD, options.timeout_seconds);
-    if (!world.ok()) return world.status();
-    world_ = std::move(*world);
-    info_.world_rank = world_->rank();
-    info_.world_size = world_->size();
-
-    MPI_Comm node = MPI_COMM_NULL;
-    if (absl::Status s =
-            MpiStatus(MPI_Comm_split_type(world_->comm(), MPI_COMM_TYPE_SHARED,
-                                          static_cast<int>(info_.world_rank), MPI_INFO_NULL, &node),
-                      "MPI_Comm_split_type(SHARED)");
-        !s.ok()) {
-      return s;
-    }
     int node_rank = 0;
-    int node_size = 1;
-    MPI_Comm_rank(node, &node_rank);
-    MPI_Comm_size(node, &node_size);
-    MPI_Comm_free(&node);
-    info_.local_size = node_size;
-    if (!LocalRankFromEnvironment(&info_.local_rank)) info_.local_rank = node_rank;
+    if (options.use_mpi) {
+      if (absl::Status s = InitializeMpi(options, &node_rank); !s.ok()) return s;
+    }
 
     absl::StatusOr<const DriverApi*> api = LoadDriverApi();
     if (!api.ok()) {
@@ -178,6 +147,11 @@ class CudaBackendFactoryImpl final : public CudaBackendFactory {
 
   absl::StatusOr<std::unique_ptr<Comm>> CreateGroupComm(int64_t dwdp_size) override {
     if (absl::Status s = RequireInitialized("CreateGroupComm"); !s.ok()) return s;
+    if (world_ == nullptr) {
+      return absl::FailedPreconditionError(
+          "CreateGroupComm: the cuda backend was initialised without MPI (the caller brought its "
+          "own group communicator)");
+    }
     if (dwdp_size <= 0) {
       return absl::InvalidArgumentError(
           absl::StrFormat("dwdp_size must be positive, got %d", dwdp_size));
@@ -245,6 +219,46 @@ class CudaBackendFactoryImpl final : public CudaBackendFactory {
   }
 
  private:
+  // MPI_Init_thread unless MPI is up already, the world communicator, and this process's rank
+  // among those of its node.
+  absl::Status InitializeMpi(const CudaInitOptions& options, int* node_rank) {
+    PromoteMpiToGlobal();
+    int mpi_ready = 0;
+    MPI_Initialized(&mpi_ready);
+    if (!mpi_ready) {
+      int provided = 0;
+      if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "the cuda backend cannot run on %s: MPI could not be initialised (start it with "
+            "mpirun, or check the Open MPI installation)",
+            info_.hostname));
+      }
+      owns_mpi_ = true;
+    }
+    absl::StatusOr<std::unique_ptr<MpiComm>> world =
+        MpiComm::Duplicate(MPI_COMM_WORLD, options.timeout_seconds);
+    if (!world.ok()) return world.status();
+    world_ = std::move(*world);
+    info_.world_rank = world_->rank();
+    info_.world_size = world_->size();
+
+    MPI_Comm node = MPI_COMM_NULL;
+    if (absl::Status s =
+            MpiStatus(MPI_Comm_split_type(world_->comm(), MPI_COMM_TYPE_SHARED,
+                                          static_cast<int>(info_.world_rank), MPI_INFO_NULL, &node),
+                      "MPI_Comm_split_type(SHARED)");
+        !s.ok()) {
+      return s;
+    }
+    int node_size = 1;
+    MPI_Comm_rank(node, node_rank);
+    MPI_Comm_size(node, &node_size);
+    MPI_Comm_free(&node);
+    info_.local_size = node_size;
+    if (!LocalRankFromEnvironment(&info_.local_rank)) info_.local_rank = *node_rank;
+    return absl::OkStatus();
+  }
+
   absl::Status RequireInitialized(const char* what) const {
     if (initialized_) return absl::OkStatus();
     return absl::FailedPreconditionError(

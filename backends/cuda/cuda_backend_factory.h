@@ -31,7 +31,7 @@ namespace dwdp::cuda {
 
 // Bumped whenever anything in this header changes; the loader refuses a module built from a
 // different version of it (the binary and the module share C++ types across the boundary).
-inline constexpr uint32_t kCudaBackendAbiVersion = 3;
+inline constexpr uint32_t kCudaBackendAbiVersion = 4;
 inline constexpr char kCudaBackendEntryPoint[] = "dwdp_cuda_backend_factory";
 inline constexpr char kCudaBackendModuleFile[] = "libdwdp_cuda.so";
 
@@ -43,6 +43,10 @@ struct CudaInitOptions {
   // local rank modulo the device count: an engine that embeds dwdp has chosen its GPU already.
   // No current context is then an error that says so.
   bool use_current_device = false;
+  // false: leave MPI alone (neither initialised nor used) because the caller brings its own
+  // group communicator (the engine API's Options::group_comm, e.g. torch.distributed). world()
+  // and CreateGroupComm are then unavailable, and world_rank / world_size stay 0 / 1.
+  bool use_mpi = true;
 };
 
 // What Initialize found out about this process and its GPU.
@@ -119,7 +123,7 @@ class CudaBackendFactory {
   virtual bool initialized() const = 0;
   virtual const CudaProcessInfo& process() const = 0;
 
-  // MPI_COMM_WORLD (a duplicate), valid from Initialize until Shutdown.
+  // MPI_COMM_WORLD (a duplicate), valid from Initialize until Shutdown (with use_mpi only).
   virtual Comm& world() = 0;
   // The DWDP group of this rank: MPI_Comm_split with color world_rank / dwdp_size, ordered by
   // world rank. Destroy it before Shutdown.

@@ -17,6 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "api/callback_comm.h"
+#include "api/engine_config.h"
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_coordinator.h"
 #include "backends/cuda/cuda_streams.h"
@@ -28,11 +30,6 @@
 
 namespace dwdp::api {
 namespace {
-
-// The VMM granularity of every GPU DWDP targets (H100, H200, GB200): the config is checked
-// against it before any GPU is touched, so a bad config is reported even on a machine without
-// one. The real granularity is checked again once the driver reports it.
-constexpr uint64_t kAssumedGranularity = 2ull << 20;
 
 Status ToApi(const absl::Status& status) {
   if (status.ok()) return Status::Ok();
@@ -54,71 +51,6 @@ ContentionConfig ToContention(const Config& config) {
   }
   contention.slice_bytes = config.contention_slice_bytes;
   return contention;
-}
-
-PartitionInput ToPartitionInput(const Config& config) {
-  PartitionInput input;
-  input.dwdp_size = config.dwdp_size;
-  input.num_experts_per_worker = config.num_experts_per_worker;
-  input.num_prefetch_experts = config.num_prefetch_experts;
-  input.num_experts = config.num_experts;
-  // The engine loads exactly the rank's range: its chunk size is the config's by construction
-  // (each chunk's byte count is checked below instead).
-  input.loaded_chunk = config.num_experts_per_worker;
-  input.num_groups = config.num_groups;
-  return input;
-}
-
-std::vector<WeightSpec> ToWeights(const Config& config) {
-  std::vector<WeightSpec> weights;
-  for (const Weight& w : config.weights) weights.push_back({w.name, w.bytes_per_expert});
-  return weights;
-}
-
-absl::StatusOr<GroupLayout> LayoutOf(const Config& config, uint64_t granularity) {
-  auto partition = Partition::Create(ToPartitionInput(config));
-  if (!partition.ok()) return partition.status();
-  return ComputeGroupLayout(*partition, ToWeights(config), config.moe_layers, granularity,
-                            config.pool_page_bytes, config.num_buffers);
-}
-
-// Everything about the config that can be checked without a GPU or MPI. Every rank passes the
-// same config, so every rank fails here alike and none waits for another.
-absl::Status CheckConfig(const Config& config) {
-  if (config.num_experts <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("num_experts is %d; it must be positive", config.num_experts));
-  }
-  if (config.moe_layers.empty()) return absl::InvalidArgumentError("moe_layers is empty");
-  for (size_t i = 0; i < config.moe_layers.size(); ++i) {
-    if (config.moe_layers[i] < 0 || (i > 0 && config.moe_layers[i] <= config.moe_layers[i - 1])) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "moe_layers must be non-negative layer indices in ascending order without repeats; "
-          "entry %d is %d",
-          i, config.moe_layers[i]));
-    }
-  }
-  if (config.weights.empty()) return absl::InvalidArgumentError("weights is empty");
-  for (size_t i = 0; i < config.weights.size(); ++i) {
-    if (config.weights[i].name.empty()) {
-      return absl::InvalidArgumentError(absl::StrFormat("weight %d has no name", i));
-    }
-    for (size_t j = 0; j < i; ++j) {
-      if (config.weights[j].name == config.weights[i].name) {
-        return absl::InvalidArgumentError(
-            absl::StrFormat("weight name '%s' appears twice", config.weights[i].name));
-      }
-    }
-  }
-  if (config.contention_mode == ContentionMode::kRoundRobin && config.contention_slice_bytes == 0) {
-    return absl::InvalidArgumentError("contention_slice_bytes must be positive for round robin");
-  }
-  if (auto error = ValidatePartition(ToPartitionInput(config))) {
-    return absl::InvalidArgumentError(absl::StrCat(error->check, ": ", error->message));
-  }
-  // The whole layout (byte overflow, page size) with the granularity every target GPU has.
-  if (auto layout = LayoutOf(config, kAssumedGranularity); !layout.ok()) return layout.status();
-  return absl::OkStatus();
 }
 
 // This rank's chunks against a valid config. Returns, by [position][weight], each chunk's
@@ -260,19 +192,32 @@ Status Runtime::Create(const Config& config, const std::vector<LocalChunk>& chun
   if (runtime == nullptr)
     return Status::Error("dwdp: Runtime::Create needs a place for the result");
   runtime->reset();
-  if (absl::Status st = CheckConfig(config); !st.ok()) return ToApi(st);
+  if (absl::Status st = ValidateConfig(config); !st.ok()) return ToApi(st);
   // A chunk error is this rank's alone: it is reported after the group has met (below), so
   // the peers learn of it instead of waiting for this rank until their timeout.
   auto sources = CheckChunks(config, chunks);
+
+  auto impl = std::make_unique<Impl>();
+  // The engine's communicator is checked before any GPU work, like the config.
+  if (options.group_comm != nullptr) {
+    auto group = CallbackComm::Create(*options.group_comm);
+    if (!group.ok()) return ToApi(group.status());
+    if ((*group)->size() != config.dwdp_size) {
+      return ToApi(absl::InvalidArgumentError(
+          absl::StrFormat("Options::group_comm has %d ranks; a DWDP group has dwdp_size = %d",
+                          (*group)->size(), config.dwdp_size)));
+    }
+    impl->group = *std::move(group);
+  }
 
   cuda::CudaBackendFactory& factory = cuda::GetCudaBackendFactory();
   cuda::CudaInitOptions init;
   init.timeout_seconds = options.timeout_seconds;
   init.use_current_device = true;
+  init.use_mpi = options.group_comm == nullptr;
   if (absl::Status st = factory.Initialize(init); !st.ok()) return ToApi(st);
 
-  auto impl = std::make_unique<Impl>();
-  if (options.mpi_comm == Options::kSplitWorld) {
+  if (impl->group == nullptr && options.mpi_comm == Options::kSplitWorld) {
     PartitionInput input = ToPartitionInput(config);
     input.world_size = factory.process().world_size;
     input.rank = factory.process().world_rank;
@@ -282,7 +227,7 @@ Status Runtime::Create(const Config& config, const std::vector<LocalChunk>& chun
     auto group = factory.CreateGroupComm(config.dwdp_size);
     if (!group.ok()) return ToApi(group.status());
     impl->group = *std::move(group);
-  } else {
+  } else if (impl->group == nullptr) {
     MPI_Comm comm = MPI_Comm_f2c(static_cast<MPI_Fint>(options.mpi_comm));
     if (comm == MPI_COMM_NULL) {
       return ToApi(absl::InvalidArgumentError("Options::mpi_comm is MPI_COMM_NULL"));
@@ -322,7 +267,8 @@ Status Runtime::Create(const Config& config, const std::vector<LocalChunk>& chun
     }
   }
 
-  auto driver = factory.CreateDriver({.rank = impl->rank});
+  // Without MPI every process is world rank 0 to the factory: group rank 0 alone logs.
+  auto driver = factory.CreateDriver({.rank = impl->rank, .log_handle_choice = impl->rank == 0});
   if (!driver.ok()) return ToApi(driver.status());
   impl->driver = *std::move(driver);
   // No per-operation timing events: an engine's forward never reads a timeline, and the
@@ -377,6 +323,9 @@ Status Runtime::Create(const Config& config, const std::vector<LocalChunk>& chun
 int64_t Runtime::group_rank() const { return impl_->rank; }
 int64_t Runtime::local_expert_begin() const { return impl_->range.start; }
 int64_t Runtime::local_expert_end() const { return impl_->range.end; }
+uint64_t Runtime::device_bytes() const {
+  return impl_->driver != nullptr ? impl_->driver->live_device_bytes() : 0;
+}
 
 void* Runtime::tensor(int64_t layer, int64_t weight) const {
   if (impl_->closed) return nullptr;
@@ -422,5 +371,7 @@ Status Runtime::prefetch_next(int64_t layer, void* copy_stream) {
 }
 
 Status Runtime::close() { return ToApi(impl_->Close()); }
+
+void Shutdown() { cuda::GetCudaBackendFactory().Shutdown(0); }
 
 }  // namespace dwdp::api

@@ -8,8 +8,9 @@
 // (layer, weight) at a fixed device address: the engine's MoE kernels read it like any
 // fully-loaded weight.
 //
-// Use (one process per GPU, launched by MPI; the engine has selected its GPU with
-// cudaSetDevice and initialised MPI):
+// Use (one process per GPU, launched by MPI, or by any launcher when the engine hands over its
+// own group communicator in Options::group_comm; the engine has selected its GPU with
+// cudaSetDevice):
 //
 //   dwdp::api::Config config;                      // TensorRT-LLM's DwdpConfig + the model
 //   std::vector<dwdp::api::LocalChunk> chunks;     // this rank's experts, per (layer, weight)
@@ -109,7 +110,29 @@ struct LocalChunk {
   uint64_t bytes = 0;  // num_experts_per_worker * bytes_per_expert
 };
 
+// The engine's own communicator of this rank's DWDP group (torch.distributed, NCCL, its own
+// MPI wrapper), as plain C callbacks. dwdp uses it only inside Create (to agree on the config
+// and to exchange handle names), never per forward. Every rank of the group passes one.
+struct GroupComm {
+  // Hands rank `rank`'s bytes to dwdp; dwdp copies them before put returns.
+  using PutFn = void (*)(void* sink, int64_t rank, const void* data, uint64_t bytes);
+
+  void* user = nullptr;  // passed back to the callbacks unchanged
+  int64_t rank = -1;     // this rank in the group, 0 .. size-1
+  int64_t size = 0;      // ranks in the group: Config::dwdp_size
+  // Collective: gathers `bytes` bytes from every rank of the group (the counts may differ
+  // between ranks) and calls put(sink, r, data_r, bytes_r) once for every rank r before it
+  // returns. Returns 0 on success; anything else fails Create.
+  int (*allgather)(void* user, const void* mine, uint64_t bytes, PutFn put, void* sink) = nullptr;
+  // Collective: returns once every rank of the group has called it; 0 on success.
+  int (*barrier)(void* user) = nullptr;
+};
+
 struct Options {
+  // When set, the group is this communicator and MPI is neither initialised nor used (mpi_comm
+  // is ignored). The pointed-to struct is copied; `user` must stay valid until Create returns.
+  const GroupComm* group_comm = nullptr;
+
   // The communicator of this rank's DWDP group, as a Fortran handle (MPI_Comm_c2f(comm)) so
   // this header needs no MPI types; its ranks are the group ranks 0..dwdp_size-1.
   // kSplitWorld: dwdp splits MPI_COMM_WORLD by world rank / dwdp_size. When MPI is not
@@ -126,6 +149,16 @@ struct Options {
   // this long, never a hang.
   double timeout_seconds = 60;
 };
+
+// Everything about `config` that can be checked without a GPU or a group (the partition,
+// the names, the layout's byte counts with a 2 MiB VMM granularity): Create runs the same
+// checks first. The message is one sentence.
+DWDP_API Status CheckConfig(const Config& config);
+
+// Ends what Create started for the process: MPI_Finalize when Create initialised MPI itself
+// (kSplitWorld while MPI was not initialised). Call once, after the last Runtime is closed;
+// harmless when there is nothing to end. An engine that initialised MPI finalises it itself.
+DWDP_API void Shutdown();
 
 class DWDP_API Runtime {
  public:
@@ -148,6 +181,9 @@ class DWDP_API Runtime {
   int64_t group_rank() const;
   int64_t local_expert_begin() const;
   int64_t local_expert_end() const;
+  // Device memory dwdp holds on this rank's GPU now: its local expert handles and the pool's
+  // pages (peer memory it maps is counted by its owner). 0 after close().
+  uint64_t device_bytes() const;
 
   // Byte 0 of the composite [num_experts, ...] tensor of (layer, weight): expert e starts at
   // tensor + e * bytes_per_expert. The address is fixed for the runtime's lifetime, so an
