@@ -46,11 +46,33 @@ Scenario Load(const std::string& name) {
 BOOST_AUTO_TEST_SUITE(flags)
 
 BOOST_AUTO_TEST_CASE(every_flag_reaches_the_request) {
-  const RunRequest r =
-      Parse({"s.yaml", "--backend", "cuda", "--mode", "functional", "--forwards", "3", "--trace",
-             "t.json", "--inject", "partial-map", "--hardware", "h200-sxm", "--contention",
-             "ascending", "--num-buffers", "3", "--layer-compute-ns", "5000", "--no-gpu-timing",
-             "--align-forwards", "--all-ranks", "--no-hazards", "--seed", "9", "--timeout", "5"});
+  const RunRequest r = Parse({"s.yaml",
+                              "--backend",
+                              "cuda",
+                              "--mode",
+                              "functional",
+                              "--forwards",
+                              "3",
+                              "--trace",
+                              "t.json",
+                              "--inject",
+                              "partial-map",
+                              "--hardware",
+                              "h200-sxm",
+                              "--contention",
+                              "ascending",
+                              "--num-buffers",
+                              "3",
+                              "--layer-compute-ns",
+                              "5000",
+                              "--no-gpu-timing",
+                              "--align-forwards",
+                              "--all-ranks",
+                              "--no-hazards",
+                              "--seed",
+                              "9",
+                              "--timeout",
+                              "5"});
   BOOST_TEST(r.backend == "cuda");
   BOOST_TEST(r.functional());
   BOOST_TEST(r.forwards.value_or(0) == 3);
@@ -107,8 +129,9 @@ BOOST_AUTO_TEST_CASE(a_backend_is_opened_with_every_option_it_understands) {
   RunBackend recording;
   recording.name = "recording";
   recording.options = kRunOptionTimeout | kRunOptionGpuTiming | kRunOptionAlignForwards;
-  recording.open = [&seen](const Scenario& s, const GroupLayout& l, const RunRequest& request)
-      -> absl::StatusOr<std::unique_ptr<RunSession>> {
+  recording.open = [&seen](
+                       const Scenario& s, const GroupLayout& l,
+                       const RunRequest& request) -> absl::StatusOr<std::unique_ptr<RunSession>> {
     seen = request;
     RunRequest sim_request = request;
     sim_request.timeout_s.reset();
@@ -117,8 +140,7 @@ BOOST_AUTO_TEST_CASE(a_backend_is_opened_with_every_option_it_understands) {
     if (!session.ok()) return session.status();
     return std::unique_ptr<RunSession>(*std::move(session));
   };
-  RunRequest request =
-      Parse({"s.yaml", "--timeout", "5", "--no-gpu-timing", "--align-forwards"});
+  RunRequest request = Parse({"s.yaml", "--timeout", "5", "--no-gpu-timing", "--align-forwards"});
   request.backend = "recording";
   auto result = RunScenario(scenario, *layout, request, recording);
   BOOST_REQUIRE_MESSAGE(result.ok(), result.status().message());
@@ -247,7 +269,8 @@ BOOST_AUTO_TEST_CASE(growth_once_is_the_driver_and_growth_again_is_a_leak) {
   r.again = 104 * kMiB;
   const DeviceMemoryVerdict leak = JudgeDeviceMemory(r);
   BOOST_TEST(leak.leak);
-  BOOST_TEST(leak.message.find("grows with every setup/teardown") != std::string::npos, leak.message);
+  BOOST_TEST(leak.message.find("grows with every setup/teardown") != std::string::npos,
+             leak.message);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
