@@ -20,6 +20,7 @@ absl::StatusOr<std::unique_ptr<CudaSession>> CudaSession::Open(CudaBackendFactor
   CudaInitOptions init;
   init.timeout_seconds = options.timeout_s;
   init.use_current_device = options.use_current_device;
+  init.use_mpi = options.use_mpi;
   if (absl::Status s = factory.Initialize(init); !s.ok()) {
     // Nothing was started that a peer waits for: end MPI quietly, whatever the others do.
     if (!options.use_current_device) factory.Shutdown(0);

@@ -24,6 +24,9 @@ struct CudaSessionOptions {
   // Keep the GPU already current on this thread (an engine chose it) instead of local rank
   // modulo the device count.
   bool use_current_device = false;
+  // Initialise MPI (the default). An engine that passes its own group communicator (e.g.
+  // torch.distributed) runs without MPI; world() is then unavailable.
+  bool use_mpi = true;
 };
 
 class CudaSession {

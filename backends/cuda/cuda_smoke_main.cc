@@ -24,8 +24,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "backends/cuda/cuda_backend_factory.h"
-#include "backends/cuda/loader.h"
+#include "backends/cuda/cuda_session.h"
 #include "core/backend.h"
+#include "core/run/exit_code.h"
 
 namespace dwdp::cuda {
 namespace {
@@ -280,23 +281,17 @@ int main(int argc, char** argv) {
                  "[--handles fd|fabric|auto] [--exit-after-export RANK]\n");
     return 2;
   }
-  absl::StatusOr<CudaBackendFactory*> factory = LoadCudaBackend();
-  if (!factory.ok()) {
-    std::fprintf(stderr, "dwdp_cuda_smoke: %s\n", std::string(factory.status().message()).c_str());
-    return 2;
+  CudaSessionOptions session_options;
+  session_options.timeout_s = options.timeout_seconds;
+  absl::StatusOr<std::unique_ptr<CudaSession>> session = CudaSession::Load(session_options);
+  if (!session.ok()) {
+    std::fprintf(stderr, "dwdp_cuda_smoke: %s\n", std::string(session.status().message()).c_str());
+    return dwdp::ExitCodeOf(session.status());
   }
-  CudaInitOptions init;
-  init.timeout_seconds = options.timeout_seconds;
-  if (absl::Status st = (*factory)->Initialize(init); !st.ok()) {
-    std::fprintf(stderr, "dwdp_cuda_smoke: %s\n", std::string(st.message()).c_str());
-    (*factory)->Shutdown(0);
-    return st.code() == absl::StatusCode::kFailedPrecondition ? 2 : 1;
-  }
-  const absl::Status status = Run(**factory, options);
+  const absl::Status status = Run((*session)->factory(), options);
   if (!status.ok()) {
     std::fprintf(stderr, "dwdp_cuda_smoke: rank %ld: %s\n",
-                 static_cast<long>((*factory)->process().world_rank), status.ToString().c_str());
+                 static_cast<long>((*session)->process().world_rank), status.ToString().c_str());
   }
-  (*factory)->Shutdown(status.ok() ? 0 : 1);
-  return status.ok() ? 0 : 1;
+  return (*session)->Finish(status.ok() ? 0 : 1);
 }

@@ -21,6 +21,7 @@
 #include "api/engine_config.h"
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_coordinator.h"
+#include "backends/cuda/cuda_session.h"
 #include "backends/cuda/cuda_streams.h"
 #include "backends/cuda/mpi_comm.h"
 #include "core/layout/layout.h"
@@ -210,12 +211,14 @@ Status Runtime::Create(const Config& config, const std::vector<LocalChunk>& chun
     impl->group = *std::move(group);
   }
 
-  cuda::CudaBackendFactory& factory = cuda::GetCudaBackendFactory();
-  cuda::CudaInitOptions init;
-  init.timeout_seconds = options.timeout_seconds;
-  init.use_current_device = true;
-  init.use_mpi = options.group_comm == nullptr;
-  if (absl::Status st = factory.Initialize(init); !st.ok()) return ToApi(st);
+  // The same bring-up as every dwdp tool (cuda_session.h), on the GPU the engine made current.
+  cuda::CudaSessionOptions session_options;
+  session_options.timeout_s = options.timeout_seconds;
+  session_options.use_current_device = true;
+  session_options.use_mpi = options.group_comm == nullptr;
+  auto session = cuda::CudaSession::Open(cuda::GetCudaBackendFactory(), session_options);
+  if (!session.ok()) return ToApi(session.status());
+  cuda::CudaBackendFactory& factory = (*session)->factory();
 
   if (impl->group == nullptr && options.mpi_comm == Options::kSplitWorld) {
     PartitionInput input = ToPartitionInput(config);
