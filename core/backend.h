@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -162,10 +163,35 @@ struct KernelRead {
   PatternRef pattern;
 };
 
+// The routed-MoE layer of a model, run on a layer's composite tensors (workload.compute: moe):
+// router over seeded logits, token permutation, the gate_up and down grouped GEMMs over the
+// [num_experts, ...] BF16 tensors, SiLU·mul, un-permute and weighted combine. The cuda backend
+// runs the real kernel; the simulator takes `duration_ns` of the launch (the perf model's, from
+// a measured table when the profile has one) and checks the reads as for any kernel.
+struct MoeKernel {
+  int64_t hidden = 0;
+  int64_t intermediate = 0;  // moe_intermediate_size
+  int64_t num_experts = 0;
+  int64_t top_k = 0;
+  int64_t tokens = 0;         // tokens this rank computes in the forward
+  uint64_t routing_seed = 0;  // seeds the router's logits (the routing of the layer)
+  uint64_t input_seed = 0;    // seeds the layer's input activations
+  DevPtr w13 = 0;             // tensor byte 0 of [E, 2·intermediate, hidden]
+  DevPtr w2 = 0;              // tensor byte 0 of [E, hidden, intermediate]
+  // Functional runs: the same kernel, plan and strategy also run on an ordinary, fully resident
+  // copy of the layer's weights filled with the pattern of (layer, w13_weight / w2_weight), and
+  // the two outputs must be bitwise equal; the first differing element is an error.
+  bool check_against_resident = false;
+  int64_t layer = 0;
+  int64_t w13_weight = 0;
+  int64_t w2_weight = 1;
+};
+
 struct KernelLaunch {
   std::string name;
   std::vector<KernelRead> reads;
-  double duration_ns = 0;  // how long the kernel runs (compute stand-in)
+  double duration_ns = 0;  // how long the kernel runs (compute stand-in; the sim's MoE time)
+  std::optional<MoeKernel> moe;
 };
 
 // One operation as it ran, in nanoseconds since the backend's time origin.
@@ -198,6 +224,10 @@ class Streams {
   virtual absl::Status Fill(DevPtr dst, uint64_t bytes, const PatternRef& pattern,
                             uint64_t tensor_offset, StreamId stream, const OpTag& tag) = 0;
   virtual absl::Status Launch(const KernelLaunch& kernel, StreamId stream, const OpTag& tag) = 0;
+  // Set-up work for MoE launches of this shape, token count and routing seed (the cuda backend
+  // plans the routing and tunes its GEMMs here, synchronously, so that no launch inside a
+  // forward waits for the host). Backends without a real MoE kernel have nothing to do.
+  virtual absl::Status PrepareMoe(const MoeKernel& /*kernel*/) { return absl::OkStatus(); }
 
   // Waits for all work; returns the first asynchronous error (a failed verification, an
   // illegal address) with context.

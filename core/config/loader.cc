@@ -174,7 +174,12 @@ constexpr HardwareField kHardwareFields[] = {
 };
 
 constexpr absl::string_view kHardwareTextKeys[] = {
-    "preset", "name", "gpu_name", "measured_on", "fabric_supported", "imex_permitted"};
+    "preset",           "name",           "gpu_name",   "measured_on",
+    "fabric_supported", "imex_permitted", "moe_compute"};
+
+constexpr absl::string_view kMoeComputeKeys[] = {"hidden",   "intermediate", "experts", "top_k",
+                                                 "dtype",    "source",       "kernel",  "tokens",
+                                                 "alone_ns", "under_copy_ns"};
 
 std::vector<absl::string_view> HardwareKeys() {
   std::vector<absl::string_view> keys(std::begin(kHardwareTextKeys), std::end(kHardwareTextKeys));
@@ -233,6 +238,74 @@ absl::Status ReadQuantity(const Field& field, const HardwareField& rule, Quantit
 }
 
 // `default_name` names the profile when the map has neither `name` nor `preset`.
+absl::Status ReadDType(const Field& field, DType* out);
+
+// One entry of `moe_compute`: a model shape and its measured layer times by tokens per rank.
+absl::Status ParseMoeComputeTable(const Field& field, MoeComputeTable* table) {
+  StrictMap map;
+  DWDP_LOADER_RETURN_IF_ERROR(field.ReadMap(kMoeComputeKeys, &map));
+  for (const auto& [key, target] :
+       {std::pair<absl::string_view, int64_t*>{"hidden", &table->hidden},
+        {"intermediate", &table->intermediate},
+        {"experts", &table->num_experts},
+        {"top_k", &table->top_k}}) {
+    std::optional<Field> value = map.Get(key);
+    if (!value) return map.Missing(key, "a moe_compute table names its model shape");
+    DWDP_LOADER_RETURN_IF_ERROR(value->ReadInt(1, 1 << 20, target));
+  }
+  if (table->top_k > table->num_experts) {
+    return field.Error(
+        absl::StrCat("top_k ", table->top_k, " is larger than experts ", table->num_experts));
+  }
+  if (std::optional<Field> dtype = map.Get("dtype")) {
+    DWDP_LOADER_RETURN_IF_ERROR(ReadDType(*dtype, &table->dtype));
+  }
+  if (std::optional<Field> source = map.Get("source")) {
+    std::string name;
+    constexpr absl::string_view kSources[] = {"measured", "spec", "assumed"};
+    DWDP_LOADER_RETURN_IF_ERROR(source->ReadChoice(kSources, &name));
+    table->source = name == "measured" ? Provenance::kMeasured
+                    : name == "spec"   ? Provenance::kSpec
+                                       : Provenance::kAssumed;
+  }
+  if (std::optional<Field> kernel = map.Get("kernel")) {
+    DWDP_LOADER_RETURN_IF_ERROR(kernel->ReadString(&table->kernel));
+  }
+  std::optional<Field> tokens = map.Get("tokens");
+  if (!tokens) return map.Missing("tokens", "a moe_compute table needs its token counts");
+  std::vector<Field> items;
+  DWDP_LOADER_RETURN_IF_ERROR(tokens->ReadSequence(&items));
+  if (items.empty()) return tokens->Error("expected at least one token count");
+  for (const Field& item : items) {
+    int64_t t = 0;
+    DWDP_LOADER_RETURN_IF_ERROR(item.ReadInt(1, int64_t{1} << 30, &t));
+    if (!table->tokens.empty() && t <= table->tokens.back()) {
+      return item.Error("token counts must be in ascending order without repeats");
+    }
+    table->tokens.push_back(t);
+  }
+  for (const auto& [key, target] :
+       {std::pair<absl::string_view, std::vector<double>*>{"alone_ns", &table->alone_ns},
+        {"under_copy_ns", &table->under_copy_ns}}) {
+    std::optional<Field> values = map.Get(key);
+    if (!values) {
+      if (key == "alone_ns") return map.Missing(key, "a moe_compute table needs its times");
+      continue;
+    }
+    DWDP_LOADER_RETURN_IF_ERROR(values->ReadSequence(&items));
+    if (items.size() != table->tokens.size()) {
+      return values->Error(absl::StrCat("expected ", table->tokens.size(),
+                                        " times, one per token count, found ", items.size()));
+    }
+    for (const Field& item : items) {
+      double ns = 0;
+      DWDP_LOADER_RETURN_IF_ERROR(item.ReadDouble(0, kMaxNanos, &ns, /*min_exclusive=*/true));
+      target->push_back(ns);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseHardwareMap(const Field& field, absl::string_view default_name,
                               HardwareProfile* out) {
   StrictMap map;
@@ -279,6 +352,16 @@ absl::Status ParseHardwareMap(const Field& field, absl::string_view default_name
   }
   if (std::optional<Field> flag = map.Get("imex_permitted")) {
     DWDP_LOADER_RETURN_IF_ERROR(flag->ReadBool(&profile.imex_permitted));
+  }
+  if (std::optional<Field> tables = map.Get("moe_compute")) {
+    profile.moe_compute.clear();
+    std::vector<Field> entries;
+    DWDP_LOADER_RETURN_IF_ERROR(tables->ReadSequence(&entries));
+    for (const Field& entry : entries) {
+      MoeComputeTable table;
+      DWDP_LOADER_RETURN_IF_ERROR(ParseMoeComputeTable(entry, &table));
+      profile.moe_compute.push_back(std::move(table));
+    }
   }
   *out = std::move(profile);
   return absl::OkStatus();
@@ -1029,6 +1112,30 @@ std::string HardwareProfileToYaml(const HardwareProfile& profile) {
   }
   out << YAML::Key << "fabric_supported" << YAML::Value << profile.fabric_supported;
   out << YAML::Key << "imex_permitted" << YAML::Value << profile.imex_permitted;
+  if (!profile.moe_compute.empty()) {
+    out << YAML::Key << "moe_compute" << YAML::Value << YAML::BeginSeq;
+    for (const MoeComputeTable& t : profile.moe_compute) {
+      out << YAML::BeginMap;
+      out << YAML::Key << "hidden" << YAML::Value << t.hidden;
+      out << YAML::Key << "intermediate" << YAML::Value << t.intermediate;
+      out << YAML::Key << "experts" << YAML::Value << t.num_experts;
+      out << YAML::Key << "top_k" << YAML::Value << t.top_k;
+      out << YAML::Key << "dtype" << YAML::Value << DTypeName(t.dtype);
+      out << YAML::Key << "source" << YAML::Value << ProvenanceName(t.source);
+      if (!t.kernel.empty()) out << YAML::Key << "kernel" << YAML::Value << t.kernel;
+      out << YAML::Key << "tokens" << YAML::Value << YAML::Flow << t.tokens;
+      out << YAML::Key << "alone_ns" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+      for (double ns : t.alone_ns) out << ExactNumber(ns);
+      out << YAML::EndSeq;
+      if (!t.under_copy_ns.empty()) {
+        out << YAML::Key << "under_copy_ns" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+        for (double ns : t.under_copy_ns) out << ExactNumber(ns);
+        out << YAML::EndSeq;
+      }
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  }
   out << YAML::EndMap;
   return absl::StrCat(out.c_str(), "\n");
 }

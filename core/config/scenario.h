@@ -85,6 +85,23 @@ struct DwdpConfig {
   ContentionConfig contention;
 };
 
+// Measured time of one routed-MoE layer (router, permutation, the two grouped GEMMs, SiLU·mul,
+// combine) of one model shape on this hardware, by tokens per rank, as `dwdp calibrate`
+// measures it on the cuda backend's MoE kernel. The perf model interpolates it in tokens
+// (core/perf/compute_table.h) and uses it instead of the roofline for that shape.
+struct MoeComputeTable {
+  int64_t hidden = 0;
+  int64_t intermediate = 0;  // moe_intermediate_size
+  int64_t num_experts = 0;
+  int64_t top_k = 0;
+  DType dtype = DType::kBf16;
+  Provenance source = Provenance::kMeasured;
+  std::string kernel;                 // what was timed, e.g. "cublas padded strided batched"
+  std::vector<int64_t> tokens;        // ascending, tokens per rank
+  std::vector<double> alone_ns;       // the layer alone on the GPU
+  std::vector<double> under_copy_ns;  // while peer copies run into this GPU (empty: not measured)
+};
+
 struct HardwareProfile {
   std::string name;
   std::string gpu_name;
@@ -143,6 +160,8 @@ struct HardwareProfile {
   Quantity max_fabric_mappings;   // imported (fabric) mappings per GPU
   bool fabric_supported = false;  // device attribute
   bool imex_permitted = false;    // FABRIC cuMemCreate allowed (IMEX channel present)
+  // Measured MoE layer times, one table per model shape (empty: the roofline for every shape).
+  std::vector<MoeComputeTable> moe_compute;
 };
 
 struct Workload {
