@@ -100,7 +100,8 @@ void SharedHandle::close_fd() {
 
 uint8_t PatternByte(const PatternRef& pattern, uint64_t tensor_offset) {
   const uint64_t eb = pattern.expert_bytes == 0 ? 1 : pattern.expert_bytes;
-  return PatternValue(pattern.layer, pattern.weight, tensor_offset / eb, tensor_offset % eb);
+  return PatternValue(pattern.layer, pattern.weight, tensor_offset / eb, tensor_offset % eb,
+                      pattern.kind);
 }
 
 void FillPattern(const PatternRef& pattern, uint64_t tensor_offset, uint8_t* out, uint64_t bytes) {
@@ -116,17 +117,19 @@ void FillPattern(const PatternRef& pattern, uint64_t tensor_offset, uint8_t* out
     const uint8_t* const end = dst + run;
     // Unaligned head, whole words, tail.
     while (dst < end && in_expert % 8 != 0) {
-      *dst++ = static_cast<uint8_t>(PatternWord(seed, in_expert / 8) >> (8 * (in_expert % 8)));
+      *dst++ = static_cast<uint8_t>(PatternWordOf(pattern.kind, seed, in_expert / 8) >>
+                                    (8 * (in_expert % 8)));
       ++in_expert;
     }
     while (end - dst >= 8) {
-      const uint64_t word = PatternWord(seed, in_expert / 8);
+      const uint64_t word = PatternWordOf(pattern.kind, seed, in_expert / 8);
       std::memcpy(dst, &word, 8);  // little-endian: byte k is bits 8k..8k+7
       dst += 8;
       in_expert += 8;
     }
     while (dst < end) {
-      *dst++ = static_cast<uint8_t>(PatternWord(seed, in_expert / 8) >> (8 * (in_expert % 8)));
+      *dst++ = static_cast<uint8_t>(PatternWordOf(pattern.kind, seed, in_expert / 8) >>
+                                    (8 * (in_expert % 8)));
       ++in_expert;
     }
     done += run;

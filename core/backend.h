@@ -132,6 +132,7 @@ struct PatternRef {
   int64_t layer = 0;
   int64_t weight = 0;
   uint64_t expert_bytes = 0;
+  uint32_t kind = 0;  // kPatternBytes or kPatternBf16 (core/pattern.h)
 };
 uint8_t PatternByte(const PatternRef& pattern, uint64_t tensor_offset);
 // Writes the pattern of tensor bytes [tensor_offset, tensor_offset + bytes) to `out`, a word
@@ -228,6 +229,9 @@ class Streams {
   // plans the routing and tunes its GEMMs here, synchronously, so that no launch inside a
   // forward waits for the host). Backends without a real MoE kernel have nothing to do.
   virtual absl::Status PrepareMoe(const MoeKernel& /*kernel*/) { return absl::OkStatus(); }
+  // Frees what PrepareMoe and MoE launches hold (their buffers, plans, reference weights); the
+  // runtime calls it at teardown, so device memory is back where setup found it.
+  virtual void ReleaseMoe() {}
 
   // Waits for all work; returns the first asynchronous error (a failed verification, an
   // illegal address) with context.

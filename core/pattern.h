@@ -33,11 +33,28 @@ DWDP_HOST_DEVICE inline uint64_t PatternWord(uint64_t seed, uint64_t word_index)
   return w ^ (w >> 29);
 }
 
+// What the bytes of a pattern are:
+//   kPatternBytes: every byte pseudo-random (opaque weights, e.g. NVFP4; the strongest check);
+//   kPatternBf16:  every 16-bit lane a BF16 number a real MoE kernel can compute with: random
+//                  sign, exponent 120 or 121 and mantissa, i.e. magnitudes in [2^-7, 2^-5) (no
+//                  NaN, Inf or denormal). The low byte of each lane stays fully random, so a
+//                  wrong expert, layer or offset still shows as wrong bytes.
+inline constexpr uint32_t kPatternBytes = 0;
+inline constexpr uint32_t kPatternBf16 = 1;
+
+DWDP_HOST_DEVICE inline uint64_t PatternWordOf(uint32_t kind, uint64_t seed, uint64_t word_index) {
+  const uint64_t word = PatternWord(seed, word_index);
+  if (kind != kPatternBf16) return word;
+  // Per lane: bit 15 sign and bits 7..0 (exponent's last bit, mantissa) random; bits 14..8 the
+  // exponent's top bits 0111100.
+  return (word & 0x80FF80FF80FF80FFull) | 0x3C003C003C003C00ull;
+}
+
 // Byte `offset` of expert `expert` of (layer, weight): byte offset % 8 of word offset / 8
 // (little-endian, as the words are stored).
 DWDP_HOST_DEVICE inline uint8_t PatternValue(int64_t layer, int64_t weight, uint64_t expert,
-                                             uint64_t offset) {
-  const uint64_t word = PatternWord(PatternSeed(layer, weight, expert), offset / 8);
+                                             uint64_t offset, uint32_t kind = kPatternBytes) {
+  const uint64_t word = PatternWordOf(kind, PatternSeed(layer, weight, expert), offset / 8);
   return static_cast<uint8_t>(word >> (8 * (offset % 8)));
 }
 

@@ -98,6 +98,25 @@ std::string Replace(const std::string& text, const std::string& from, const std:
 
 BOOST_AUTO_TEST_SUITE(model_presets)
 
+// Bytes per expert of the BF16 presets from their published shapes: gate_up [2·I, H] and
+// down [H, I] at 2 bytes each, i.e. 6·H·I.
+BOOST_AUTO_TEST_CASE(bf16_presets_carry_their_shapes) {
+  for (const auto& [name, hidden, inter, experts] :
+       {std::tuple<const char*, int64_t, int64_t, int64_t>{"qwen3-30b-a3b-bf16", 2048, 768, 128},
+        {"gpt-oss-120b-bf16", 2880, 2880, 128},
+        {"deepseek-v3-lite-bf16", 7168, 2048, 72}}) {
+    BOOST_TEST_CONTEXT(name) {
+      const absl::StatusOr<ModelSpec> m = ModelPreset(name);
+      BOOST_REQUIRE(m.ok());
+      BOOST_TEST(m->num_experts == experts);
+      BOOST_TEST(m->expert_bytes() == static_cast<uint64_t>(6 * hidden * inter));
+      BOOST_TEST((m->weights[0].shape == std::vector<int64_t>{2 * inter, hidden}));
+      BOOST_TEST((m->weights[1].shape == std::vector<int64_t>{hidden, inter}));
+      BOOST_TEST((m->weights[0].dtype == DType::kBf16));
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(every_required_preset_exists_and_is_consistent) {
   const std::vector<std::string> names = ModelPresetNames();
   for (const char* required :
@@ -111,7 +130,8 @@ BOOST_AUTO_TEST_CASE(every_required_preset_exists_and_is_consistent) {
       BOOST_REQUIRE(model.ok());
       BOOST_TEST(model->preset == name);
       BOOST_TEST(!model->display_name.empty());
-      BOOST_TEST(model->weights.size() == 4u);
+      // NVFP4 and FP8 experts carry weights and scales; BF16 ones the two matrices.
+      BOOST_TEST(model->weights.size() == (model->expert_dtype == DType::kBf16 ? 2u : 4u));
       BOOST_TEST(!model->moe_layers.empty());
       // MoE layers are consecutive and end at the model's last layer.
       BOOST_TEST(model->moe_layers.back() == model->num_layers - 1);
@@ -783,6 +803,116 @@ BOOST_AUTO_TEST_CASE(errors_name_file_line_column_and_key) {
                   "t.yaml:1:65: lists and maps are nested deeper than 64 levels");
   ExpectLoadError("model: [unclosed\n", "t.yaml:2:1: malformed YAML:");
   ExpectLoadError("   \n# nothing\n", "t.yaml:1:1: the file is empty");
+}
+
+// workload.compute and the weights' dtype and shape: bytes per expert follow from the shape
+// (bf16: 2 bytes per element; the golden numbers are the products), disagreements are one
+// sentence at the key, and `compute: moe` needs the two BF16 matrices of the model's shape.
+constexpr const char* kMoeScenario = R"(name: moe
+model:
+  num_experts: 8
+  moe_layers: 2
+  hidden_size: 256
+  moe_intermediate_size: 128
+  top_k: 2
+  vocab_size: 1000
+  attention: {kind: gqa, num_heads: 4, num_kv_heads: 2, head_dim: 64}
+  weights:
+    - {name: w13, dtype: bf16, shape: [256, 256]}
+    - {name: w2, dtype: bf16, shape: [256, 128]}
+dwdp:
+  dwdp_size: 2
+  num_experts_per_worker: 4
+  num_prefetch_experts: 4
+hardware: h200-sxm
+workload:
+  compute: moe
+  seed: 7
+  tokens_per_rank: 64
+)";
+
+BOOST_AUTO_TEST_CASE(weight_shapes_and_the_moe_compute_mode) {
+  const absl::StatusOr<Scenario> s = LoadScenarioString(kMoeScenario, "t.yaml");
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.status().ToString());
+  BOOST_TEST(s->model.weights[0].expert_bytes == 256u * 256u * 2u);
+  BOOST_TEST(s->model.weights[1].expert_bytes == 256u * 128u * 2u);
+  BOOST_TEST((s->workload.compute == ComputeKind::kMoe));
+  BOOST_TEST(s->workload.seed == 7u);
+  // Given both ways, they must agree.
+  const std::string both =
+      Replace(kMoeScenario, "shape: [256, 128]}", "shape: [256, 128], expert_bytes: 65536}");
+  BOOST_TEST(LoadScenarioString(both, "t.yaml").ok());
+  ExpectLoadError(
+      Replace(kMoeScenario, "shape: [256, 128]}", "shape: [256, 128], expert_bytes: 65537}"),
+      "t.yaml:12:",
+      "expert_bytes 65537 disagrees with its shape [256, 128] in bf16, "
+      "which is 65536 bytes per expert");
+  ExpectLoadError(Replace(kMoeScenario, "{name: w2, dtype: bf16, shape", "{name: w2, shape"),
+                  "t.yaml:12:", "gives a shape but no dtype");
+  ExpectLoadError(Replace(kMoeScenario, "shape: [256, 128]}", "shape: [256, 0]}"), "t.yaml:12:");
+  ExpectLoadError(Replace(kMoeScenario, "{name: w2, dtype: bf16, shape: [256, 128]}", "{name: w2}"),
+                  "t.yaml:12:", "missing");
+  // The stand-in compute takes any weights; moe wants [2·I, H] and [H, I] in bf16.
+  ExpectLoadError(Replace(kMoeScenario, "shape: [256, 128]}", "shape: [128, 256]}"),
+                  "t.yaml:19:12: key 'workload.compute':",
+                  "one of shape [hidden_size, moe_intermediate_size] = [256, 128] (down)");
+  ExpectLoadError(
+      Replace(kMoeScenario, "dtype: bf16, shape: [256, 256]", "dtype: fp8, shape: [256, 256]"),
+      "t.yaml:19:12: key 'workload.compute':", "w13 fp8 [256, 256]");
+  BOOST_TEST(
+      LoadScenarioString(Replace(Replace(kMoeScenario, "shape: [256, 128]}", "shape: [128, 256]}"),
+                                 "compute: moe", "compute: stand-in"),
+                         "t.yaml")
+          .ok());
+  ExpectLoadError(Replace(kMoeScenario, "compute: moe", "compute: gemm"),
+                  "t.yaml:19:12:", "stand-in");
+  ExpectLoadError(Replace(kMoeScenario, "seed: 7", "seed: -1"), "t.yaml:20:9:");
+  // A preset's NVFP4 weights are opaque bytes to the real kernel.
+  ExpectLoadError(Replace(kBaseScenario, "tokens_per_rank: 16384", "compute: moe"),
+                  "t.yaml:10:12: key 'workload.compute':", "w3_w1_weight (no dtype and shape)");
+}
+
+BOOST_AUTO_TEST_CASE(moe_compute_tables_in_profiles) {
+  TempDir dir;
+  HardwareProfile p = *HardwarePreset("h200-sxm");
+  MoeComputeTable t;
+  t.hidden = 2048;
+  t.intermediate = 768;
+  t.num_experts = 128;
+  t.top_k = 8;
+  t.kernel = "cublas padded";
+  t.tokens = {256, 1024, 4096};
+  t.alone_ns = {100000.5, 200000, 700000};
+  t.under_copy_ns = {110000, 220000, 1.0 / 3.0 * 3e6};
+  p.moe_compute = {t};
+  const std::string path = dir.Write("p.yaml", HardwareProfileToYaml(p));
+  const absl::StatusOr<HardwareProfile> back = LoadHardwareProfileFile(path);
+  BOOST_REQUIRE_MESSAGE(back.ok(), back.status().ToString());
+  BOOST_REQUIRE(back->moe_compute.size() == 1u);
+  const MoeComputeTable& b = back->moe_compute[0];
+  BOOST_TEST(b.hidden == 2048);
+  BOOST_TEST(b.top_k == 8);
+  BOOST_TEST(b.kernel == "cublas padded");
+  BOOST_TEST((b.source == Provenance::kMeasured));
+  BOOST_TEST(b.tokens == t.tokens);
+  BOOST_TEST(b.alone_ns == t.alone_ns);
+  BOOST_TEST(b.under_copy_ns == t.under_copy_ns);
+  // Bad tables: one sentence at the key.
+  const std::string text = HardwareProfileToYaml(p);
+  for (const auto& [from, to, expected] :
+       {std::tuple<std::string, std::string, std::string>{
+            "tokens: [256, 1024, 4096]", "tokens: [256, 256, 4096]", "ascending order"},
+        {"tokens: [256, 1024, 4096]", "tokens: [256, 1024]", "expected 2 times"},
+        {"alone_ns: [100000.5", "alone_ns: [-1", "must be"},
+        {"top_k: 8", "top_k: 800", "larger than experts"}}) {
+    BOOST_TEST_CONTEXT(to) {
+      const std::string bad_path = dir.Write("bad.yaml", Replace(text, from, to));
+      const absl::StatusOr<HardwareProfile> bad = LoadHardwareProfileFile(bad_path);
+      BOOST_REQUIRE(!bad.ok());
+      BOOST_TEST(absl::StrContains(bad.status().message(), expected), bad.status().message());
+      BOOST_TEST(absl::StrContains(bad.status().message(), "bad.yaml:"), bad.status().message());
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(quoted_numbers_aliases_and_shorthands) {

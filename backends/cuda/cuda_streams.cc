@@ -131,6 +131,7 @@ CudaStreams::~CudaStreams() {
   // still release what it can.
   for (const auto& [id, entry] : streams_) api_->cuStreamSynchronize(entry.stream);
   if (origin_stream_ != nullptr) api_->cuStreamSynchronize(origin_stream_);
+  moe_.reset();  // before the streams it enqueued on go
   for (CUevent_st* event : timing_events_) api_->cuEventDestroy(event);
   if (origin_ != nullptr) api_->cuEventDestroy(origin_);
   for (const auto& [id, event] : events_) api_->cuEventDestroy(event);
@@ -349,9 +350,9 @@ absl::Status CudaStreams::Fill(DevPtr dst, uint64_t bytes, const PatternRef& pat
   const double issue_ns = HostNowNs();
   absl::StatusOr<CUevent_st*> start = Stamp((*entry)->stream, "fill");
   if (!start.ok()) return start.status();
-  const int error =
-      LaunchFill((*entry)->stream, dst, bytes, pattern.layer, pattern.weight, pattern.expert_bytes,
-                 tensor_offset, std::max(1, multiprocessor_count_ * kFillBlocksPerSm));
+  const int error = LaunchFill((*entry)->stream, dst, bytes, pattern.layer, pattern.weight,
+                               pattern.expert_bytes, tensor_offset,
+                               std::max(1, multiprocessor_count_ * kFillBlocksPerSm), pattern.kind);
   if (absl::Status s =
           RuntimeStatus(error,
                         [&] {
@@ -370,12 +371,36 @@ absl::Status CudaStreams::Fill(DevPtr dst, uint64_t bytes, const PatternRef& pat
   return absl::OkStatus();
 }
 
-absl::Status CudaStreams::Launch(const KernelLaunch& kernel, StreamId stream, const OpTag& tag) {
-  absl::StatusOr<const StreamEntry*> entry = FindStream(stream, "kernel launch");
-  if (!entry.ok()) return entry.status();
+namespace {
+MoeExtensionFactory moe_extension_factory = nullptr;
+}  // namespace
+
+void SetMoeExtensionFactory(MoeExtensionFactory factory) { moe_extension_factory = factory; }
+
+absl::Status CudaStreams::EnsureMoe() {
+  if (moe_ != nullptr) return absl::OkStatus();
+  if (moe_extension_factory == nullptr) {
+    return absl::UnimplementedError(absl::StrCat(
+        "this build of the cuda backend has no MoE kernel (libdwdp.so runs the engine's own MoE "
+        "kernels; `dwdp run` loads libdwdp_cuda.so, which has it) ",
+        Where()));
+  }
+  moe_ = moe_extension_factory(rank_);
+  return absl::OkStatus();
+}
+
+absl::Status CudaStreams::PrepareMoe(const MoeKernel& kernel) {
+  if (absl::Status s = EnsureMoe(); !s.ok()) return s;
+  return moe_->Prepare(kernel);
+}
+
+absl::Status CudaStreams::LaunchStandIn(const KernelLaunch& kernel,
+                                        const std::vector<KernelRead>& reads, double duration_ns,
+                                        CUstream_st* stream, const std::string& where,
+                                        const OpTag& tag) {
   size_t verified = 0;
   uint64_t total_bytes = 0;
-  for (const KernelRead& read : kernel.reads) {
+  for (const KernelRead& read : reads) {
     if (read.verify) {
       ++verified;
       if (read.bytes > kMaxVerifiedReadBytes) {
@@ -393,18 +418,14 @@ absl::Status CudaStreams::Launch(const KernelLaunch& kernel, StreamId stream, co
     absl::Status found = CollectVerification();
     if (!found.ok() && deferred_error_.ok()) deferred_error_ = found;
   }
-
-  const double issue_ns = HostNowNs();
-  absl::StatusOr<CUevent_st*> start = Stamp((*entry)->stream, "kernel");
-  if (!start.ok()) return start.status();
   size_t next = 0;
   do {
     ComputeArgs args;
     args.mismatch = reinterpret_cast<uint64_t*>(device_scratch_);
     args.sink = reinterpret_cast<uint64_t*>(device_scratch_) + 1;
     args.sink_guard = kSinkGuard;
-    while (next < kernel.reads.size() && args.num_reads < kMaxReadsPerLaunch) {
-      const KernelRead& read = kernel.reads[next++];
+    while (next < reads.size() && args.num_reads < kMaxReadsPerLaunch) {
+      const KernelRead& read = reads[next++];
       DeviceRead& device_read = args.reads[args.num_reads++];
       device_read.va = read.va;
       device_read.bytes = read.bytes;
@@ -412,29 +433,66 @@ absl::Status CudaStreams::Launch(const KernelLaunch& kernel, StreamId stream, co
       device_read.weight = read.pattern.weight;
       device_read.expert_bytes = read.pattern.expert_bytes == 0 ? 1 : read.pattern.expert_bytes;
       device_read.verify = read.verify ? 1 : 0;
+      device_read.pattern_kind = read.pattern.kind;
       if (read.verify) {
         device_read.seq = static_cast<uint32_t>(verified_reads_.size());
         verified_reads_.push_back({read, kernel.name, tag});
       }
     }
     // Reads beyond kMaxReadsPerLaunch go to earlier launches; the last one runs the duration.
-    const bool last = next >= kernel.reads.size();
-    args.duration_ns =
-        last && kernel.duration_ns > 0 ? static_cast<uint64_t>(kernel.duration_ns) : 0;
-    const int error = LaunchCompute((*entry)->stream, args, compute_blocks_);
-    if (absl::Status s =
-            RuntimeStatus(error,
-                          [&] {
-                            return absl::StrFormat(
-                                "launch of kernel '%s' (%d reads, %d bytes) on stream '%s' "
-                                "(%s) %s",
-                                kernel.name, kernel.reads.size(), total_bytes, (*entry)->name,
-                                Describe(tag), Where());
-                          });
+    const bool last = next >= reads.size();
+    args.duration_ns = last && duration_ns > 0 ? static_cast<uint64_t>(duration_ns) : 0;
+    const int error = LaunchCompute(stream, args, compute_blocks_);
+    if (absl::Status s = RuntimeStatus(error,
+                                       [&] {
+                                         return absl::StrFormat(
+                                             "launch of kernel '%s' (%d reads, %d bytes) %s",
+                                             kernel.name, reads.size(), total_bytes, where);
+                                       });
         !s.ok()) {
       return s;
     }
-  } while (next < kernel.reads.size());
+  } while (next < reads.size());
+  return absl::OkStatus();
+}
+
+absl::Status CudaStreams::Launch(const KernelLaunch& kernel, StreamId stream, const OpTag& tag) {
+  absl::StatusOr<const StreamEntry*> entry = FindStream(stream, "kernel launch");
+  if (!entry.ok()) return entry.status();
+  if (kernel.moe) {
+    if (absl::Status s = EnsureMoe(); !s.ok()) return s;
+  }
+  uint64_t total_bytes = 0;
+  for (const KernelRead& read : kernel.reads) total_bytes += read.bytes;
+  const std::string where =
+      absl::StrFormat("on stream '%s' (%s) %s", (*entry)->name, Describe(tag), Where());
+  const double issue_ns = HostNowNs();
+  absl::StatusOr<CUevent_st*> start = Stamp((*entry)->stream, "kernel");
+  if (!start.ok()) return start.status();
+  if (!kernel.moe) {
+    if (absl::Status s =
+            LaunchStandIn(kernel, kernel.reads, kernel.duration_ns, (*entry)->stream, where, tag);
+        !s.ok()) {
+      return s;
+    }
+  } else {
+    // The real kernel reads the weights itself; in functional runs the byte check of every
+    // tensor runs first, on the same stream (so a wrong byte is named by position, and the
+    // kernel's own reference check then covers the arithmetic).
+    std::vector<KernelRead> verified;
+    for (const KernelRead& read : kernel.reads) {
+      if (read.verify) verified.push_back(read);
+    }
+    if (!verified.empty()) {
+      if (absl::Status s = LaunchStandIn(kernel, verified, 0, (*entry)->stream, where, tag);
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (absl::Status s = moe_->Enqueue(*kernel.moe, (*entry)->stream, tag); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(s.message(), " ", where));
+    }
+  }
   absl::StatusOr<CUevent_st*> end = Stamp((*entry)->stream, "kernel");
   if (!end.ok()) return end.status();
   Finish(stream, tag, total_bytes, issue_ns, *start, *end);
@@ -492,6 +550,7 @@ absl::Status CudaStreams::CollectVerification() {
 absl::Status CudaStreams::Synchronize() {
   if (absl::Status s = SynchronizeStreams(); !s.ok()) return s;
   absl::Status found = CollectVerification();
+  if (moe_ != nullptr && found.ok()) found = moe_->Collect();
   if (!deferred_error_.ok()) {
     absl::Status earlier = std::exchange(deferred_error_, absl::OkStatus());
     return earlier;

@@ -32,6 +32,25 @@ namespace dwdp::cuda {
 
 struct DriverApi;
 
+// The real MoE kernel behind MoeKernel launches. It lives with cuBLAS in backends/cuda/moe and
+// is registered by the module that links it (libdwdp_cuda.so); libdwdp.so, which an engine
+// links and which runs the engine's own MoE kernels, has none and refuses such launches.
+class MoeExtension {
+ public:
+  virtual ~MoeExtension() = default;
+  // Plans the routing and tunes the GEMMs for the kernel's shape (synchronous).
+  virtual absl::Status Prepare(const MoeKernel& kernel) = 0;
+  // Enqueues the layer on `stream` (and, for a functional check, the resident-weights reference
+  // and the comparison); never waits for the GPU.
+  virtual absl::Status Enqueue(const MoeKernel& kernel, CUstream_st* stream, const OpTag& tag) = 0;
+  // With every stream idle: the first output that differed from its reference since the last
+  // call, as an error naming the layer and the element.
+  virtual absl::Status Collect() = 0;
+};
+using MoeExtensionFactory = std::unique_ptr<MoeExtension> (*)(int64_t rank);
+// Called once by the module that has the kernel, before any Streams is created.
+void SetMoeExtensionFactory(MoeExtensionFactory factory);
+
 class CudaStreams : public Streams {
  public:
   // Uses the current device (UseDevice).
@@ -60,6 +79,8 @@ class CudaStreams : public Streams {
   absl::Status Fill(DevPtr dst, uint64_t bytes, const PatternRef& pattern, uint64_t tensor_offset,
                     StreamId stream, const OpTag& tag) override;
   absl::Status Launch(const KernelLaunch& kernel, StreamId stream, const OpTag& tag) override;
+  absl::Status PrepareMoe(const MoeKernel& kernel) override;
+  void ReleaseMoe() override { moe_.reset(); }
 
   absl::Status Synchronize() override;
   std::vector<TimedOp> TakeTimeline() override;
@@ -121,7 +142,13 @@ class CudaStreams : public Streams {
 
   uint64_t device_scratch_ = 0;               // [0]: mismatch key, [1]: compute sink
   std::vector<VerifiedRead> verified_reads_;  // index = sequence number
-  absl::Status deferred_error_;  // a mismatch found while draining early (sequence overflow)
+  absl::Status deferred_error_;        // a mismatch found while draining early (sequence overflow)
+  std::unique_ptr<MoeExtension> moe_;  // created at the first MoE kernel
+  absl::Status EnsureMoe();
+  // The stand-in compute kernel over `reads` (verifying those marked), running `duration_ns`.
+  absl::Status LaunchStandIn(const KernelLaunch& kernel, const std::vector<KernelRead>& reads,
+                             double duration_ns, CUstream_st* stream, const std::string& where,
+                             const OpTag& tag);
 };
 
 }  // namespace dwdp::cuda

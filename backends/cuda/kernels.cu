@@ -36,12 +36,12 @@ __device__ __forceinline__ ChunkRange Chunks(uint64_t va, uint64_t bytes) {
 
 // The pattern of 16 consecutive tensor bytes starting at tensor offset x.
 __device__ __forceinline__ void PatternChunk(int64_t layer, int64_t weight, uint64_t eb, uint64_t x,
-                                             uint8_t out[kChunk]) {
+                                             uint32_t kind, uint8_t out[kChunk]) {
   uint64_t expert = x / eb;
   uint64_t offset = x % eb;
 #pragma unroll
   for (int i = 0; i < static_cast<int>(kChunk); ++i) {
-    out[i] = PatternValue(layer, weight, expert, offset);
+    out[i] = PatternValue(layer, weight, expert, offset, kind);
     if (++offset == eb) {
       offset = 0;
       ++expert;
@@ -67,7 +67,7 @@ __device__ __forceinline__ void Unpack(uint4 v, uint8_t b[kChunk]) {
 }
 
 __global__ void FillKernel(uint64_t dst, uint64_t bytes, int64_t layer, int64_t weight, uint64_t eb,
-                           uint64_t tensor_offset) {
+                           uint64_t tensor_offset, uint32_t kind) {
   const ChunkRange range = Chunks(dst, bytes);
   const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
   for (uint64_t c = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < range.count;
@@ -75,14 +75,14 @@ __global__ void FillKernel(uint64_t dst, uint64_t bytes, int64_t layer, int64_t 
     const uint64_t chunk = range.first + c * kChunk;
     if (chunk >= range.va && chunk + kChunk <= range.end) {
       uint8_t values[kChunk];
-      PatternChunk(layer, weight, eb, tensor_offset + (chunk - range.va), values);
+      PatternChunk(layer, weight, eb, tensor_offset + (chunk - range.va), kind, values);
       *reinterpret_cast<uint4*>(chunk) = Pack(values);
     } else {
       const uint64_t begin = chunk < range.va ? range.va : chunk;
       const uint64_t end = chunk + kChunk < range.end ? chunk + kChunk : range.end;
       for (uint64_t a = begin; a < end; ++a) {
         const uint64_t x = tensor_offset + (a - range.va);
-        *reinterpret_cast<uint8_t*>(a) = PatternValue(layer, weight, x / eb, x % eb);
+        *reinterpret_cast<uint8_t*>(a) = PatternValue(layer, weight, x / eb, x % eb, kind);
       }
     }
   }
@@ -141,7 +141,8 @@ __global__ void __launch_bounds__(kThreads, kComputeBlocksPerSm) ComputeKernel(C
       }
       if (read.verify) {
         uint8_t expected[kChunk];
-        PatternChunk(read.layer, read.weight, read.expert_bytes, begin - range.va, expected);
+        PatternChunk(read.layer, read.weight, read.expert_bytes, begin - range.va,
+                     read.pattern_kind, expected);
         for (uint64_t a = begin; a < end; ++a) {
           if (got[a - chunk] != expected[a - begin]) {
             ReportMismatch(args.mismatch, read.seq, a - range.va, got[a - chunk]);
@@ -160,14 +161,15 @@ __global__ void __launch_bounds__(kThreads, kComputeBlocksPerSm) ComputeKernel(C
 }  // namespace
 
 int LaunchFill(void* stream, uint64_t dst, uint64_t bytes, int64_t layer, int64_t weight,
-               uint64_t expert_bytes, uint64_t tensor_offset, int max_blocks) {
+               uint64_t expert_bytes, uint64_t tensor_offset, int max_blocks,
+               uint32_t pattern_kind) {
   if (bytes == 0) return cudaSuccess;
   const uint64_t chunks = (bytes + 2 * kChunk) / kChunk;
   uint64_t blocks = (chunks + kThreads - 1) / kThreads;
   if (blocks > static_cast<uint64_t>(max_blocks)) blocks = static_cast<uint64_t>(max_blocks);
   if (blocks == 0) blocks = 1;
   FillKernel<<<static_cast<unsigned>(blocks), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      dst, bytes, layer, weight, expert_bytes == 0 ? 1 : expert_bytes, tensor_offset);
+      dst, bytes, layer, weight, expert_bytes == 0 ? 1 : expert_bytes, tensor_offset, pattern_kind);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -30,6 +30,7 @@ struct DeviceRead {
   uint64_t expert_bytes = 1;
   uint32_t verify = 0;
   uint32_t seq = 0;
+  uint32_t pattern_kind = 0;  // core/pattern.h
 };
 
 struct ComputeArgs {
@@ -44,7 +45,8 @@ struct ComputeArgs {
 // Writes the pattern of tensor bytes [tensor_offset, tensor_offset + bytes) of (layer, weight,
 // expert_bytes) at dst. Returns the launch's cudaError_t value.
 int LaunchFill(void* stream, uint64_t dst, uint64_t bytes, int64_t layer, int64_t weight,
-               uint64_t expert_bytes, uint64_t tensor_offset, int max_blocks);
+               uint64_t expert_bytes, uint64_t tensor_offset, int max_blocks,
+               uint32_t pattern_kind = 0);
 
 // Reads (and, where asked, verifies) every byte of every read, then keeps running until
 // duration_ns has passed since it started. Returns the launch's cudaError_t value.

@@ -1,5 +1,7 @@
 #include "core/config/loader.h"
 
+#include "core/config/moe_weights.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -77,7 +79,7 @@ constexpr absl::string_view kModelKeys[] = {"preset",
 constexpr absl::string_view kAttentionKeys[] = {
     "kind",         "num_heads",        "num_kv_heads",     "head_dim",  "q_lora_rank",
     "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"};
-constexpr absl::string_view kWeightKeys[] = {"name", "expert_bytes"};
+constexpr absl::string_view kWeightKeys[] = {"name", "expert_bytes", "dtype", "shape"};
 constexpr absl::string_view kDwdpKeys[] = {"dwdp_size",
                                            "num_groups",
                                            "num_experts_per_worker",
@@ -87,8 +89,9 @@ constexpr absl::string_view kDwdpKeys[] = {"dwdp_size",
                                            "contention",
                                            "loaded_chunk"};
 constexpr absl::string_view kContentionKeys[] = {"mode", "slice_bytes"};
-constexpr absl::string_view kWorkloadKeys[] = {"tokens_per_rank", "sequence_length", "forwards",
-                                               "tokens_cv", "layer_compute_ns"};
+constexpr absl::string_view kWorkloadKeys[] = {
+    "tokens_per_rank",  "sequence_length", "forwards", "tokens_cv",
+    "layer_compute_ns", "compute",         "seed"};
 constexpr absl::string_view kQuantityKeys[] = {"value", "source"};
 constexpr absl::string_view kSources[] = {"spec", "measured", "assumed"};
 constexpr absl::string_view kDTypes[] = {"fp4", "fp8", "bf16"};
@@ -678,10 +681,62 @@ absl::Status ParseWeights(const Field& field, std::vector<WeightSpec>* out) {
         return name->Error(absl::StrCat("weight '", weight.name, "' is listed twice"));
       }
     }
+    if (std::optional<Field> dtype = map.Get("dtype")) {
+      DType parsed = DType::kBf16;
+      DWDP_LOADER_RETURN_IF_ERROR(ReadDType(*dtype, &parsed));
+      weight.dtype = parsed;
+    }
+    std::optional<Field> shape = map.Get("shape");
+    if (shape) {
+      std::vector<Field> dims;
+      DWDP_LOADER_RETURN_IF_ERROR(shape->ReadSequence(&dims));
+      if (dims.empty() || dims.size() > 4) {
+        return shape->Error("expected the per-expert shape as a list of 1 to 4 dimensions");
+      }
+      for (const Field& dim : dims) {
+        int64_t n = 0;
+        DWDP_LOADER_RETURN_IF_ERROR(dim.ReadInt(1, kMaxDimension, &n));
+        weight.shape.push_back(n);
+      }
+      if (!weight.dtype) {
+        return shape->Error(absl::StrCat("weight '", weight.name,
+                                         "' gives a shape but no dtype; give its dtype (fp4, fp8 "
+                                         "or bf16) so its bytes per expert follow from the shape"));
+      }
+    }
+    std::optional<uint64_t> from_shape;
+    if (!weight.shape.empty()) {
+      uint64_t elements = 1;
+      for (int64_t n : weight.shape) {
+        std::optional<uint64_t> product = CheckedMul(elements, static_cast<uint64_t>(n));
+        if (!product || *product > kMaxExpertBytes) {
+          return shape->Error(absl::StrCat("weight '", weight.name, "' shape is too large"));
+        }
+        elements = *product;
+      }
+      from_shape = BytesOfElements(*weight.dtype, elements);
+      if (!from_shape) {
+        return shape->Error(absl::StrCat("weight '", weight.name, "': ", elements,
+                                         " fp4 elements are not a whole number of bytes"));
+      }
+    }
     std::optional<Field> bytes = map.Get("expert_bytes");
-    if (!bytes) return map.Missing("expert_bytes", "every weight has a name and expert_bytes");
-    DWDP_LOADER_RETURN_IF_ERROR(
-        bytes->ReadSize(1, kMaxExpertBytes, &weight.expert_bytes, "bytes of one expert"));
+    if (bytes) {
+      DWDP_LOADER_RETURN_IF_ERROR(
+          bytes->ReadSize(1, kMaxExpertBytes, &weight.expert_bytes, "bytes of one expert"));
+      if (from_shape && *from_shape != weight.expert_bytes) {
+        return bytes->Error(absl::StrCat("weight '", weight.name, "': expert_bytes ",
+                                         weight.expert_bytes, " disagrees with its shape [",
+                                         absl::StrJoin(weight.shape, ", "), "] in ",
+                                         DTypeName(*weight.dtype), ", which is ", *from_shape,
+                                         " bytes per expert; give one of them or make them agree"));
+      }
+    } else if (from_shape) {
+      weight.expert_bytes = *from_shape;
+    } else {
+      return map.Missing("expert_bytes",
+                         "every weight has a name and expert_bytes (or a dtype and shape)");
+    }
     weights.push_back(std::move(weight));
   }
   *out = std::move(weights);
@@ -995,6 +1050,17 @@ absl::Status ParseWorkload(const std::optional<Field>& field, Workload* out) {
   if (std::optional<Field> cv = map.Get("tokens_cv")) {
     DWDP_LOADER_RETURN_IF_ERROR(cv->ReadDouble(0, 10, &workload.tokens_cv));
   }
+  if (std::optional<Field> kind = map.Get("compute")) {
+    std::string name;
+    constexpr absl::string_view kComputeKinds[] = {"stand-in", "moe"};
+    DWDP_LOADER_RETURN_IF_ERROR(kind->ReadChoice(kComputeKinds, &name));
+    workload.compute = name == "moe" ? ComputeKind::kMoe : ComputeKind::kStandIn;
+  }
+  if (std::optional<Field> seed = map.Get("seed")) {
+    int64_t value = 0;
+    DWDP_LOADER_RETURN_IF_ERROR(seed->ReadInt(0, int64_t{1} << 62, &value));
+    workload.seed = static_cast<uint64_t>(value);
+  }
   if (std::optional<Field> compute = map.Get("layer_compute_ns"); compute && !compute->IsNull()) {
     double nanos = 0;
     DWDP_LOADER_RETURN_IF_ERROR(compute->ReadDouble(0, kMaxNanos, &nanos));
@@ -1033,6 +1099,14 @@ absl::Status ParseScenario(const Field& root, const std::filesystem::path& base_
   if (!dwdp) return map.Missing("dwdp", "at least dwdp_size");
   DWDP_LOADER_RETURN_IF_ERROR(ParseDwdp(*dwdp, scenario.model, scenario.hardware, &scenario.dwdp));
   DWDP_LOADER_RETURN_IF_ERROR(ParseWorkload(map.Get("workload"), &scenario.workload));
+  if (scenario.workload.compute == ComputeKind::kMoe) {
+    // The real kernel needs its two BF16 tensors; say so where the scenario asks for it.
+    if (absl::StatusOr<MoeWeightIndex> moe = FindMoeWeights(scenario.model); !moe.ok()) {
+      StrictMap workload;
+      DWDP_LOADER_RETURN_IF_ERROR(map.Get("workload")->ReadMap(kWorkloadKeys, &workload));
+      return workload.Get("compute")->Error(moe.status().message());
+    }
+  }
   *out = std::move(scenario);
   return absl::OkStatus();
 }

@@ -25,6 +25,12 @@ std::vector<WeightSpec> Nvfp4ExpertWeights(int64_t hidden_size, int64_t intermed
 //   w2_weight           H·I bytes;    w2_weight_scale    ceil(H/128)·ceil(I/128)·4 bytes
 std::vector<WeightSpec> Fp8BlockScaledExpertWeights(int64_t hidden_size, int64_t intermediate_size);
 
+// The two tensors of one BF16 expert of a gated FFN, with their shapes (what the real MoE
+// kernel reads; TensorRT-LLM's names):
+//   w3_w1_weight  [2·I, H] bf16 (gate rows, then up rows) = 4·I·H bytes
+//   w2_weight     [H, I]   bf16                          = 2·H·I bytes
+std::vector<WeightSpec> Bf16ExpertWeights(int64_t hidden_size, int64_t intermediate_size);
+
 // Layers first..last inclusive.
 std::vector<int64_t> LayerRange(int64_t first, int64_t last);
 

@@ -30,6 +30,16 @@ std::vector<WeightSpec> Nvfp4ExpertWeights(int64_t hidden_size, int64_t intermed
   };
 }
 
+std::vector<WeightSpec> Bf16ExpertWeights(int64_t hidden_size, int64_t intermediate_size) {
+  if (hidden_size <= 0 || intermediate_size <= 0) return {};
+  const uint64_t h = static_cast<uint64_t>(hidden_size);
+  const uint64_t i = static_cast<uint64_t>(intermediate_size);
+  return {
+      {"w3_w1_weight", 2 * i * h * 2, DType::kBf16, {2 * intermediate_size, hidden_size}},
+      {"w2_weight", h * i * 2, DType::kBf16, {hidden_size, intermediate_size}},
+  };
+}
+
 std::vector<WeightSpec> Fp8BlockScaledExpertWeights(int64_t hidden_size,
                                                     int64_t intermediate_size) {
   if (hidden_size <= 0 || intermediate_size <= 0) return {};
@@ -307,6 +317,45 @@ ModelSpec GptOss120bNvfp4() {
   return m;
 }
 
+// The BF16 checkpoints, as the real MoE kernel runs them (workload.compute: moe): same shapes as
+// their NVFP4 presets, experts in BF16. The replicated part is the NVFP4 presets' (already BF16
+// for Qwen3 and gpt-oss).
+ModelSpec Qwen3_30B_A3B_Bf16() {
+  ModelSpec m = Qwen3_30B_A3B_Nvfp4();
+  m.preset = "qwen3-30b-a3b-bf16";
+  m.display_name = "Qwen3-30B-A3B (BF16 experts)";
+  m.expert_dtype = DType::kBf16;
+  // 2·768·2048·2 + 2048·768·2 = 9,437,184 B (9 MiB) per expert.
+  m.weights = config_internal::Bf16ExpertWeights(m.hidden_size, m.moe_intermediate_size);
+  return m;
+}
+
+ModelSpec GptOss120bBf16() {
+  ModelSpec m = GptOss120bNvfp4();
+  m.preset = "gpt-oss-120b-bf16";
+  m.display_name = "gpt-oss-120b (BF16 experts)";
+  m.expert_dtype = DType::kBf16;
+  // 2·2880·2880·2 + 2880·2880·2 = 49,766,400 B per expert; not a multiple of 2 MiB.
+  m.weights = config_internal::Bf16ExpertWeights(m.hidden_size, m.moe_intermediate_size);
+  return m;
+}
+
+// DeepSeek-V3's expert shape with 72 routed experts, the trimmed model TensorRT-LLM's DWDP
+// accuracy test runs (Mode B 40/32 on 2 GPUs); 4 MoE layers after one dense layer.
+ModelSpec DeepSeekV3LiteBf16() {
+  ModelSpec m = DeepSeekV3Nvfp4();
+  m.preset = "deepseek-v3-lite-bf16";
+  m.display_name = "DeepSeek-V3-Lite shape (72 BF16 experts)";
+  m.num_experts = 72;
+  m.num_layers = 5;
+  m.moe_layers = LayerRange(1, 4);
+  m.expert_dtype = DType::kBf16;
+  // 2·2048·7168·2 + 7168·2048·2 = 88,080,384 B (84 MiB) per expert.
+  m.weights = config_internal::Bf16ExpertWeights(m.hidden_size, m.moe_intermediate_size);
+  FillEstimates(m);
+  return m;
+}
+
 struct ModelPresetEntry {
   const char* name;
   ModelSpec (*make)();
@@ -319,6 +368,9 @@ constexpr ModelPresetEntry kModelPresets[] = {
     {"deepseek-v2-lite-nvfp4", DeepSeekV2LiteNvfp4},
     {"qwen3-30b-a3b-nvfp4", Qwen3_30B_A3B_Nvfp4},
     {"gpt-oss-120b-nvfp4", GptOss120bNvfp4},
+    {"qwen3-30b-a3b-bf16", Qwen3_30B_A3B_Bf16},
+    {"gpt-oss-120b-bf16", GptOss120bBf16},
+    {"deepseek-v3-lite-bf16", DeepSeekV3LiteBf16},
 };
 
 Quantity Spec(double value) { return {value, Provenance::kSpec}; }

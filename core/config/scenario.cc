@@ -16,6 +16,10 @@ const char* ProvenanceName(Provenance p) {
   return "?";
 }
 
+const char* ComputeKindName(ComputeKind kind) {
+  return kind == ComputeKind::kMoe ? "moe" : "stand-in";
+}
+
 const char* DTypeName(DType t) {
   switch (t) {
     case DType::kFp4:

@@ -23,9 +23,20 @@ enum class DType { kFp4, kFp8, kBf16 };
 const char* DTypeName(DType t);
 
 // One DWDP-managed tensor of a MoE layer, treated as opaque bytes per expert.
+// One DWDP-managed tensor of a MoE layer, treated as opaque bytes per expert. Its element type
+// and per-expert shape are optional (the loader derives or checks expert_bytes from them); the
+// real MoE kernel (workload.compute: moe) needs them to find its BF16 gate_up and down weights.
 struct WeightSpec {
   std::string name;
   uint64_t expert_bytes = 0;
+  std::optional<DType> dtype;
+  std::vector<int64_t> shape;  // per expert, e.g. [2·moe_intermediate, hidden]; empty: unknown
+};
+
+// The weights the real MoE kernel reads, by index into ModelSpec::weights.
+struct MoeWeightIndex {
+  int64_t w13 = -1;  // [2·moe_intermediate_size, hidden_size] BF16 (gate rows, then up rows)
+  int64_t w2 = -1;   // [hidden_size, moe_intermediate_size] BF16
 };
 
 enum class AttentionKind { kMla, kGqa };
@@ -164,7 +175,19 @@ struct HardwareProfile {
   std::vector<MoeComputeTable> moe_compute;
 };
 
+// What runs as each layer's MoE kernel.
+//   stand-in: a kernel that reads the layer's composite tensors and runs for the perf model's
+//             time (any weight format; the simulator and the GPU take the same time);
+//   moe:      the real routed-MoE layer (router, permutation, grouped GEMMs, SiLU·mul, combine)
+//             over the composite BF16 tensors on the GPU; the simulator takes the perf model's
+//             time for it, from a measured table when the profile has one.
+enum class ComputeKind { kStandIn, kMoe };
+const char* ComputeKindName(ComputeKind kind);
+
 struct Workload {
+  ComputeKind compute = ComputeKind::kStandIn;
+  // Seeds the MoE kernel's router logits and input activations (compute: moe).
+  uint64_t seed = 1;
   int64_t tokens_per_rank = 0;  // context tokens per rank per forward
   int64_t sequence_length = 0;
   int64_t forwards = 1;

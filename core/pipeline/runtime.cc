@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/partition/partition.h"
+#include "core/pattern.h"
 
 namespace dwdp {
 namespace {
@@ -164,7 +165,49 @@ absl::Status GroupRuntime::RunSetup() {
   for (auto& rank : ranks_) {
     if (auto st = CreateWeightManager(*rank); !st.ok()) return st;
   }
+  for (auto& rank : ranks_) {
+    if (auto st = PrepareMoeKernels(*rank); !st.ok()) return st;
+  }
   return ScatterSmallVectors();
+}
+
+MoeKernel GroupRuntime::MoeKernelOf(const RankState& rank, int64_t position,
+                                    int64_t forward) const {
+  const MoeCompute& moe = *options_.moe;
+  const RankLayout& rl = layout_.ranks[rank.rank];
+  const int64_t layer = layout_.moe_layers[position];
+  const auto tensor = [&](int64_t w) {
+    return rank.composite[position][w] + rl.weights[w].pre_padding;
+  };
+  MoeKernel kernel;
+  kernel.hidden = moe.hidden;
+  kernel.intermediate = moe.intermediate;
+  kernel.num_experts = moe.num_experts;
+  kernel.top_k = moe.top_k;
+  kernel.tokens = moe.tokens;
+  // The routing is a function of the layer (the same every forward, so it is planned once at
+  // setup); the inputs differ per layer, forward and rank, as a real batch's would.
+  kernel.routing_seed = PatternSeed(layer, -1, moe.seed);
+  kernel.input_seed = PatternSeed(layer, forward + 1, moe.seed ^ (uint64_t(rank.rank + 1) << 32));
+  kernel.w13 = tensor(moe.weights.w13);
+  kernel.w2 = tensor(moe.weights.w2);
+  kernel.check_against_resident = options_.functional;
+  kernel.layer = layer;
+  kernel.w13_weight = moe.weights.w13;
+  kernel.w2_weight = moe.weights.w2;
+  return kernel;
+}
+
+absl::Status GroupRuntime::PrepareMoeKernels(RankState& rank) {
+  if (!options_.moe) return absl::OkStatus();
+  if (auto st = Step(rank, "moe kernels"); !st.ok()) return st;
+  for (int64_t p = 0; p < layout_.num_layers(); ++p) {
+    if (absl::Status st = rank.streams->PrepareMoe(MoeKernelOf(rank, p, 0)); !st.ok()) {
+      return WithContext(st, absl::StrFormat("prepare the MoE kernel of layer %d on rank %d",
+                                             layout_.moe_layers[p], rank.rank));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status GroupRuntime::SetupStreams(RankState& rank) {
@@ -268,10 +311,10 @@ absl::Status GroupRuntime::CreateLocalHandles(RankState& rank) {
                                                 wl.local_end - wl.local_begin, rank.copy, tag)
                            : source.status();
         } else {
-          st = rank.streams->Fill(
-              *va + wl.leading_edge, wl.local_end - wl.local_begin,
-              PatternRef{layout_.moe_layers[p], static_cast<int64_t>(w), wl.expert_bytes},
-              wl.local_begin, rank.copy, tag);
+          st = rank.streams->Fill(*va + wl.leading_edge, wl.local_end - wl.local_begin,
+                                  PatternRef{layout_.moe_layers[p], static_cast<int64_t>(w),
+                                             wl.expert_bytes, options_.pattern_kind},
+                                  wl.local_begin, rank.copy, tag);
         }
       }
       if (!st.ok()) {
@@ -602,10 +645,11 @@ absl::Status GroupRuntime::RunForward(int64_t forward) {
       kernel.duration_ns = options_.moe_ns[p];
       for (size_t w = 0; w < rl.weights.size(); ++w) {
         const WeightLayout& wl = rl.weights[w];
-        kernel.reads.push_back({rank->composite[p][w] + wl.pre_padding, wl.tensor_bytes,
-                                options_.functional,
-                                PatternRef{layer, static_cast<int64_t>(w), wl.expert_bytes}});
+        kernel.reads.push_back(
+            {rank->composite[p][w] + wl.pre_padding, wl.tensor_bytes, options_.functional,
+             PatternRef{layer, static_cast<int64_t>(w), wl.expert_bytes, options_.pattern_kind}});
       }
+      if (options_.moe) kernel.moe = MoeKernelOf(*rank, p, forward);
       tag.label = "moe";
       if (auto st = streams.Launch(kernel, rank->compute, tag); !st.ok()) {
         return WithContext(st, where);
@@ -700,6 +744,7 @@ absl::Status GroupRuntime::Teardown() {
     if (rank->cleanup.empty()) continue;
     absl::Status st = rank->streams->Synchronize();
     if (first.ok() && !st.ok()) first = WithContext(st, "synchronize before teardown");
+    if (options_.moe) rank->streams->ReleaseMoe();
   }
   for (auto& rank : ranks_) {
     absl::Status st = Unwind(*rank);

@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/backend.h"
+#include "core/config/scenario.h"
 #include "core/layout/layout.h"
 #include "core/pipeline/weight_manager.h"
 
@@ -53,8 +54,23 @@ enum class Fault {
 absl::StatusOr<Fault> ParseFault(absl::string_view name);
 const char* FaultName(Fault fault);
 
+// The real MoE kernel as each layer's compute (workload.compute: moe): the model's shape, the
+// tokens of a forward and the two weights it reads.
+struct MoeCompute {
+  int64_t hidden = 0;
+  int64_t intermediate = 0;
+  int64_t num_experts = 0;
+  int64_t top_k = 0;
+  int64_t tokens = 0;
+  uint64_t seed = 1;  // the router's and the inputs' seeds derive from it
+  MoeWeightIndex weights;
+};
+
 struct RuntimeOptions {
   bool functional = false;  // fill the synthetic pattern and verify every byte the kernel reads
+  // The synthetic content of the weights (core/pattern.h): BF16 values for the real MoE kernel.
+  uint32_t pattern_kind = 0;
+  std::optional<MoeCompute> moe;
   Fault fault = Fault::kNone;
   // Compute per MoE layer position: work before the MoE kernel (attention) and the MoE kernel.
   std::vector<double> attention_ns;
@@ -141,6 +157,8 @@ class GroupRuntime {
   absl::Status CreatePoolAndComposites(RankState& rank);
   absl::Status FillEdgeBytes(RankState& rank);
   absl::Status CreateWeightManager(RankState& rank);
+  absl::Status PrepareMoeKernels(RankState& rank);
+  MoeKernel MoeKernelOf(const RankState& rank, int64_t position, int64_t forward) const;
   absl::Status IssueLayerCopies(RankState& rank, int64_t position, StreamId stream,
                                 const OpTag& tag);
   absl::Status ScatterSmallVectors();

@@ -4,6 +4,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "core/config/moe_weights.h"
+#include "core/pattern.h"
 
 namespace dwdp {
 namespace {
@@ -62,6 +64,16 @@ absl::StatusOr<RunResult> RunScenarioWith(const Scenario& scenario, const GroupL
   options.prelude_ns = times.prelude_ns;
   options.contention = scenario.dwdp.contention;
   options.step_hook = inputs.step_hook;
+  if (scenario.workload.compute == ComputeKind::kMoe) {
+    absl::StatusOr<MoeWeightIndex> weights = FindMoeWeights(scenario.model);
+    if (!weights.ok()) return weights.status();
+    const ModelSpec& m = scenario.model;
+    options.moe =
+        MoeCompute{m.hidden_size, m.moe_intermediate_size,           m.num_experts,
+                   m.top_k,       scenario.workload.tokens_per_rank, scenario.workload.seed,
+                   *weights};
+    options.pattern_kind = kPatternBf16;
+  }
 
   RunReportAccumulator accumulator;
   int64_t forwards_done = 0;
