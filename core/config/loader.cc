@@ -835,6 +835,15 @@ absl::Status ParseModel(const Field& field, ModelSpec* out) {
   }
   const std::optional<Field> weights = map.Get("weights");
   if (weights) DWDP_LOADER_RETURN_IF_ERROR(ParseWeights(*weights, &model.weights));
+  // Weights that all state the same dtype say what the experts are stored in, unless
+  // expert_dtype says it explicitly (the perf model prices the experts by it).
+  if (weights && !map.Has("expert_dtype") && !model.weights.empty()) {
+    bool same = model.weights.front().dtype.has_value();
+    const DType first = model.weights.front().dtype.value_or(DType::kFp4);
+    for (const WeightSpec& w : model.weights)
+      same = same && w.dtype.has_value() && *w.dtype == first;
+    if (same) model.expert_dtype = first;
+  }
 
   // Layers. A count keeps a preset's first MoE layer (DeepSeek-V3's MoE layers start at 3);
   // without a preset it means the last N of num_layers. A model cut short by a smaller

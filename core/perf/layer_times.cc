@@ -23,7 +23,9 @@ LayerTimes ComputeLayerTimes(const Scenario& scenario) {
         DenseLayerCost(scenario.model, scenario.hardware, shape, &times.depends_on);
     times.prelude_ns = static_cast<double>(dense_before) * dense.total_ns();
   }
-  times.source = "perf model";
+  times.source = moe.routed_moe_measured
+                     ? "perf model; MoE layer from the profile's measured table (moe_compute)"
+                     : "perf model (roofline)";
   return times;
 }
 

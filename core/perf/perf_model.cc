@@ -1,4 +1,5 @@
 #include "core/perf/perf_model.h"
+#include "core/perf/compute_table.h"
 
 #include <algorithm>
 #include <cmath>
@@ -210,6 +211,13 @@ LayerCost MoeLayerCost(const ModelSpec& model, const HardwareProfile& hw, const 
   cost.routed_moe =
       RoutedMoeCost(model, hw, tokens * static_cast<double>(model.top_k), cost.active_experts);
   AddRooflineDependencies(hw, model.expert_dtype, deps);
+  if (const MoeComputeTable* table = FindMoeComputeTable(hw, model)) {
+    cost.routed_moe.time_ns = InterpolateMoeTime(table->tokens, table->alone_ns, tokens);
+    cost.routed_moe_measured = true;
+    if (deps != nullptr) {
+      AddDependency(*deps, "moe_compute", Quantity{cost.routed_moe.time_ns, table->source});
+    }
+  }
   // Shared experts have the routed experts' width and see every token.
   cost.shared_experts = DenseFfnCost(
       model, hw, tokens,

@@ -71,6 +71,9 @@ struct LayerCost {
   OpCost shared_experts;      // MoE layers only
   OpCost dense_ffn;           // dense layers only
   double active_experts = 0;  // expected experts with at least one token (MoE layers)
+  // The routed MoE's time comes from the profile's measured table of this shape (moe_compute)
+  // rather than the roofline.
+  bool routed_moe_measured = false;
 
   // Work that runs on the compute stream before the MoE kernel of the layer binds its weights
   // (attention, and the shared experts, which read no DWDP-managed tensor).

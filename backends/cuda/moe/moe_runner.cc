@@ -40,7 +40,9 @@ class DeviceBuffer {
     if (ptr_ != nullptr) cudaFree(ptr_);
     ptr_ = nullptr;
     bytes_ = 0;
-    if (absl::Status s = CudaError(cudaMalloc(&ptr_, bytes), absl::StrFormat("allocate %d bytes for %s", bytes, what)); !s.ok()) {
+    if (absl::Status s = CudaError(cudaMalloc(&ptr_, bytes),
+                                   absl::StrFormat("allocate %d bytes for %s", bytes, what));
+        !s.ok()) {
       return s;
     }
     bytes_ = bytes;
@@ -92,10 +94,10 @@ class MoeRunner : public MoeExtension {
   absl::Status Collect() override {
     if (checks_.empty()) return absl::OkStatus();
     std::vector<uint64_t> found(checks_.size(), kNoDifference);
-    absl::Status read = CudaError(
-        cudaMemcpy(found.data(), reinterpret_cast<void*>(check_slots_.address()),
-                   found.size() * sizeof(uint64_t), cudaMemcpyDeviceToHost),
-        absl::StrFormat("read the MoE reference checks on rank %d", rank_));
+    absl::Status read =
+        CudaError(cudaMemcpy(found.data(), reinterpret_cast<void*>(check_slots_.address()),
+                             found.size() * sizeof(uint64_t), cudaMemcpyDeviceToHost),
+                  absl::StrFormat("read the MoE reference checks on rank %d", rank_));
     std::vector<Check> checks = std::move(checks_);
     checks_.clear();
     if (!read.ok()) return read;
@@ -144,12 +146,12 @@ class MoeRunner : public MoeExtension {
     const MoeShape shape{kernel.num_experts, kernel.hidden, kernel.intermediate, kernel.top_k};
     absl::StatusOr<std::unique_ptr<MoeLayer>> layer = MoeLayer::Create(shape, kernel.tokens);
     if (!layer.ok()) {
-      return absl::Status(layer.status().code(),
-                          absl::StrFormat("the MoE kernel for %d experts, hidden %d, intermediate "
-                                          "%d, top-%d, %d tokens on rank %d: %s",
-                                          kernel.num_experts, kernel.hidden, kernel.intermediate,
-                                          kernel.top_k, kernel.tokens, rank_,
-                                          layer.status().message()));
+      return absl::Status(
+          layer.status().code(),
+          absl::StrFormat("the MoE kernel for %d experts, hidden %d, intermediate "
+                          "%d, top-%d, %d tokens on rank %d: %s",
+                          kernel.num_experts, kernel.hidden, kernel.intermediate, kernel.top_k,
+                          kernel.tokens, rank_, layer.status().message()));
     }
     Shape& added = shapes_[key];
     added.layer = *std::move(layer);
@@ -158,7 +160,7 @@ class MoeRunner : public MoeExtension {
 
   // The layer's routing plan, made (and the shape's strategy tuned) at first use.
   absl::StatusOr<const RoutingPlan*> PlanOf(Shape& shape, const MoeKernel& kernel,
-                                             cudaStream_t stream) {
+                                            cudaStream_t stream) {
     auto it = shape.plans.find(kernel.routing_seed);
     if (it != shape.plans.end()) return &it->second;
     absl::StatusOr<RoutingPlan> plan =
@@ -168,8 +170,7 @@ class MoeRunner : public MoeExtension {
       // Timed on the weights the kernel will read (their values do not change GEMM speed);
       // the choice then holds for every layer, so composite and reference runs use the same
       // GEMMs and compare bit for bit.
-      absl::StatusOr<GemmStrategy> best =
-          shape.layer->Tune(*plan, kernel.w13, kernel.w2, stream);
+      absl::StatusOr<GemmStrategy> best = shape.layer->Tune(*plan, kernel.w13, kernel.w2, stream);
       if (!best.ok()) return best.status();
       shape.strategy = *best;
       shape.tuned = true;
@@ -197,13 +198,13 @@ class MoeRunner : public MoeExtension {
           {&check_slots_, kCheckSlots * sizeof(uint64_t), "the MoE check results"}}) {
       if (absl::Status st = buffer->Allocate(bytes, what); !st.ok()) return st;
     }
-    const std::string where = absl::StrFormat("MoE reference check of layer %d on rank %d",
-                                              kernel.layer, rank_);
-    if (absl::Status st = CudaError(
-            cudaMemcpyAsync(reinterpret_cast<void*>(shape.saved_output.address()),
-                            reinterpret_cast<const void*>(shape.layer->output()), output_bytes,
-                            cudaMemcpyDeviceToDevice, stream),
-            where);
+    const std::string where =
+        absl::StrFormat("MoE reference check of layer %d on rank %d", kernel.layer, rank_);
+    if (absl::Status st =
+            CudaError(cudaMemcpyAsync(reinterpret_cast<void*>(shape.saved_output.address()),
+                                      reinterpret_cast<const void*>(shape.layer->output()),
+                                      output_bytes, cudaMemcpyDeviceToDevice, stream),
+                      where);
         !st.ok()) {
       return st;
     }
@@ -211,9 +212,8 @@ class MoeRunner : public MoeExtension {
     // the same pattern the local handles were filled with (expert by expert, as the owners have
     // them), the same input, plan and strategy.
     for (auto [dst, bytes, weight, eb] :
-         {std::tuple<uint64_t, uint64_t, int64_t, uint64_t>{shape.resident_w13.address(),
-                                                            experts * eb13, kernel.w13_weight,
-                                                            eb13},
+         {std::tuple<uint64_t, uint64_t, int64_t, uint64_t>{
+              shape.resident_w13.address(), experts * eb13, kernel.w13_weight, eb13},
           {shape.resident_w2.address(), experts * eb2, kernel.w2_weight, eb2}}) {
       const int error =
           LaunchFill(stream, dst, bytes, kernel.layer, weight, eb, 0, 1024, kPatternBf16);
@@ -225,8 +225,7 @@ class MoeRunner : public MoeExtension {
       return st;
     }
     uint64_t* slot = reinterpret_cast<uint64_t*>(check_slots_.address()) + checks_.size();
-    if (absl::Status st =
-            CudaError(cudaMemsetAsync(slot, 0xFF, sizeof(uint64_t), stream), where);
+    if (absl::Status st = CudaError(cudaMemsetAsync(slot, 0xFF, sizeof(uint64_t), stream), where);
         !st.ok()) {
       return st;
     }

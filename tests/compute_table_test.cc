@@ -1,0 +1,100 @@
+// Measured MoE compute tables in the perf model (core/perf/compute_table.h): interpolation in
+// tokens, which profile table applies to which model, and that the simulator and the layer
+// times take the measured number instead of the roofline.
+
+#define BOOST_TEST_MODULE compute_table_test
+#include <boost/test/unit_test.hpp>
+
+#include "backends/sim/simulate.h"
+#include "core/config/loader.h"
+#include "core/perf/compute_table.h"
+#include "core/perf/layer_times.h"
+#include "core/perf/perf_model.h"
+#include "tests/support/test_paths.h"
+
+namespace dwdp {
+namespace {
+
+namespace tt = boost::test_tools;
+
+MoeComputeTable SmallTable() {
+  MoeComputeTable t;
+  t.hidden = 1024;
+  t.intermediate = 768;
+  t.num_experts = 16;
+  t.top_k = 2;
+  t.dtype = DType::kBf16;
+  t.tokens = {256, 1024, 4096};
+  t.alone_ns = {50e3, 80e3, 200e3};
+  return t;
+}
+
+Scenario SmallMoe() {
+  auto s = LoadScenarioFile(testing::SourcePath("scenarios/moe-small-d3-6x5-modeb.yaml"));
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.status().message());
+  return *s;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(interpolation_is_linear_between_points_and_flat_below_the_first) {
+  const MoeComputeTable t = SmallTable();
+  // Hand-computed: 512 tokens lies a third of the way from 256 to 1024: 50 + 30/3 = 60 us.
+  BOOST_TEST(InterpolateMoeTime(t.tokens, t.alone_ns, 512) == 60e3, tt::tolerance(1e-12));
+  BOOST_TEST(InterpolateMoeTime(t.tokens, t.alone_ns, 1024) == 80e3, tt::tolerance(1e-12));
+  // 2048: a third of the way from 1024 to 4096: 80 + 120/3 = 120 us.
+  BOOST_TEST(InterpolateMoeTime(t.tokens, t.alone_ns, 2048) == 120e3, tt::tolerance(1e-12));
+  // Below the first point: the weight-read floor, the first point's time.
+  BOOST_TEST(InterpolateMoeTime(t.tokens, t.alone_ns, 16) == 50e3);
+  // Beyond the last: the last segment's slope (120 us per 3072 tokens) continues: 8192 tokens
+  // is 200 + 4096 · 120/3072 = 360 us.
+  BOOST_TEST(InterpolateMoeTime(t.tokens, t.alone_ns, 8192) == 360e3, tt::tolerance(1e-12));
+  BOOST_TEST(InterpolateMoeTime({1000}, {7.0}, 5) == 7.0);
+}
+
+BOOST_AUTO_TEST_CASE(a_table_applies_only_to_its_own_shape) {
+  Scenario s = SmallMoe();
+  HardwareProfile& hw = s.hardware;
+  hw.moe_compute = {SmallTable()};
+  BOOST_TEST(FindMoeComputeTable(hw, s.model) != nullptr);
+  for (int field = 0; field < 5; ++field) {
+    MoeComputeTable other = SmallTable();
+    if (field == 0) other.hidden = 2048;
+    if (field == 1) other.intermediate = 512;
+    if (field == 2) other.num_experts = 32;
+    if (field == 3) other.top_k = 4;
+    if (field == 4) other.dtype = DType::kFp8;
+    hw.moe_compute = {other};
+    BOOST_TEST(FindMoeComputeTable(hw, s.model) == nullptr, "field " << field);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(layer_times_and_the_simulator_take_the_measured_time) {
+  Scenario s = SmallMoe();  // 512 tokens per rank
+  const LayerTimes roofline = ComputeLayerTimes(s);
+  BOOST_TEST(roofline.source == "perf model (roofline)");
+  s.hardware.moe_compute = {SmallTable()};
+  const LayerTimes measured = ComputeLayerTimes(s);
+  BOOST_TEST(measured.source.find("measured table") != std::string::npos);
+  for (double ns : measured.moe_ns) BOOST_TEST(ns == 60e3, tt::tolerance(1e-12));
+  bool depends = false;
+  for (const ProfileDependency& d : measured.depends_on) {
+    depends = depends || (d.name == "moe_compute" && d.source == Provenance::kMeasured);
+  }
+  BOOST_TEST(depends);
+  // The simulator's MoE kernels run exactly that long once the slowdown under copies is off.
+  auto layout = ComputeGroupLayout(s);
+  BOOST_REQUIRE(layout.ok());
+  sim::SimulateOptions options;
+  options.forwards = 1;
+  options.attention_ns = measured.attention_ns;
+  options.moe_ns = measured.moe_ns;
+  options.world.compute_slowdown = 0.0;
+  auto result = sim::SimulateScenario(s, *layout, options);
+  BOOST_REQUIRE(result.ok());
+  for (const LayerReport& l : result->report.ranks[0].layers) {
+    BOOST_TEST(l.compute_ns == measured.attention_ns[0] + 60e3, tt::tolerance(1e-6));
+  }
+}
+
+}  // namespace dwdp
