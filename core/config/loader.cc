@@ -85,7 +85,8 @@ constexpr absl::string_view kDwdpKeys[] = {"dwdp_size",
                                            "num_buffers",
                                            "pool_page_bytes",
                                            "contention",
-                                           "loaded_chunk"};
+                                           "loaded_chunk",
+                                           "owner"};
 constexpr absl::string_view kContentionKeys[] = {"mode", "slice_bytes"};
 constexpr absl::string_view kWorkloadKeys[] = {"tokens_per_rank", "sequence_length", "forwards",
                                                "tokens_cv", "layer_compute_ns"};
@@ -93,6 +94,7 @@ constexpr absl::string_view kQuantityKeys[] = {"value", "source"};
 constexpr absl::string_view kSources[] = {"spec", "measured", "assumed"};
 constexpr absl::string_view kDTypes[] = {"fp4", "fp8", "bf16"};
 constexpr absl::string_view kContentionModes[] = {"rotate", "ascending", "round_robin"};
+constexpr absl::string_view kOwnerPolicies[] = {"lowest", "balanced"};
 
 // ---------------------------------------------------------------------------------------
 // Hardware profile fields: one table drives parsing, "missing field" checks and writing.
@@ -112,9 +114,14 @@ struct HardwareField {
 // Terms of the contention model that came after the first profiles were written: a map without
 // 'preset' may leave them out and gets the HardwareProfile defaults (no egress or fabric limit
 // beyond one pair's rate, the whole per-copy fixed cost on the path), i.e. the older model.
-constexpr absl::string_view kOptionalHardwareNumbers[] = {
-    "copy_latency_on_link", "copy_latency_loaded_ns", "egress_bw",          "fabric_bw",
-    "compute_read_bw",      "stream_queue_entries",   "fabric_share_spread"};
+constexpr absl::string_view kOptionalHardwareNumbers[] = {"copy_latency_on_link",
+                                                          "copy_latency_loaded_ns",
+                                                          "egress_bw",
+                                                          "fabric_bw",
+                                                          "compute_read_bw",
+                                                          "stream_queue_entries",
+                                                          "fabric_share_spread",
+                                                          "egress_fanout_efficiency"};
 
 constexpr double kMaxBandwidth = 1e15;  // bytes/s
 constexpr double kMaxFlops = 1e18;
@@ -153,6 +160,8 @@ constexpr HardwareField kHardwareFields[] = {
      QuantityKind::kNumber, 0, 1, true, false},
     {"egress_bw", &HardwareProfile::egress_bw, QuantityKind::kNumber, 0, kMaxBandwidth, false,
      false},
+    {"egress_fanout_efficiency", &HardwareProfile::egress_fanout_efficiency, QuantityKind::kNumber,
+     0, 1, true, false},
     {"fabric_bw", &HardwareProfile::fabric_bw, QuantityKind::kNumber, 0, kMaxBandwidth, false,
      false},
     {"fabric_share_spread", &HardwareProfile::fabric_share_spread, QuantityKind::kNumber, 0, 2,
@@ -889,6 +898,11 @@ absl::Status ParseDwdp(const Field& field, const ModelSpec& model, const Hardwar
   }
   if (std::optional<Field> contention = map.Get("contention")) {
     DWDP_LOADER_RETURN_IF_ERROR(ParseContention(*contention, &config.contention));
+  }
+  if (std::optional<Field> owner = map.Get("owner")) {
+    std::string policy;
+    DWDP_LOADER_RETURN_IF_ERROR(owner->ReadChoice(kOwnerPolicies, &policy));
+    config.owner = policy == "balanced" ? OwnerPolicy::kBalanced : OwnerPolicy::kLowest;
   }
   *out = config;
   return absl::OkStatus();

@@ -72,6 +72,14 @@ struct ContentionConfig {
   uint64_t slice_bytes = 2ull << 20;
 };
 
+// Which of the ranks that store an expert a puller copies it from (core/partition OwnerMap).
+//   lowest:   the lowest rank that stores it, for every puller (TensorRT-LLM's rule); with
+//             overlapping recipes the low ranks serve far more copies than the others.
+//   balanced: each puller takes each remote expert from one of the ranks that store it, chosen
+//             so that every rank serves about the same number of copies per layer.
+enum class OwnerPolicy { kLowest, kBalanced };
+const char* OwnerPolicyName(OwnerPolicy p);
+
 // Same field names as TensorRT-LLM's DwdpConfig.
 struct DwdpConfig {
   int64_t dwdp_size = 0;
@@ -83,6 +91,7 @@ struct DwdpConfig {
   // Experts per rank in the checkpoint loader; defaults to num_experts_per_worker.
   std::optional<int64_t> loaded_chunk;
   ContentionConfig contention;
+  OwnerPolicy owner = OwnerPolicy::kLowest;
 };
 
 struct HardwareProfile {
@@ -116,6 +125,10 @@ struct HardwareProfile {
   // bytes/s one GPU serves to all its remote pullers together (0: peer_copy_bw). Measured on
   // H100 x4 hosts: 397 GB/s on one, 532 GB/s (1.34x one pair) on another.
   Quantity egress_bw;
+  // A GPU's egress while two or more remote pullers read it at once, as a fraction of its rate
+  // with one reader (1: no loss). Public nvbandwidth one_to_all_read_ce runs give the source's
+  // total at about 0.83x (H800) to 0.86x (GB200 tray) of one pair's read rate.
+  Quantity egress_fanout_efficiency{1.0, Provenance::kAssumed};
   // bytes/s per GPU of remote copy traffic when every GPU of the group pulls at once, pooled
   // over the group (0: no such limit). On one H100 x4 host each GPU pulled only about 266 GB/s
   // when all four pulled from each other, although one pair alone ran at 398.

@@ -80,7 +80,10 @@ std::string PlanToCsv(const Plan& plan) {
       "tokens_per_rank,sequence_length,fits,weights_bytes_per_gpu,local_expert_bytes,"
       "pool_bytes,non_moe_bytes,activation_bytes,kv_bytes_per_gpu,kv_tokens,vmm_mappings,"
       "prefetch_bytes_per_layer,prefetch_ns_per_layer,compute_ns_per_layer,"
-      "stall_ns_per_layer,forward_ns,dep_forward_ns,dwdp_over_dep,tokens_per_s_per_gpu\n";
+      "stall_ns_per_layer,forward_ns,dep_forward_ns,dwdp_over_dep,tokens_per_s_per_gpu,owner,"
+      "copy_pricing,forward_min_ns,forward_low_ns,forward_high_ns,unstable,"
+      "closed_form_forward_ns,max_served_experts,mean_served_experts,hottest_rank,"
+      "copies_per_layer,recommendable\n";
   for (const PlanCandidate& c : plan.candidates) {
     absl::StrAppend(
         &out,
@@ -93,6 +96,14 @@ std::string PlanToCsv(const Plan& plan) {
                         c.vmm_mappings, c.prefetch_bytes_per_layer, c.prefetch_ns_per_layer,
                         c.compute_ns_per_layer, c.stall_ns_per_layer, c.forward_ns,
                         c.dep_forward_ns, c.dwdp_over_dep, c.tokens_per_s_per_gpu));
+    out.pop_back();  // the newline: the copy model's columns follow
+    absl::StrAppend(
+        &out,
+        absl::StrFormat(",%s,%s,%.0f,%.0f,%.0f,%d,%.0f,%d,%.1f,%d,%d,%d\n",
+                        OwnerPolicyName(c.owner), CopyPricingName(c.copy_pricing), c.forward_min_ns,
+                        c.forward_low_ns, c.forward_high_ns, c.unstable ? 1 : 0,
+                        c.closed_form_forward_ns, c.max_served_experts, c.mean_served_experts,
+                        c.hottest_rank, c.copies_per_layer, Recommendable(c) ? 1 : 0));
   }
   return out;
 }
@@ -122,8 +133,23 @@ nlohmann::json CandidateToJson(const PlanCandidate& c) {
                       {"forward_ns", c.forward_ns},
                       {"dep_forward_ns", c.dep_forward_ns},
                       {"dwdp_over_dep", c.dwdp_over_dep},
-                      {"tokens_per_s_per_gpu", c.tokens_per_s_per_gpu}};
+                      {"tokens_per_s_per_gpu", c.tokens_per_s_per_gpu},
+                      {"owner", OwnerPolicyName(c.owner)},
+                      {"copy_pricing", CopyPricingName(c.copy_pricing)},
+                      {"forward_min_ns", c.forward_min_ns},
+                      {"forward_low_ns", c.forward_low_ns},
+                      {"forward_high_ns", c.forward_high_ns},
+                      {"unstable", c.unstable},
+                      {"closed_form_forward_ns", c.closed_form_forward_ns},
+                      {"max_served_experts", c.max_served_experts},
+                      {"mean_served_experts", c.mean_served_experts},
+                      {"hottest_rank", c.hottest_rank},
+                      {"copies_per_layer", c.copies_per_layer},
+                      {"recommendable", Recommendable(c)}};
   if (!c.fits) j["fit_note"] = c.fit_note;
+  if (const std::string why = NotRecommendableReason(c); c.fits && !why.empty()) {
+    j["not_recommended"] = why;
+  }
   return j;
 }
 
