@@ -40,6 +40,20 @@ const char* ContentionModeName(ContentionMode m) {
   return "?";
 }
 
+const char* LengthDistributionName(LengthDistribution d) {
+  switch (d) {
+    case LengthDistribution::kFixed:
+      return "fixed";
+    case LengthDistribution::kUniform:
+      return "uniform";
+    case LengthDistribution::kLognormal:
+      return "lognormal";
+    case LengthDistribution::kFile:
+      return "file";
+  }
+  return "?";
+}
+
 const char* OwnerPolicyName(OwnerPolicy p) {
   switch (p) {
     case OwnerPolicy::kLowest:

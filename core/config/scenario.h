@@ -158,6 +158,21 @@ struct HardwareProfile {
   bool imex_permitted = false;    // FABRIC cuMemCreate allowed (IMEX channel present)
 };
 
+// Input (prompt) lengths of the requests a context server sees.
+enum class LengthDistribution { kFixed, kUniform, kLognormal, kFile };
+const char* LengthDistributionName(LengthDistribution d);
+
+struct InputLengths {
+  LengthDistribution distribution = LengthDistribution::kFixed;
+  int64_t length = 0;  // fixed
+  int64_t min = 1;     // uniform: [min, max]; lognormal: draws are clamped to [min, max]
+  int64_t max = 0;
+  double mean = 0;               // lognormal
+  double cv = 0;                 // lognormal: standard deviation / mean
+  std::string path;              // file: as given in the scenario
+  std::vector<int64_t> lengths;  // file: the lengths it holds (drawn uniformly)
+};
+
 struct Workload {
   int64_t tokens_per_rank = 0;  // context tokens per rank per forward
   int64_t sequence_length = 0;
@@ -165,6 +180,10 @@ struct Workload {
   double tokens_cv = 0.2;  // coefficient of variation of per-rank tokens (DEP sync term)
   // When set, the compute time of every MoE layer (overrides the perf model).
   std::optional<double> layer_compute_ns;
+  // Request input lengths (sizing); unset: every request is sequence_length long.
+  std::optional<InputLengths> input_lengths;
+  // The engine's max-num-tokens per forward and rank (chunk size); 0: tokens_per_rank.
+  int64_t max_num_tokens = 0;
 };
 
 struct Scenario {

@@ -89,6 +89,8 @@ const char* CopyPricingName(CopyPricing p) {
       return "fluid";
     case CopyPricing::kBound:
       return "bound";
+    case CopyPricing::kDeferred:
+      return "deferred";
   }
   return "?";
 }
@@ -115,7 +117,7 @@ using CopiesCache = std::map<CopiesKey, GroupCopies>;
 absl::StatusOr<PlanCandidate> Evaluate(const Scenario& scenario, const CandidateSpec& spec,
                                        const PlanWorkloadPoint& workload,
                                        const ContentionConfig& contention, double tokens_cv,
-                                       const GroupCopies* shared_copies) {
+                                       const GroupCopies* shared_copies, bool defer_fluid) {
   const ModelSpec& model = scenario.model;
   const HardwareProfile& hw = scenario.hardware;
   const int64_t num_buffers = spec.num_buffers;
@@ -249,6 +251,12 @@ absl::StatusOr<PlanCandidate> Evaluate(const Scenario& scenario, const Candidate
     c.prefetch_ns_per_layer = std::max(hot_layer_ns, uncontended);
     c.stall_ns_per_layer =
         std::max(0.0, c.prefetch_ns_per_layer - (compute.pre_moe_ns + compute.moe_ns));
+  } else if (!copies.latin_square && defer_fluid) {
+    // Priced when needed (sizing): meanwhile the forward without contention, which no fluid run
+    // can beat.
+    c.copy_pricing = CopyPricing::kDeferred;
+    c.forward_ns = c.forward_min_ns = c.forward_low_ns = c.forward_high_ns = uncontended_forward_ns;
+    c.prefetch_ns_per_layer = uncontended;
   } else {
     const GroupPipeline priced = PriceGroupPipeline(copies, hw, compute);
     const int64_t slowest = priced.slowest_rank();
@@ -271,10 +279,23 @@ absl::StatusOr<PlanCandidate> Evaluate(const Scenario& scenario, const Candidate
 
 }  // namespace
 
+absl::StatusOr<PlanCandidate> PriceCandidate(const Scenario& scenario, const PlanCandidate& c,
+                                             ContentionMode contention, double tokens_cv) {
+  ContentionConfig contention_config = scenario.dwdp.contention;
+  contention_config.mode = contention;
+  return Evaluate(
+      scenario,
+      {c.dwdp_size, c.num_experts_per_worker, c.num_prefetch_experts, c.num_buffers, c.owner},
+      {c.tokens_per_rank, c.sequence_length}, contention_config, tokens_cv, nullptr, false);
+}
+
 bool Recommendable(const PlanCandidate& c) { return NotRecommendableReason(c).empty(); }
 
 std::string NotRecommendableReason(const PlanCandidate& c) {
   if (!c.fits) return c.fit_note;
+  if (c.copy_pricing == CopyPricing::kDeferred) {
+    return "its shared copy sources were not priced (a lower bound stands for its forward)";
+  }
   if (c.copy_pricing == CopyPricing::kBound) {
     return absl::StrFormat(
         "rank %d serves %d expert copies per layer (%.0f on average): the group waits for its "
@@ -300,7 +321,7 @@ absl::StatusOr<PlanCandidate> EvaluateCandidate(const Scenario& scenario, int64_
   return Evaluate(
       scenario,
       {dwdp_size, num_experts_per_worker, num_prefetch_experts, num_buffers, scenario.dwdp.owner},
-      workload, contention_config, tokens_cv, nullptr);
+      workload, contention_config, tokens_cv, nullptr, false);
 }
 
 absl::StatusOr<Plan> PlanCapacity(const Scenario& scenario, const PlanOptions& options) {
@@ -409,7 +430,7 @@ absl::StatusOr<Plan> PlanCapacity(const Scenario& scenario, const PlanOptions& o
       const Job& job = jobs[i];
       const auto cached = cache.find({job.spec.dwdp_size, job.spec.size, job.spec.owner});
       results[i] = Evaluate(scenario, job.spec, plan.workloads[job.workload], contention_config, cv,
-                            cached == cache.end() ? nullptr : &cached->second);
+                            cached == cache.end() ? nullptr : &cached->second, options.defer_fluid);
     }
   };
   const int64_t threads = std::clamp<int64_t>(

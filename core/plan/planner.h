@@ -35,6 +35,9 @@ struct PlanOptions {
   std::vector<OwnerPolicy> owners;
   // Threads that evaluate candidates (0: one per core); the plan is the same for any count.
   int64_t threads = 0;
+  // Leave the fluid copy model for later (CopyPricing::kDeferred): the sizing search prices a
+  // candidate only when it could be the pick.
+  bool defer_fluid = false;
   // Coefficient of variation of per-rank tokens for DEP's synchronisation term (default: the
   // scenario's workload.tokens_cv).
   std::optional<double> tokens_cv;
@@ -47,6 +50,8 @@ enum class CopyPricing {
   kBound,        // not simulated (never recommended): the larger of the uncontended copy and the
                  // hottest source's egress time, for a candidate that waits on one hot source or
                  // does not fit
+  kDeferred,     // not priced yet: the forward without contention stands for it (a lower
+                 // bound); EvaluateCandidate prices it
 };
 const char* CopyPricingName(CopyPricing p);
 
@@ -127,6 +132,9 @@ absl::StatusOr<PlanCandidate> EvaluateCandidate(const Scenario& scenario, int64_
                                                 int64_t num_prefetch_experts, int64_t num_buffers,
                                                 const PlanWorkloadPoint& workload,
                                                 ContentionMode contention, double tokens_cv);
+// The same candidate priced in full (a kDeferred one gets its fluid run), with its own owner.
+absl::StatusOr<PlanCandidate> PriceCandidate(const Scenario& scenario, const PlanCandidate& c,
+                                             ContentionMode contention, double tokens_cv);
 
 // True when Recommend may pick the candidate: it fits, and its copies were priced by the Latin
 // square or a stable fluid run (a hot-source estimate or an unstable run is shown, not picked).
