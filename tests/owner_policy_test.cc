@@ -209,8 +209,8 @@ BOOST_AUTO_TEST_CASE(egress_fanout_efficiency_slows_a_source_with_several_reader
   const double ascending = time(1.0, CopySchedule::kAscending);
   const double ascending_fanout = time(0.5, CopySchedule::kAscending);
   BOOST_TEST(ascending_fanout > 1.3 * ascending);
-  BOOST_TEST(std::fabs(time(0.5, CopySchedule::kRotate) -
-                       time(1.0, CopySchedule::kRotate)) < 1e-6 * ascending);
+  BOOST_TEST(std::fabs(time(0.5, CopySchedule::kRotate) - time(1.0, CopySchedule::kRotate)) <
+             1e-6 * ascending);
   // The planner prices it too: the hottest source of a lowest-owner plan serves slower.
   HardwareProfile slow = *HardwarePreset("gb200-nvl72");
   Scenario s;

@@ -4,12 +4,12 @@
 #define BOOST_TEST_MODULE sizing
 #include <boost/test/unit_test.hpp>
 
+#include <unistd.h>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <set>
-#include <unistd.h>
 
 #include "core/config/loader.h"
 #include "core/perf/perf_model.h"
@@ -22,9 +22,10 @@ namespace {
 namespace fs = std::filesystem;
 
 Scenario Load(const std::string& workload, const std::string& hardware = "gb200-nvl72") {
-  auto s = LoadScenarioString("name: sizing\nmodel: {preset: deepseek-v3-nvfp4}\n"
-                              "dwdp: {dwdp_size: 8}\nhardware: " +
-                              hardware + "\nworkload: " + workload + "\n");
+  auto s = LoadScenarioString(
+      "name: sizing\nmodel: {preset: deepseek-v3-nvfp4}\n"
+      "dwdp: {dwdp_size: 8}\nhardware: " +
+      hardware + "\nworkload: " + workload + "\n");
   BOOST_REQUIRE_MESSAGE(s.ok(), s.status().message());
   return *s;
 }
@@ -92,8 +93,9 @@ BOOST_AUTO_TEST_CASE(length_draws_follow_their_distribution) {
 }
 
 BOOST_AUTO_TEST_CASE(scenario_isl_and_max_num_tokens_load_and_bad_ones_say_why) {
-  const Scenario s = Load("{tokens_per_rank: 8192, isl: {distribution: lognormal, mean: 4096, "
-                          "cv: 0.8}, max_num_tokens: 16384}");
+  const Scenario s = Load(
+      "{tokens_per_rank: 8192, isl: {distribution: lognormal, mean: 4096, "
+      "cv: 0.8}, max_num_tokens: 16384}");
   BOOST_REQUIRE(s.workload.input_lengths.has_value());
   BOOST_TEST((s.workload.input_lengths->distribution == LengthDistribution::kLognormal));
   BOOST_TEST(s.workload.input_lengths->cv == 0.8);
@@ -169,17 +171,18 @@ BOOST_AUTO_TEST_CASE(sampled_and_closed_form_agree_where_nothing_is_uneven) {
   int64_t compared = 0;
   for (const SizingCandidate& c : even->candidates) {
     if (c.saturated_tokens_per_s_per_gpu <= 0) continue;
-    BOOST_TEST(std::fabs(c.saturated_tokens_per_s_per_gpu / c.closed_form_tokens_per_s_per_gpu -
-                         1) < 1e-6,
-               c.Label());
+    BOOST_TEST(
+        std::fabs(c.saturated_tokens_per_s_per_gpu / c.closed_form_tokens_per_s_per_gpu - 1) < 1e-6,
+        c.Label());
     BOOST_TEST(c.saturated_forward_p99_ms == c.saturated_forward_p50_ms, c.Label());
     ++compared;
   }
   BOOST_TEST(compared >= 2);
   // Uneven lengths: DEP's group waits for its slowest rank at every layer, so its sampled rate
   // falls below the closed form without imbalance; DWDP's ranks do not wait for each other.
-  s = Load("{isl: {distribution: lognormal, mean: 8192, cv: 1.0}, tokens_cv: 0, "
-           "max_num_tokens: 16384}");
+  s = Load(
+      "{isl: {distribution: lognormal, mean: 8192, cv: 1.0}, tokens_cv: 0, "
+      "max_num_tokens: 16384}");
   auto uneven = SizeDeployment(s, Small(10, 60000));
   BOOST_REQUIRE(uneven.ok());
   for (const SizingCandidate& c : uneven->candidates) {
@@ -191,8 +194,9 @@ BOOST_AUTO_TEST_CASE(sampled_and_closed_form_agree_where_nothing_is_uneven) {
 }
 
 BOOST_AUTO_TEST_CASE(gpus_grow_with_the_rate_and_never_shrink) {
-  const Scenario s = Load("{isl: {distribution: lognormal, mean: 8192, cv: 0.5}, "
-                          "max_num_tokens: 16384}");
+  const Scenario s = Load(
+      "{isl: {distribution: lognormal, mean: 8192, cv: 0.5}, "
+      "max_num_tokens: 16384}");
   int64_t dwdp = 0;
   int64_t dep = 0;
   for (double rate : {2.0, 8.0, 20.0, 40.0}) {
@@ -238,8 +242,9 @@ BOOST_AUTO_TEST_CASE(a_configuration_that_does_not_fit_is_never_recommended) {
 }
 
 BOOST_AUTO_TEST_CASE(dep_and_dwdp_are_priced_on_the_same_gpus_and_traffic) {
-  const Scenario s = Load("{isl: {distribution: uniform, min: 2048, max: 14336}, "
-                          "max_num_tokens: 16384}");
+  const Scenario s = Load(
+      "{isl: {distribution: uniform, min: 2048, max: 14336}, "
+      "max_num_tokens: 16384}");
   auto r = SizeDeployment(s, Small(12, 5000));
   BOOST_REQUIRE(r.ok());
   BOOST_REQUIRE(r->best_dwdp && r->best_dep);
@@ -266,8 +271,9 @@ BOOST_AUTO_TEST_CASE(dep_and_dwdp_are_priced_on_the_same_gpus_and_traffic) {
 }
 
 BOOST_AUTO_TEST_CASE(a_median_target_and_a_gpu_budget_change_the_answer) {
-  const Scenario s = Load("{isl: {distribution: lognormal, mean: 8192, cv: 0.5}, "
-                          "max_num_tokens: 16384}");
+  const Scenario s = Load(
+      "{isl: {distribution: lognormal, mean: 8192, cv: 0.5}, "
+      "max_num_tokens: 16384}");
   auto loose = SizeDeployment(s, Small(20, 4000));
   SizingRequest tight = Small(20, 4000);
   tight.ttft_p50_ms = 600;
@@ -317,8 +323,9 @@ BOOST_AUTO_TEST_CASE(bad_inputs_get_one_sentence) {
 }
 
 BOOST_AUTO_TEST_CASE(the_report_carries_the_plan_keys_and_a_pareto_front) {
-  const Scenario s = Load("{isl: {distribution: lognormal, mean: 8192, cv: 0.5}, "
-                          "max_num_tokens: 16384}");
+  const Scenario s = Load(
+      "{isl: {distribution: lognormal, mean: 8192, cv: 0.5}, "
+      "max_num_tokens: 16384}");
   auto r = SizeDeployment(s, Small(10, 4000));
   BOOST_REQUIRE(r.ok());
   const nlohmann::json j = SizingToJson(*r);
