@@ -42,8 +42,8 @@ std::string Scenario(const TempDir& dir) {
 
 // A small sweep: groups of 4 and 8, one recipe, 2 slots, short DES runs.
 std::vector<std::string> Sizing(const std::string& scenario, std::vector<std::string> extra) {
-  std::vector<std::string> args = {"plan",         scenario, "--dwdp-sizes", "4,8",
-                                   "--num-buffers", "2",     "--des-requests", "400"};
+  std::vector<std::string> args = {"plan",          scenario, "--dwdp-sizes",   "4,8",
+                                   "--num-buffers", "2",      "--des-requests", "400"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -63,8 +63,8 @@ void ExpectOneSentence(const ProcessResult& r, int code, const std::string& text
 
 BOOST_AUTO_TEST_CASE(sizing_gives_dwdp_and_dep_side_by_side) {
   TempDir dir;
-  const auto j = Json(RunDwdp(Sizing(Scenario(dir), {"--rate", "10", "--ttft-p99", "4000",
-                                                     "--format", "json"})));
+  const auto j = Json(
+      RunDwdp(Sizing(Scenario(dir), {"--rate", "10", "--ttft-p99", "4000", "--format", "json"})));
   BOOST_TEST(j["recommended"]["gpus"].get<int64_t>() >= 4);
   BOOST_TEST(j["recommended_dep"]["gpus"].get<int64_t>() >= 4);
   BOOST_TEST(j["recommended"]["ttft_p99_ms"].get<double>() <= 4000.0);
@@ -81,12 +81,11 @@ BOOST_AUTO_TEST_CASE(sizing_gives_dwdp_and_dep_side_by_side) {
 BOOST_AUTO_TEST_CASE(sizing_options_change_what_is_computed) {
   TempDir dir;
   const std::string s = Scenario(dir);
-  const auto base = Json(RunDwdp(Sizing(s, {"--rate", "10", "--ttft-p99", "4000", "--format",
-                                            "json"})));
+  const auto base =
+      Json(RunDwdp(Sizing(s, {"--rate", "10", "--ttft-p99", "4000", "--format", "json"})));
   // --max-num-tokens: one configuration per MNT.
-  const auto two = Json(RunDwdp(Sizing(s, {"--rate", "10", "--ttft-p99", "4000",
-                                           "--max-num-tokens", "8192,16384", "--format",
-                                           "json"})));
+  const auto two = Json(RunDwdp(Sizing(s, {"--rate", "10", "--ttft-p99", "4000", "--max-num-tokens",
+                                           "8192,16384", "--format", "json"})));
   std::set<int64_t> mnts;
   for (const auto& c : two["dep_candidates"]) mnts.insert(c["max_num_tokens"].get<int64_t>());
   BOOST_TEST((mnts == std::set<int64_t>{8192, 16384}));
@@ -95,30 +94,30 @@ BOOST_AUTO_TEST_CASE(sizing_options_change_what_is_computed) {
   // neither: ask for every recipe so some overlap).
   const auto lowest = Json(RunDwdp(Sizing(s, {"--rate", "10", "--ttft-p99", "4000", "--owner",
                                               "lowest", "--all-recipes", "--format", "json"})));
-  const auto both = Json(RunDwdp(Sizing(s, {"--rate", "10", "--ttft-p99", "4000", "--owner",
-                                            "both", "--all-recipes", "--format", "json"})));
+  const auto both = Json(RunDwdp(Sizing(s, {"--rate", "10", "--ttft-p99", "4000", "--owner", "both",
+                                            "--all-recipes", "--format", "json"})));
   BOOST_TEST(both["candidates"].size() > lowest["candidates"].size());
   // --rate-unit tokens: the same requests expressed as input tokens per second.
   const double mean = base["sizing"]["mean_input_tokens"];
-  const auto tokens = Json(RunDwdp(Sizing(s, {"--rate", std::to_string(10 * mean), "--rate-unit",
-                                              "tokens", "--ttft-p99", "4000", "--format",
-                                              "json"})));
+  const auto tokens =
+      Json(RunDwdp(Sizing(s, {"--rate", std::to_string(10 * mean), "--rate-unit", "tokens",
+                              "--ttft-p99", "4000", "--format", "json"})));
   BOOST_TEST(std::abs(tokens["sizing"]["rate_requests_per_s"].get<double>() - 10.0) < 1e-6);
   // --ttft-p50: a tighter median needs more GPUs.
-  const auto median = Json(RunDwdp(Sizing(s, {"--rate", "10", "--ttft-p99", "4000", "--ttft-p50",
-                                              "500", "--format", "json"})));
+  const auto median = Json(RunDwdp(
+      Sizing(s, {"--rate", "10", "--ttft-p99", "4000", "--ttft-p50", "500", "--format", "json"})));
   BOOST_TEST(median["recommended"]["gpus"].get<int64_t>() >
              base["recommended"]["gpus"].get<int64_t>());
   // --des-requests: another sample of requests, another TTFT.
-  const auto more = Json(RunDwdp({"plan", s, "--dwdp-sizes", "4,8", "--num-buffers", "2",
-                                  "--des-requests", "1500", "--rate", "10", "--ttft-p99", "4000",
-                                  "--format", "json"}));
+  const auto more =
+      Json(RunDwdp({"plan", s, "--dwdp-sizes", "4,8", "--num-buffers", "2", "--des-requests",
+                    "1500", "--rate", "10", "--ttft-p99", "4000", "--format", "json"}));
   BOOST_TEST(more["recommended"]["ttft_p99_ms"].get<double>() !=
              base["recommended"]["ttft_p99_ms"].get<double>());
   // --isl-file replaces the scenario's lengths.
   const std::string lengths = dir.Write("lengths.txt", "# two prompts\n2048\n2048\n");
-  const auto file = Json(RunDwdp(Sizing(s, {"--rate", "10", "--ttft-p99", "4000", "--isl-file",
-                                            lengths, "--format", "json"})));
+  const auto file = Json(RunDwdp(Sizing(
+      s, {"--rate", "10", "--ttft-p99", "4000", "--isl-file", lengths, "--format", "json"})));
   BOOST_TEST(file["sizing"]["mean_input_tokens"].get<double>() == 2048.0);
   BOOST_TEST(file["sizing"]["input_lengths"] == "file");
 }
@@ -164,10 +163,10 @@ BOOST_AUTO_TEST_CASE(owner_policy_prices_the_hot_source_and_the_balanced_fix) {
   const auto j = Json(RunDwdp({"plan", s, "--dwdp-sizes", "72", "--num-buffers", "2", "--owner",
                                "both", "--recommend", "--format", "json"}));
   BOOST_REQUIRE(j["candidates"].size() == 2u);
-  const auto& lowest = j["candidates"][0]["owner"] == "lowest" ? j["candidates"][0]
-                                                                : j["candidates"][1];
-  const auto& balanced = j["candidates"][0]["owner"] == "lowest" ? j["candidates"][1]
-                                                                  : j["candidates"][0];
+  const auto& lowest =
+      j["candidates"][0]["owner"] == "lowest" ? j["candidates"][0] : j["candidates"][1];
+  const auto& balanced =
+      j["candidates"][0]["owner"] == "lowest" ? j["candidates"][1] : j["candidates"][0];
   // The numbers: rank 0 serves 2,766 expert copies per layer under lowest.
   BOOST_TEST(lowest["max_served_experts"] == 2766);
   BOOST_TEST(lowest["hottest_rank"] == 0);
@@ -184,9 +183,9 @@ BOOST_AUTO_TEST_CASE(plan_simulate_says_plan_and_run_agree) {
   // d = 6, every recipe under both owner policies: under lowest the ranks share sources (the
   // fluid copy model), under balanced every recipe is a Latin square. The simulator runs every
   // candidate the planner could recommend, and the planner must be within 10% of it.
-  const auto r = RunDwdp({"plan", SourcePath("scenarios/default.yaml"), "--dwdp-sizes", "6",
-                          "--all-recipes", "--owner", "both", "--num-buffers", "2",
-                          "--simulate", "64", "--format", "json"});
+  const auto r =
+      RunDwdp({"plan", SourcePath("scenarios/default.yaml"), "--dwdp-sizes", "6", "--all-recipes",
+               "--owner", "both", "--num-buffers", "2", "--simulate", "64", "--format", "json"});
   const auto j = Json(r);
   size_t fluid = 0;
   BOOST_TEST(j["simulated"].size() >= 3u);
@@ -197,8 +196,7 @@ BOOST_AUTO_TEST_CASE(plan_simulate_says_plan_and_run_agree) {
   BOOST_TEST(fluid >= 2u);
   const auto text = RunDwdp({"plan", SourcePath("scenarios/default.yaml"), "--dwdp-sizes", "6",
                              "--owner", "balanced", "--num-buffers", "2", "--simulate", "1"});
-  BOOST_TEST(text.out.find("plan and run agree on every candidate simulated") !=
-             std::string::npos,
+  BOOST_TEST(text.out.find("plan and run agree on every candidate simulated") != std::string::npos,
              text.out);
 }
 

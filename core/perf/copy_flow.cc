@@ -165,7 +165,10 @@ class Pipeline {
     for (size_t i = (leaves_ + static_cast<size_t>(entity)) / 2; i >= 1; i /= 2) {
       const int64_t a = tree_[2 * i];
       const int64_t b = tree_[2 * i + 1];
-      tree_[i] = Earlier(b, a) ? b : a;
+      const int64_t winner = Earlier(b, a) ? b : a;
+      // Another entity still wins here: nothing above changes.
+      if (winner == tree_[i] && winner != entity) break;
+      tree_[i] = winner;
     }
   }
   void Schedule(int64_t entity) {
@@ -545,7 +548,18 @@ PipelineRun RunOnce(const GroupCopies& copies, const Rates& rates, const Pipelin
     return out;
   };
   const int64_t steady_layer = kProbeLayers - compute.num_buffers - 1;
-  if (layers > 2 * kProbeLayers && steady_layer > kSteadyLayers) {
+  // Only a group whose copies, uncontended, fit in 80% of a layer can settle that way.
+  double uncontended = 0;
+  for (const std::vector<CopyVisit>& visits : copies.ranks) {
+    double ns = 0;
+    for (const CopyVisit& v : visits) {
+      ns += static_cast<double>(v.copies) * rates.latency_ns +
+            static_cast<double>(v.bytes) / std::min(rates.pair, rates.egress);
+    }
+    uncontended = std::max(uncontended, ns);
+  }
+  const bool may_settle = uncontended <= 0.8 * (compute.pre_moe_ns + compute.moe_ns);
+  if (may_settle && layers > 2 * kProbeLayers && steady_layer > kSteadyLayers) {
     PipelineCompute probe_compute = compute;
     probe_compute.moe_layers = kProbeLayers;
     Pipeline probe(copies, rates, probe_compute, kProbeLayers, fluid);

@@ -39,22 +39,34 @@ std::string PlanToText(const Plan& plan, const std::vector<RecommendationResult>
   for (const PlanWorkloadPoint& w : plan.workloads) {
     absl::StrAppend(&out, absl::StrFormat("\n%d tokens per rank, sequence length %d\n",
                                           w.tokens_per_rank, w.sequence_length));
-    TextTable table({"d", "recipe", "k", "fits", "weights/GPU", "KV/GPU", "KV tokens", "copy/layer",
-                     "compute/layer", "stall/layer", "forward", "DEP forward", "DEP/DWDP"});
+    TextTable table({"d", "recipe", "owner", "k", "fits", "weights/GPU", "KV/GPU", "KV tokens",
+                     "copies", "copy/layer", "compute/layer", "stall/layer", "forward",
+                     "DEP forward", "DEP/DWDP"});
     for (const PlanCandidate& c : plan.candidates) {
       if (c.tokens_per_rank != w.tokens_per_rank || c.sequence_length != w.sequence_length) {
         continue;
       }
+      // How the copies were priced: a Latin square (exact), the fluid model of shared sources
+      // (with "?" when its runs disagree by more than 10%), or a bound (hot source, or no fit).
+      std::string copies = c.copy_pricing == CopyPricing::kLatinSquare ? "latin"
+                           : c.copy_pricing == CopyPricing::kFluid     ? "fluid"
+                           : c.copy_pricing == CopyPricing::kBound     ? "bound"
+                                                                       : "deferred";
+      if (c.unstable) copies += "?";
+      if (c.copy_pricing == CopyPricing::kBound && c.max_served_experts > 0 &&
+          static_cast<double>(c.max_served_experts) > 1.25 * c.mean_served_experts) {
+        copies = absl::StrFormat("hot r%d", c.hottest_rank);
+      }
       table.AddRow({absl::StrCat(c.dwdp_size),
                     absl::StrCat(c.num_experts_per_worker, "/", c.num_prefetch_experts),
-                    absl::StrCat(c.num_buffers), c.fits ? "yes" : "no",
-                    FormatBytes(c.weights_bytes_per_gpu), FormatBytes(c.kv_bytes_per_gpu),
-                    Tokens(c.kv_tokens), FormatNanos(c.prefetch_ns_per_layer),
-                    FormatNanos(c.compute_ns_per_layer), FormatNanos(c.stall_ns_per_layer),
-                    FormatNanos(c.forward_ns), FormatNanos(c.dep_forward_ns),
-                    Ratio(c.dwdp_over_dep)});
+                    c.overlap > 0 ? OwnerPolicyName(c.owner) : "-", absl::StrCat(c.num_buffers),
+                    c.fits ? "yes" : "no", FormatBytes(c.weights_bytes_per_gpu),
+                    FormatBytes(c.kv_bytes_per_gpu), Tokens(c.kv_tokens), copies,
+                    FormatNanos(c.prefetch_ns_per_layer), FormatNanos(c.compute_ns_per_layer),
+                    FormatNanos(c.stall_ns_per_layer), FormatNanos(c.forward_ns),
+                    FormatNanos(c.dep_forward_ns), Ratio(c.dwdp_over_dep)});
     }
-    absl::StrAppend(&out, table.Render({0, 1, 3}));
+    absl::StrAppend(&out, table.Render({0, 1, 2, 4, 8}));
     for (const RecommendationResult& r : recommendations) {
       if (r.workload.tokens_per_rank != w.tokens_per_rank ||
           r.workload.sequence_length != w.sequence_length) {

@@ -466,6 +466,9 @@ absl::StatusOr<Plan> PlanCapacity(const Scenario& scenario, const PlanOptions& o
   MergeDependencies(plan.depends_on,
                     EstimateLayerCopy(model, hw, 2, model.num_experts / 2, contention).depends_on);
   AddDependency(plan.depends_on, "compute_slowdown", hw.compute_slowdown);
+  // The group copy model: a source's egress alone and with several readers at once.
+  if (hw.egress_bw.value > 0) AddDependency(plan.depends_on, "egress_bw", hw.egress_bw);
+  AddDependency(plan.depends_on, "egress_fanout_efficiency", hw.egress_fanout_efficiency);
   AddDependency(plan.depends_on, "hbm_bytes", hw.hbm_bytes);
   AddDependency(plan.depends_on, "nvlink_domain", hw.nvlink_domain);
   AddDependency(plan.depends_on, "granularity", hw.granularity);
