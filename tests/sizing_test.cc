@@ -299,6 +299,21 @@ BOOST_AUTO_TEST_CASE(a_median_target_and_a_gpu_budget_change_the_answer) {
              loose->candidates[*loose->best_dwdp].gpus);
 }
 
+BOOST_AUTO_TEST_CASE(workload_max_num_tokens_is_the_default_chunk) {
+  // Without --max-num-tokens the scenario's max_num_tokens sizes every forward.
+  for (int64_t mnt : {4096, 16384}) {
+    const Scenario s = Load("{isl: 8192, max_num_tokens: " + std::to_string(mnt) + "}");
+    auto r = SizeDeployment(s, Small(4, 60000));
+    BOOST_REQUIRE(r.ok());
+    for (const SizingCandidate& c : r->candidates) BOOST_TEST(c.max_num_tokens == mnt);
+    // 8K requests in 4K chunks: two forwards each, the second attending to the first half.
+    if (mnt == 4096) {
+      const SizingCandidate& dep = r->candidates[*r->best_dep];
+      BOOST_TEST(dep.saturated_forward_p99_ms > dep.saturated_forward_p50_ms);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(bad_inputs_get_one_sentence) {
   const Scenario s = Load("{isl: 8192, max_num_tokens: 16384}");
   auto negative = SizeDeployment(s, Small(-1, 1000));
