@@ -1,6 +1,8 @@
 // dwdp validate | recipes | layout: check a partition and show its layout before any GPU time.
 
+#include <algorithm>
 #include <iostream>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -121,6 +123,19 @@ void RegisterValidate(CLI::App& app, CommandContext& ctx) {
                                                   scenario->dwdp.num_groups, " group(s)")
                                    : std::string())
               << "\n";
+    if (overlap > 0) {
+      // Who serves how much under the scenario's owner policy (dwdp.owner).
+      auto partition = Partition::Create(PartitionInput::FromScenario(*scenario));
+      if (partition.ok()) {
+        const std::vector<int64_t> served = ServedExperts(*partition, scenario->dwdp.owner);
+        const auto hottest = std::max_element(served.begin(), served.end());
+        std::cout << absl::StrFormat(
+            "owner %s: rank %d serves the most, %d expert copies per layer (the mean is %.0f)\n",
+            OwnerPolicyName(scenario->dwdp.owner), hottest - served.begin(), *hottest,
+            static_cast<double>(std::accumulate(served.begin(), served.end(), int64_t{0})) /
+                static_cast<double>(served.size()));
+      }
+    }
   });
 }
 

@@ -2,6 +2,7 @@
 // the chosen configuration out on a cluster.
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <iostream>
 
@@ -16,6 +17,8 @@
 #include "core/plan/plan_report.h"
 #include "core/plan/plan_request.h"
 #include "core/plan/planner.h"
+#include "core/plan/sizing.h"
+#include "core/plan/sizing_report.h"
 #include "core/report/table.h"
 #include "core/util/bytes.h"
 
@@ -52,7 +55,7 @@ nlohmann::json SimulateBest(const Scenario& base, const Plan& plan, int64_t coun
   if (count <= 0) return out;
   std::vector<const PlanCandidate*> fitting;
   for (const PlanCandidate& c : plan.candidates) {
-    if (c.fits) fitting.push_back(&c);
+    if (Recommendable(c)) fitting.push_back(&c);
   }
   std::sort(fitting.begin(), fitting.end(), [](const PlanCandidate* a, const PlanCandidate* b) {
     return a->tokens_per_s_per_gpu > b->tokens_per_s_per_gpu;
@@ -66,6 +69,7 @@ nlohmann::json SimulateBest(const Scenario& base, const Plan& plan, int64_t coun
     scenario.dwdp.loaded_chunk.reset();
     scenario.dwdp.num_buffers = c->num_buffers;
     scenario.dwdp.contention.mode = plan.contention;
+    scenario.dwdp.owner = c->owner;
     scenario.workload.tokens_per_rank = c->tokens_per_rank;
     scenario.workload.sequence_length = c->sequence_length;
     auto layout = ComputeGroupLayout(scenario);
@@ -82,7 +86,7 @@ nlohmann::json SimulateBest(const Scenario& base, const Plan& plan, int64_t coun
     options.prelude_ns = times.prelude_ns;
     auto result = sim::SimulateScenario(scenario, *layout, options);
     if (!result.ok()) {
-      ReportError(result.status(), kExitInvalid, ctx);
+      ReportError(result.status(), ctx);
       continue;
     }
     // Per-layer figures of the slowest rank, averaged over the MoE layers.
@@ -99,33 +103,42 @@ nlohmann::json SimulateBest(const Scenario& base, const Plan& plan, int64_t coun
       }
     }
     const double per_layer = layers ? 1.0 / static_cast<double>(layers) : 0;
-    out.push_back({{"dwdp_size", c->dwdp_size},
-                   {"num_experts_per_worker", c->num_experts_per_worker},
-                   {"num_prefetch_experts", c->num_prefetch_experts},
-                   {"num_buffers", c->num_buffers},
-                   {"tokens_per_rank", c->tokens_per_rank},
-                   {"sequence_length", c->sequence_length},
-                   {"planned_prefetch_ns_per_layer", c->prefetch_ns_per_layer},
-                   {"simulated_prefetch_ns_per_layer", copy_ns * per_layer},
-                   {"planned_stall_ns_per_layer", c->stall_ns_per_layer},
-                   {"simulated_stall_ns_per_layer", stall_ns * per_layer},
-                   {"planned_forward_ns", c->forward_ns},
-                   {"simulated_forward_ns", result->report.forward_ns},
-                   {"simulation_ok", result->report.ok}});
+    const double planned = c->forward_ns;
+    const double simulated = result->report.forward_ns;
+    out.push_back(
+        {{"dwdp_size", c->dwdp_size},
+         {"owner", OwnerPolicyName(c->owner)},
+         {"copy_pricing", CopyPricingName(c->copy_pricing)},
+         {"within_10_percent", planned > 0 && std::fabs(simulated - planned) <= 0.1 * planned},
+         {"num_experts_per_worker", c->num_experts_per_worker},
+         {"num_prefetch_experts", c->num_prefetch_experts},
+         {"num_buffers", c->num_buffers},
+         {"tokens_per_rank", c->tokens_per_rank},
+         {"sequence_length", c->sequence_length},
+         {"planned_prefetch_ns_per_layer", c->prefetch_ns_per_layer},
+         {"simulated_prefetch_ns_per_layer", copy_ns * per_layer},
+         {"planned_stall_ns_per_layer", c->stall_ns_per_layer},
+         {"simulated_stall_ns_per_layer", stall_ns * per_layer},
+         {"planned_forward_ns", c->forward_ns},
+         {"simulated_forward_ns", result->report.forward_ns},
+         {"simulation_ok", result->report.ok}});
   }
   return out;
 }
 
 std::string SimulatedText(const nlohmann::json& simulated) {
-  TextTable table({"d", "recipe", "k", "tokens", "seq", "copy/layer plan", "copy/layer sim",
-                   "stall/layer plan", "stall/layer sim", "forward plan", "forward sim", "diff"});
+  TextTable table({"d", "recipe", "owner", "k", "tokens", "seq", "copy/layer plan",
+                   "copy/layer sim", "stall/layer plan", "stall/layer sim", "forward plan",
+                   "forward sim", "diff"});
+  size_t agree = 0;
   for (const auto& s : simulated) {
     const double planned = s["planned_forward_ns"];
     const double sim = s["simulated_forward_ns"];
+    agree += s["within_10_percent"].get<bool>() ? 1 : 0;
     table.AddRow({std::to_string(s["dwdp_size"].get<int64_t>()),
                   absl::StrCat(s["num_experts_per_worker"].get<int64_t>(), "/",
                                s["num_prefetch_experts"].get<int64_t>()),
-                  std::to_string(s["num_buffers"].get<int64_t>()),
+                  s["owner"].get<std::string>(), std::to_string(s["num_buffers"].get<int64_t>()),
                   std::to_string(s["tokens_per_rank"].get<int64_t>()),
                   std::to_string(s["sequence_length"].get<int64_t>()),
                   FormatNanos(s["planned_prefetch_ns_per_layer"]),
@@ -135,30 +148,112 @@ std::string SimulatedText(const nlohmann::json& simulated) {
                   FormatNanos(sim),
                   planned > 0 ? absl::StrFormat("%+.1f%%", 100 * (sim - planned) / planned) : "-"});
   }
-  return "\nplanner vs simulator (timing mode, one forward, slowest rank):\n" + table.Render({1});
+  return absl::StrFormat(
+      "\nplanner vs simulator (timing mode, one forward, slowest rank):\n%s%d of %d within "
+      "10%%%s\n",
+      table.Render({1}), agree, simulated.size(),
+      agree == simulated.size() ? ": plan and run agree on every candidate simulated" : "");
+}
+
+}  // namespace
+
+namespace {
+
+struct PlanFlags {
+  std::string scenario;
+  std::string hardware;
+  std::string format;
+  std::vector<int64_t> dwdp_sizes;
+  int64_t max_dwdp_size = 0;
+  std::vector<int64_t> num_buffers = {2, 3, 4};
+  std::vector<int64_t> tokens_per_rank;
+  std::vector<int64_t> sequence_lengths;
+  std::string contention;
+  std::optional<double> tokens_cv;
+  bool all_recipes = false;
+  bool recommend = false;
+  std::string objective = "throughput";
+  std::string csv_out;
+  int64_t simulate = 0;
+  std::string owner;
+  // Sizing.
+  std::optional<double> rate;
+  std::string rate_unit = "requests";
+  std::optional<double> ttft_p99;
+  std::optional<double> ttft_p50;
+  std::vector<int64_t> max_num_tokens;
+  std::string isl_file;
+  int64_t max_gpus = 0;
+  int64_t des_requests = 2000;
+  std::string pareto_out;
+};
+
+// dwdp plan --rate: the smallest DWDP and DEP deployments for the traffic.
+void RunSizing(const Scenario& scenario, const PlanOptions& options, const PlanFlags& flags,
+               CommandContext& ctx) {
+  if (!flags.rate || !flags.ttft_p99) {
+    ReportError("sizing needs both --rate (requests/s) and --ttft-p99 (ms)", kExitUsage, ctx);
+    return;
+  }
+  SizingRequest request;
+  request.rate = *flags.rate;
+  request.rate_in_tokens = flags.rate_unit == "tokens";
+  request.ttft_p99_ms = *flags.ttft_p99;
+  request.ttft_p50_ms = flags.ttft_p50;
+  request.max_num_tokens = flags.max_num_tokens;
+  request.owners = options.owners;
+  request.max_gpus = flags.max_gpus;
+  request.requests = flags.des_requests;
+  request.plan = options;
+  auto result = SizeDeployment(scenario, request);
+  if (!result.ok()) {
+    ReportError(result.status(),
+                absl::IsInvalidArgument(result.status()) ? kExitUsage : kExitInvalid, ctx);
+    return;
+  }
+  if (!flags.csv_out.empty() && !WriteFileOrReport(flags.csv_out, SizingToCsv(*result), ctx)) {
+    return;
+  }
+  if (!flags.pareto_out.empty() &&
+      !WriteFileOrReport(flags.pareto_out, ParetoToCsv(*result), ctx)) {
+    return;
+  }
+  // --simulate: the simulator on the DWDP configurations that need the fewest GPUs.
+  Plan checked;
+  checked.contention = options.contention.value_or(scenario.dwdp.contention.mode);
+  std::vector<const SizingCandidate*> ranked;
+  for (const SizingCandidate& c : result->candidates) {
+    if (c.kind == Parallelism::kDwdp && c.gpus > 0) ranked.push_back(&c);
+  }
+  std::sort(ranked.begin(), ranked.end(), [](const SizingCandidate* a, const SizingCandidate* b) {
+    return a->gpus != b->gpus ? a->gpus < b->gpus : a->max_rate_per_gpu > b->max_rate_per_gpu;
+  });
+  for (size_t i = 0; i < ranked.size() && static_cast<int64_t>(i) < flags.simulate; ++i) {
+    checked.candidates.push_back(ranked[i]->dwdp);
+  }
+  const nlohmann::json simulated =
+      SimulateBest(scenario, checked, static_cast<int64_t>(checked.candidates.size()), ctx);
+  switch (ParseFormat(flags.format)) {
+    case Format::kJson: {
+      nlohmann::json json = SizingToJson(*result);
+      if (flags.simulate > 0) json["simulated"] = simulated;
+      PrintJson(json);
+      break;
+    }
+    case Format::kCsv:
+      std::cout << SizingToCsv(*result);
+      break;
+    case Format::kText:
+      std::cout << SizingToText(*result);
+      if (flags.simulate > 0) std::cout << SimulatedText(simulated);
+      break;
+  }
 }
 
 }  // namespace
 
 void RegisterPlan(CLI::App& app, CommandContext& ctx) {
-  struct Options {
-    std::string scenario;
-    std::string hardware;
-    std::string format;
-    std::vector<int64_t> dwdp_sizes;
-    int64_t max_dwdp_size = 0;
-    std::vector<int64_t> num_buffers = {2, 3, 4};
-    std::vector<int64_t> tokens_per_rank;
-    std::vector<int64_t> sequence_lengths;
-    std::string contention;
-    std::optional<double> tokens_cv;
-    bool all_recipes = false;
-    bool recommend = false;
-    std::string objective = "throughput";
-    std::string csv_out;
-    int64_t simulate = 0;
-  };
-  auto opts = std::make_shared<Options>();
+  auto opts = std::make_shared<PlanFlags>();
   CLI::App* cmd = app.add_subcommand(
       "plan", "Sweep dwdp_size, recipes and slots: memory fit, copy vs compute, DWDP vs DEP");
   cmd->add_option("scenario", opts->scenario, "Scenario YAML file (model, workload, pool)")
@@ -201,6 +296,32 @@ void RegisterPlan(CLI::App& app, CommandContext& ctx) {
                   "Also run the simulator (timing mode) on the N best fitting candidates")
       ->check(CLI::Range(int64_t{0}, int64_t{64}));
   cmd->add_option("--csv-out", opts->csv_out, "Also write the CSV (for scripts/plot_plan.py)");
+  cmd->add_option("--owner", opts->owner,
+                  "Owner policy to price: lowest, balanced or both (default: the scenario's; "
+                  "with --rate both)")
+      ->check(CLI::IsMember({"lowest", "balanced", "both"}));
+  cmd->add_option("--rate", opts->rate,
+                  "Size a deployment for this traffic: requests/s (or input tokens/s with "
+                  "--rate-unit tokens); needs --ttft-p99");
+  cmd->add_option("--rate-unit", opts->rate_unit, "Unit of --rate")
+      ->check(CLI::IsMember({"requests", "tokens"}))
+      ->capture_default_str();
+  cmd->add_option("--ttft-p99", opts->ttft_p99, "Time-to-first-token target, 99th percentile (ms)");
+  cmd->add_option("--ttft-p50", opts->ttft_p50, "Time-to-first-token target, median (ms)");
+  cmd->add_option("--max-num-tokens", opts->max_num_tokens,
+                  "Max tokens per forward and rank to sweep (default: workload.max_num_tokens or "
+                  "tokens_per_rank)")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  cmd->add_option("--isl-file", opts->isl_file,
+                  "Input lengths, one per line (replaces the scenario's workload.isl)");
+  cmd->add_option("--max-gpus", opts->max_gpus, "GPU budget of a deployment (default: none)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--des-requests", opts->des_requests, "Requests per TTFT simulation")
+      ->check(CLI::Range(int64_t{100}, int64_t{1} << 22))
+      ->capture_default_str();
+  cmd->add_option("--pareto-out", opts->pareto_out,
+                  "With --rate: write the Pareto points (tokens/s per GPU vs TTFT) as CSV");
   cmd->callback([opts, &ctx] {
     auto scenario = LoadScenarioOrReport(opts->scenario, ctx);
     if (!scenario) return;
@@ -222,6 +343,28 @@ void RegisterPlan(CLI::App& app, CommandContext& ctx) {
     options.all_recipes = opts->all_recipes;
     options.contention = ParseContention(opts->contention);
     options.tokens_cv = opts->tokens_cv;
+    if (opts->owner == "lowest" || opts->owner == "both") {
+      options.owners.push_back(OwnerPolicy::kLowest);
+    }
+    if (opts->owner == "balanced" || opts->owner == "both") {
+      options.owners.push_back(OwnerPolicy::kBalanced);
+    }
+    if (!opts->isl_file.empty()) {
+      auto lengths = LoadLengthFile(opts->isl_file);
+      if (!lengths.ok()) {
+        ReportError(lengths.status(), kExitUsage, ctx);
+        return;
+      }
+      InputLengths isl;
+      isl.distribution = LengthDistribution::kFile;
+      isl.path = opts->isl_file;
+      isl.lengths = *std::move(lengths);
+      scenario->workload.input_lengths = std::move(isl);
+    }
+    if (opts->rate || opts->ttft_p99 || opts->ttft_p50) {
+      RunSizing(*scenario, options, *opts, ctx);
+      return;
+    }
     if (opts->recommend) {
       request.recommend =
           opts->objective == "smallest" ? PlanObjective::kSmallest : PlanObjective::kThroughput;

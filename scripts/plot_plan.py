@@ -1,5 +1,10 @@
 #!/usr/bin/python3
-"""Plot a `dwdp plan --format csv` sweep against dwdp_size.
+"""Plot a `dwdp plan --format csv` sweep against dwdp_size, or with --pareto the Pareto plot
+of a sizing run (`dwdp plan --rate R --ttft-p99 MS --pareto-out PARETO.csv`).
+
+Pareto mode: context tokens/s per GPU against TTFT p99, one colour per parallelism (DWDP,
+DEP); every simulated load is a faint point, the front (no other point serves more per GPU at
+a lower TTFT p99) a line.
 
 Three panels sharing the x axis:
   1. per MoE layer: copy time, compute time and exposed stall (ms), one colour per workload
@@ -9,6 +14,7 @@ Three panels sharing the x axis:
 When the CSV holds several recipes per size (--all-recipes), the least-overlap one is drawn.
 
 Usage: scripts/plot_plan.py PLAN.csv OUT.png [--title TEXT]
+       scripts/plot_plan.py --pareto PARETO.csv OUT.png [--title TEXT]
 Needs python3-matplotlib (Debian; scripts/setup.sh installs it).
 """
 
@@ -47,13 +53,55 @@ def load(path):
     return best
 
 
+def plot_pareto(path, png, title):
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        sys.exit(f"error: {path} has no points")
+    needed = {"kind", "label", "tokens_per_s_per_gpu", "ttft_p99_ms", "on_front"}
+    missing = needed - set(rows[0])
+    if missing:
+        sys.exit(f"error: {path} lacks columns {sorted(missing)}; "
+                 "write it with `dwdp plan --rate R --ttft-p99 MS --pareto-out FILE`")
+    fig, ax = plt.subplots(figsize=(9, 6))
+    colours = {"DWDP": "tab:blue", "DEP": "tab:orange"}
+    for kind, colour in colours.items():
+        pts = [r for r in rows if r["kind"] == kind]
+        if not pts:
+            continue
+        ax.scatter([float(r["ttft_p99_ms"]) for r in pts],
+                   [float(r["tokens_per_s_per_gpu"]) for r in pts],
+                   s=8, alpha=0.25, color=colour)
+        front = sorted((float(r["ttft_p99_ms"]), float(r["tokens_per_s_per_gpu"]), r["label"])
+                       for r in pts if r["on_front"] == "1")
+        ax.plot([p[0] for p in front], [p[1] for p in front], "-o", color=colour,
+                markersize=4, label=f"{kind} front")
+        if front:
+            best = front[-1]
+            ax.annotate(best[2], (best[0], best[1]), fontsize=7, color=colour,
+                        xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("TTFT p99 (ms)")
+    ax.set_ylabel("context tokens/s per GPU")
+    ax.set_title(title or "DWDP vs DEP: throughput per GPU against TTFT p99")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("csv")
     parser.add_argument("png")
     parser.add_argument("--title", default="")
+    parser.add_argument("--pareto", action="store_true",
+                        help="the CSV is a sizing run's --pareto-out file")
     args = parser.parse_args()
+    if args.pareto:
+        plot_pareto(args.csv, args.png, args.title)
+        return
     best = load(args.csv)
 
     workloads = sorted({(t, s) for (t, s, _, _) in best})

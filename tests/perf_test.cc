@@ -154,13 +154,20 @@ BOOST_AUTO_TEST_CASE(dep_layer_all_to_all_and_sync) {
   // combine 128 · 1024 · 2 B · 3/4 = 196,608 B → 983.04 ns + 1000.
   // MoE: the group's 256 tokens touch all 8 experts, 2 per rank: bytes 2 · 3 MiB + 393,216 =
   // 6,684,672 → 13,369.344 ns (memory-bound) + 2000 = 15,369.344 ns.
-  // sync: 15,369.344 · 0.2 · sqrt(2 ln 4) = 15,369.344 · 0.2 · 1.66510922 = 5,118.327 ns.
+  // sync: the collectives wait for the slowest rank's attention + shared expert (the work before
+  // dispatch) and move the largest rank's tokens. At 64 tokens, context 32.5: attention
+  // projections 2 · 64 · 2,621,440 FLOP = 671.09 ns vs 2,621,440 + 64 · 1024 · 2 · 2 =
+  // 2,883,584 B = 5,767.168 ns, + 2 kernels = 7,767.168 ns; core 64 · 4 · 8 · 32.5 · 128 FLOP
+  // = 34.08 ns vs 64 · 2560 · 2 = 327,680 B = 655.36 ns, + 1 = 1,655.36 ns; shared expert
+  // 3 · 1024 · 512 + 64 · 1024 · 3 = 1,769,472 B = 3,538.944 ns + 2 = 5,538.944 ns. Sum
+  // 14,961.472 ns; (14,961.472 + 1,491.52 + 1,983.04) · 0.2 · sqrt(2 ln 4) (1.66510922)
+  // = 6,139.601 ns.
   const DepLayerCost dep = DepMoeLayerCost(ToyModel(), ToyHardware(), {64, 64}, 4, 0.2);
   BOOST_TEST(Near(dep.dispatch_ns, 1491.52));
   BOOST_TEST(Near(dep.combine_ns, 1983.04));
   BOOST_TEST(Near(dep.routed_moe.time_ns, 15369.344));
-  BOOST_TEST(Near(dep.sync_ns, 5118.327287, 1e-8));
-  BOOST_TEST(Near(dep.total_moe_ns(), 1491.52 + 1983.04 + 15369.344 + 5118.327287));
+  BOOST_TEST(Near(dep.sync_ns, 6139.601381, 1e-8));
+  BOOST_TEST(Near(dep.total_moe_ns(), 1491.52 + 1983.04 + 15369.344 + 6139.601381));
   // One rank: no all-to-all, no imbalance.
   const DepLayerCost one = DepMoeLayerCost(ToyModel(), ToyHardware(), {64, 64}, 1, 0.2);
   BOOST_TEST(one.dispatch_ns == 0.0);
@@ -229,9 +236,29 @@ BOOST_AUTO_TEST_CASE(copy_slowdown_stretches_compute_by_the_overlapped_fraction)
 }
 
 BOOST_AUTO_TEST_CASE(dep_forward_sums_layers) {
-  // MoE-only model: DEP forward = 3 · (dispatch + MoE + sync + combine).
+  // MoE-only model: DEP forward = 3 · (dispatch + MoE + sync + combine), sync from the
+  // all-to-alls alone (no attention): (1,491.52 + 1,983.04) · 0.2 · 1.66510922 = 1,157.104 ns.
   const DepForwardEstimate dep = DepForward(MoeOnly(), ToyHardware(), {64, 64}, 4, 0.2);
-  BOOST_TEST(Near(dep.forward_ns, 3 * (1491.52 + 1983.04 + 15369.344 + 5118.327287), 1e-8));
+  BOOST_TEST(Near(dep.forward_ns, 3 * (1491.52 + 1983.04 + 15369.344 + 1157.104380), 1e-8));
+}
+
+BOOST_AUTO_TEST_CASE(dep_sampled_equals_the_closed_form_without_imbalance) {
+  // Every rank the same: the sampled forward is the closed form at tokens_cv = 0, exactly.
+  const ModelSpec model = ToyModel();
+  const HardwareProfile hw = ToyHardware();
+  for (int64_t tokens : {64, 1024}) {
+    const std::vector<ForwardShape> even(4, ForwardShape{tokens, 1024});
+    BOOST_TEST(Near(DepForwardSampled(model, hw, even),
+                    DepForward(model, hw, {tokens, 1024}, 4, 0.0).forward_ns, 1e-12));
+  }
+  // One rank with twice the tokens: everyone waits for its attention and its all-to-all, while
+  // the experts do the mean rank's work; slower than the even split of the same tokens.
+  std::vector<ForwardShape> uneven(4, ForwardShape{512, 1024});
+  uneven[0].tokens_per_rank = 1024;
+  uneven[1].tokens_per_rank = 256;
+  uneven[2].tokens_per_rank = 256;
+  BOOST_TEST(DepForwardSampled(model, hw, uneven) >
+             DepForward(model, hw, {512, 1024}, 4, 0.0).forward_ns);
 }
 
 BOOST_AUTO_TEST_CASE(activation_bytes_per_token) {

@@ -260,6 +260,29 @@ BOOST_AUTO_TEST_CASE(errors_say_what_to_set) {
   BOOST_TEST(!tail.ok());
 }
 
+BOOST_AUTO_TEST_CASE(the_plan_is_the_same_on_one_thread_or_several) {
+  Scenario s = testing::DeepSeekOnGb200(16384, 8192);
+  PlanOptions options;
+  options.dwdp_sizes = {3, 5, 6, 8};
+  options.all_recipes = true;
+  options.num_buffers = {2};
+  options.owners = {OwnerPolicy::kLowest, OwnerPolicy::kBalanced};
+  options.threads = 1;
+  auto one = PlanCapacity(s, options);
+  options.threads = 3;
+  auto three = PlanCapacity(s, options);
+  BOOST_REQUIRE(one.ok() && three.ok());
+  BOOST_REQUIRE(one->candidates.size() == three->candidates.size());
+  for (size_t i = 0; i < one->candidates.size(); ++i) {
+    BOOST_TEST(one->candidates[i].forward_ns == three->candidates[i].forward_ns);
+    BOOST_TEST((one->candidates[i].owner == three->candidates[i].owner));
+  }
+  // Both owner policies only where a recipe overlaps: d = 8's 32/32 appears once.
+  size_t uniform = 0;
+  for (const PlanCandidate& c : one->candidates) uniform += c.dwdp_size == 8 && c.overlap == 0;
+  BOOST_TEST(uniform == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(json_and_csv_carry_the_interface_keys) {
   auto plan = PlanCapacity(ToyScenario(), {});
   BOOST_REQUIRE(plan.ok());

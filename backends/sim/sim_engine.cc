@@ -726,7 +726,9 @@ void Engine::RecomputeRates() {
   }
   for (size_t gpu = 0; gpu < gpus; ++gpu) {
     // Simulated time is in ns: capacities in bytes per ns.
-    port_capacity_[egress(gpu)] = params_.egress_bw / 1e9;
+    port_capacity_[egress(gpu)] =
+        params_.egress_bw / 1e9 *
+        (port_users_[egress(gpu)] >= 2 ? params_.egress_fanout_efficiency : 1.0);
     port_capacity_[ingress(gpu)] =
         params_.peer_copy_bw / 1e9 *
         (remote_in_[gpu] >= 2 ? params_.concurrent_pull_efficiency : 1.0);

@@ -12,12 +12,15 @@
 //   flows arrive at one GPU at once its ingress shrinks to `concurrent_pull_efficiency` of the
 //   port (measured: one copy stream per peer ran at half the rate the links allow).
 //   A GPU's egress port is `egress_bw` (several pullers of one GPU may together get more than
-//   one pair's rate: 1.34x on one H100 x4 host). When `fabric_bw` is set, every remote flow of
-//   the world also shares one fabric port of `fabric_bw` x GPUs: on that host each GPU pulled
-//   only about 266 GB/s when all GPUs pulled from each other (rotate and one stream per peer
-//   both 1.5x the ideal), although one pair alone ran at 398 GB/s and three pullers of one GPU
-//   got 532 GB/s together. A pooled port fits those runs better than a per-GPU in + out limit,
-//   which makes schedules that pile onto one GPU (ascending, round robin) far too slow.
+//   one pair's rate: 1.34x on one H100 x4 host); while two or more remote flows leave it, the
+//   port shrinks to `egress_fanout_efficiency` of that (public nvbandwidth runs: a source read by
+//   all peers at once served 0.83x of one pair's rate on H800, 0.86x on a GB200 tray). When
+//   `fabric_bw` is set, every remote flow of the world also shares one fabric port of `fabric_bw` x
+//   GPUs: on that host each GPU pulled only about 266 GB/s when all GPUs pulled from each other
+//   (rotate and one stream per peer both 1.5x the ideal), although one pair alone ran at 398 GB/s
+//   and three pullers of one GPU got 532 GB/s together. A pooled port fits those runs better than a
+//   per-GPU in + out limit, which makes schedules that pile onto one GPU (ascending, round robin)
+//   far too slow.
 // * Every copy pays a fixed cost, `copy_latency_ns` when its path is idle (about 4 us on H100).
 //   By default it is modelled as extra bytes on the copy's path (latency x port bandwidth), so
 //   when k flows share a port the fixed cost stretches k times like the payload: a copy's
@@ -82,6 +85,7 @@ struct EngineParams {
                                           // copies run on its GPUs (0: copy_latency_ns)
   double concurrent_pull_efficiency = 1;  // ingress factor with >= 2 remote flows in
   double egress_bw = 0;                   // bytes/s, a GPU's remote egress in all (0: peer_copy_bw)
+  double egress_fanout_efficiency = 1;    // egress factor with >= 2 remote flows out
   double compute_read_bw = 0;             // bytes/s a kernel reads its tensors at (0: no floor)
   double fabric_bw = 0;  // bytes/s per GPU of remote traffic, pooled over the world (0: no limit)
   double fabric_share_spread = 0;    // coefficient of variation of a remote copy's share (0: even)

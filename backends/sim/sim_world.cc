@@ -92,6 +92,12 @@ absl::StatusOr<std::unique_ptr<SimWorld>> SimWorld::Create(const HardwareProfile
   }
   params.egress_bw = options.egress_bw.value_or(profile.egress_bw.value);
   if (!(params.egress_bw > 0)) params.egress_bw = params.peer_copy_bw;
+  params.egress_fanout_efficiency = profile.egress_fanout_efficiency.value;
+  if (!(params.egress_fanout_efficiency > 0 && params.egress_fanout_efficiency <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: egress_fanout_efficiency %g is not a fraction in (0, 1]", context,
+                        params.egress_fanout_efficiency));
+  }
   params.copy_latency_loaded_ns = std::max(0.0, profile.copy_latency_loaded_ns.value);
   params.compute_read_bw =
       profile.compute_read_bw.value > 0

@@ -19,7 +19,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/config/model_math.h"
@@ -87,15 +89,20 @@ constexpr absl::string_view kDwdpKeys[] = {"dwdp_size",
                                            "num_buffers",
                                            "pool_page_bytes",
                                            "contention",
-                                           "loaded_chunk"};
+                                           "loaded_chunk",
+                                           "owner"};
 constexpr absl::string_view kContentionKeys[] = {"mode", "slice_bytes"};
 constexpr absl::string_view kWorkloadKeys[] = {
-    "tokens_per_rank",  "sequence_length", "forwards", "tokens_cv",
-    "layer_compute_ns", "compute",         "seed"};
+    "tokens_per_rank", "sequence_length", "forwards", "tokens_cv", "layer_compute_ns",
+    "isl",             "max_num_tokens",  "compute",  "seed"};
+constexpr absl::string_view kIslKeys[] = {"distribution", "length", "min", "max",
+                                          "mean",         "cv",     "path"};
+constexpr absl::string_view kIslDistributions[] = {"fixed", "uniform", "lognormal", "file"};
 constexpr absl::string_view kQuantityKeys[] = {"value", "source"};
 constexpr absl::string_view kSources[] = {"spec", "measured", "assumed"};
 constexpr absl::string_view kDTypes[] = {"fp4", "fp8", "bf16"};
 constexpr absl::string_view kContentionModes[] = {"rotate", "ascending", "round_robin"};
+constexpr absl::string_view kOwnerPolicies[] = {"lowest", "balanced"};
 
 // ---------------------------------------------------------------------------------------
 // Hardware profile fields: one table drives parsing, "missing field" checks and writing.
@@ -115,9 +122,14 @@ struct HardwareField {
 // Terms of the contention model that came after the first profiles were written: a map without
 // 'preset' may leave them out and gets the HardwareProfile defaults (no egress or fabric limit
 // beyond one pair's rate, the whole per-copy fixed cost on the path), i.e. the older model.
-constexpr absl::string_view kOptionalHardwareNumbers[] = {
-    "copy_latency_on_link", "copy_latency_loaded_ns", "egress_bw",          "fabric_bw",
-    "compute_read_bw",      "stream_queue_entries",   "fabric_share_spread"};
+constexpr absl::string_view kOptionalHardwareNumbers[] = {"copy_latency_on_link",
+                                                          "copy_latency_loaded_ns",
+                                                          "egress_bw",
+                                                          "fabric_bw",
+                                                          "compute_read_bw",
+                                                          "stream_queue_entries",
+                                                          "fabric_share_spread",
+                                                          "egress_fanout_efficiency"};
 
 constexpr double kMaxBandwidth = 1e15;  // bytes/s
 constexpr double kMaxFlops = 1e18;
@@ -156,6 +168,8 @@ constexpr HardwareField kHardwareFields[] = {
      QuantityKind::kNumber, 0, 1, true, false},
     {"egress_bw", &HardwareProfile::egress_bw, QuantityKind::kNumber, 0, kMaxBandwidth, false,
      false},
+    {"egress_fanout_efficiency", &HardwareProfile::egress_fanout_efficiency, QuantityKind::kNumber,
+     0, 1, true, false},
     {"fabric_bw", &HardwareProfile::fabric_bw, QuantityKind::kNumber, 0, kMaxBandwidth, false,
      false},
     {"fabric_share_spread", &HardwareProfile::fabric_share_spread, QuantityKind::kNumber, 0, 2,
@@ -1037,11 +1051,84 @@ absl::Status ParseDwdp(const Field& field, const ModelSpec& model, const Hardwar
   if (std::optional<Field> contention = map.Get("contention")) {
     DWDP_LOADER_RETURN_IF_ERROR(ParseContention(*contention, &config.contention));
   }
+  if (std::optional<Field> owner = map.Get("owner")) {
+    std::string policy;
+    DWDP_LOADER_RETURN_IF_ERROR(owner->ReadChoice(kOwnerPolicies, &policy));
+    config.owner = policy == "balanced" ? OwnerPolicy::kBalanced : OwnerPolicy::kLowest;
+  }
   *out = config;
   return absl::OkStatus();
 }
 
-absl::Status ParseWorkload(const std::optional<Field>& field, Workload* out) {
+// `isl: 8192` (fixed) or `isl: {distribution: fixed | uniform | lognormal | file, ...}`.
+absl::Status ParseInputLengths(const Field& field, const std::filesystem::path& base_dir,
+                               InputLengths* out) {
+  InputLengths isl;
+  if (field.IsScalar()) {
+    DWDP_LOADER_RETURN_IF_ERROR(field.ReadInt(1, kMaxTokens, &isl.length));
+    *out = isl;
+    return absl::OkStatus();
+  }
+  StrictMap map;
+  DWDP_LOADER_RETURN_IF_ERROR(field.ReadMap(kIslKeys, &map));
+  std::string kind = "fixed";
+  if (std::optional<Field> d = map.Get("distribution")) {
+    DWDP_LOADER_RETURN_IF_ERROR(d->ReadChoice(kIslDistributions, &kind));
+  }
+  const auto need = [&](absl::string_view key, absl::string_view why) -> absl::StatusOr<Field> {
+    std::optional<Field> f = map.Get(key);
+    if (!f) return map.Missing(key, why);
+    return *f;
+  };
+  if (std::optional<Field> min = map.Get("min")) {
+    DWDP_LOADER_RETURN_IF_ERROR(min->ReadInt(1, kMaxTokens, &isl.min));
+  }
+  if (std::optional<Field> max = map.Get("max")) {
+    DWDP_LOADER_RETURN_IF_ERROR(max->ReadInt(1, kMaxTokens, &isl.max));
+  }
+  if (kind == "fixed") {
+    absl::StatusOr<Field> length = need("length", "the input length of every request");
+    if (!length.ok()) return length.status();
+    DWDP_LOADER_RETURN_IF_ERROR(length->ReadInt(1, kMaxTokens, &isl.length));
+  } else if (kind == "uniform") {
+    isl.distribution = LengthDistribution::kUniform;
+    if (!map.Get("max")) return map.Missing("max", "the longest input length");
+    if (isl.max < isl.min) {
+      return map.self().Error(
+          absl::StrCat("max ", isl.max, " is below min ", isl.min, "; give min <= max"));
+    }
+  } else if (kind == "lognormal") {
+    isl.distribution = LengthDistribution::kLognormal;
+    absl::StatusOr<Field> mean = need("mean", "the mean input length");
+    if (!mean.ok()) return mean.status();
+    DWDP_LOADER_RETURN_IF_ERROR(mean->ReadDouble(1, static_cast<double>(kMaxTokens), &isl.mean));
+    absl::StatusOr<Field> cv =
+        need("cv", "the coefficient of variation (standard deviation / mean)");
+    if (!cv.ok()) return cv.status();
+    DWDP_LOADER_RETURN_IF_ERROR(cv->ReadDouble(0, 10, &isl.cv));
+    // Without a cap a heavy tail draws lengths no context server takes.
+    if (isl.max == 0) isl.max = std::min<int64_t>(kMaxTokens, static_cast<int64_t>(8 * isl.mean));
+    if (isl.max < isl.min) {
+      return map.self().Error(
+          absl::StrCat("max ", isl.max, " is below min ", isl.min, "; give min <= max"));
+    }
+  } else {
+    isl.distribution = LengthDistribution::kFile;
+    absl::StatusOr<Field> path = need("path", "a text file of input lengths, one per line");
+    if (!path.ok()) return path.status();
+    DWDP_LOADER_RETURN_IF_ERROR(path->ReadString(&isl.path));
+    std::filesystem::path resolved(isl.path);
+    if (resolved.is_relative()) resolved = base_dir / resolved;
+    absl::StatusOr<std::vector<int64_t>> lengths = LoadLengthFile(resolved.string());
+    if (!lengths.ok()) return path->Error(lengths.status().message());
+    isl.lengths = *std::move(lengths);
+  }
+  *out = std::move(isl);
+  return absl::OkStatus();
+}
+
+absl::Status ParseWorkload(const std::optional<Field>& field, const std::filesystem::path& base_dir,
+                           Workload* out) {
   Workload workload;
   workload.tokens_per_rank = kDefaultTokensPerRank;
   StrictMap map;
@@ -1075,6 +1162,14 @@ absl::Status ParseWorkload(const std::optional<Field>& field, Workload* out) {
     DWDP_LOADER_RETURN_IF_ERROR(compute->ReadDouble(0, kMaxNanos, &nanos));
     workload.layer_compute_ns = nanos;
   }
+  if (std::optional<Field> isl = map.Get("isl")) {
+    InputLengths lengths;
+    DWDP_LOADER_RETURN_IF_ERROR(ParseInputLengths(*isl, base_dir, &lengths));
+    workload.input_lengths = std::move(lengths);
+  }
+  if (std::optional<Field> mnt = map.Get("max_num_tokens")) {
+    DWDP_LOADER_RETURN_IF_ERROR(mnt->ReadInt(1, kMaxTokens, &workload.max_num_tokens));
+  }
   *out = workload;
   return absl::OkStatus();
 }
@@ -1107,7 +1202,7 @@ absl::Status ParseScenario(const Field& root, const std::filesystem::path& base_
   const std::optional<Field> dwdp = map.Get("dwdp");
   if (!dwdp) return map.Missing("dwdp", "at least dwdp_size");
   DWDP_LOADER_RETURN_IF_ERROR(ParseDwdp(*dwdp, scenario.model, scenario.hardware, &scenario.dwdp));
-  DWDP_LOADER_RETURN_IF_ERROR(ParseWorkload(map.Get("workload"), &scenario.workload));
+  DWDP_LOADER_RETURN_IF_ERROR(ParseWorkload(map.Get("workload"), base_dir, &scenario.workload));
   if (scenario.workload.compute == ComputeKind::kMoe) {
     // The real kernel needs its two BF16 tensors; say so where the scenario asks for it.
     if (absl::StatusOr<MoeWeightIndex> moe = FindMoeWeights(scenario.model); !moe.ok()) {
@@ -1160,6 +1255,44 @@ absl::StatusOr<Scenario> LoadScenarioString(absl::string_view yaml,
 
 absl::StatusOr<HardwareProfile> LoadHardwareProfileFile(const std::string& path) {
   return LoadHardwareProfileImpl(path);
+}
+
+absl::StatusOr<std::vector<int64_t>> LoadLengthFile(const std::string& path) {
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) {
+    return absl::NotFoundError(absl::StrCat(path, ": no such length file"));
+  }
+  const uintmax_t size = std::filesystem::file_size(path, error);
+  constexpr uintmax_t kMaxLengthFileBytes = uintmax_t{64} << 20;
+  if (!error && size > kMaxLengthFileBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", FormatBytes(size),
+                                                   " is too large for a length file (at most ",
+                                                   FormatBytes(kMaxLengthFileBytes), ")"));
+  }
+  std::ifstream in(path);
+  if (!in)
+    return absl::FailedPreconditionError(absl::StrCat(path, ": cannot read the length file"));
+  std::vector<int64_t> lengths;
+  std::string line;
+  int64_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    const absl::string_view text = absl::StripAsciiWhitespace(line);
+    if (text.empty() || text.front() == '#') continue;
+    int64_t length = 0;
+    if (!absl::SimpleAtoi(text, &length) || length < 1 || length > kMaxTokens) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", number, ": '", text,
+                                                     "' is not an input length (a whole number "
+                                                     "of tokens from 1 to ",
+                                                     kMaxTokens, ")"));
+    }
+    lengths.push_back(length);
+  }
+  if (lengths.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": the length file holds no input lengths (one whole number per line)"));
+  }
+  return lengths;
 }
 
 absl::StatusOr<HardwareProfile> ResolveHardware(const std::string& name_or_path) {

@@ -7,6 +7,7 @@
 // DWDP partition works is core/partition's job, so e.g. `num_experts_per_worker: 0` loads
 // and fails validation with check `size_positive`.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,10 @@ absl::StatusOr<Scenario> LoadScenarioString(absl::string_view yaml,
 
 // A hardware profile file (the same map as an inline `hardware:` entry).
 absl::StatusOr<HardwareProfile> LoadHardwareProfileFile(const std::string& path);
+
+// Input lengths, one whole number of tokens per line ('#' comments and blank lines skipped).
+// An empty file, a line that is not a length, or a missing file is an error naming the file.
+absl::StatusOr<std::vector<int64_t>> LoadLengthFile(const std::string& path);
 
 // Resolves a preset name or a profile file path.
 absl::StatusOr<HardwareProfile> ResolveHardware(const std::string& name_or_path);

@@ -419,9 +419,14 @@ HardwareProfile Gb200Nvl72() {
   hw.flops_fp4 = Spec(10e15);
   hw.flops_fp8 = Spec(5e15);
   hw.flops_bf16 = Spec(2.5e15);
-  hw.concurrent_pull_efficiency = Assumed(0.5);  // measured on Hopper only
-  hw.map_ns = Assumed(51000.0 / 3);              // the H100 figure
-  hw.nvlink_domain = Spec(72);                   // 18 trays × 4 GPUs
+  // Public nvbandwidth runs on a GB200 tray: one GPU pulling from all peers at once got 1.03x
+  // one pair's read rate (all_to_one_read_ce 794.9 vs 768.0 GB/s), so no loss (the model caps a
+  // puller at its pair rate); a source read by all peers at once served 0.86x of it in total
+  // (one_to_all_read_ce 658.7 GB/s). Not measured by calibrate here yet.
+  hw.concurrent_pull_efficiency = Assumed(1.0);
+  hw.egress_fanout_efficiency = Assumed(0.86);
+  hw.map_ns = Assumed(51000.0 / 3);  // the H100 figure
+  hw.nvlink_domain = Spec(72);       // 18 trays × 4 GPUs
   hw.gpus_per_node = Spec(4);
   hw.fabric_supported = true;
   hw.imex_permitted = true;
@@ -443,7 +448,9 @@ HardwareProfile B200Hgx() {
   hw.flops_fp4 = Spec(9e15);
   hw.flops_fp8 = Spec(4.5e15);
   hw.flops_bf16 = Spec(2.25e15);
-  hw.concurrent_pull_efficiency = Assumed(0.5);
+  // The GB200 tray's nvbandwidth fan-in and fan-out (same NVLink generation), until measured.
+  hw.concurrent_pull_efficiency = Assumed(1.0);
+  hw.egress_fanout_efficiency = Assumed(0.86);
   hw.map_ns = Assumed(51000.0 / 3);
   hw.nvlink_domain = Spec(8);
   hw.gpus_per_node = Spec(8);

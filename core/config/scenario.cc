@@ -44,6 +44,30 @@ const char* ContentionModeName(ContentionMode m) {
   return "?";
 }
 
+const char* LengthDistributionName(LengthDistribution d) {
+  switch (d) {
+    case LengthDistribution::kFixed:
+      return "fixed";
+    case LengthDistribution::kUniform:
+      return "uniform";
+    case LengthDistribution::kLognormal:
+      return "lognormal";
+    case LengthDistribution::kFile:
+      return "file";
+  }
+  return "?";
+}
+
+const char* OwnerPolicyName(OwnerPolicy p) {
+  switch (p) {
+    case OwnerPolicy::kLowest:
+      return "lowest";
+    case OwnerPolicy::kBalanced:
+      return "balanced";
+  }
+  return "?";
+}
+
 uint64_t ModelSpec::expert_bytes() const {
   // The loader rejects weight lists whose sum overflows, so plain addition is exact here;
   // saturating keeps a hand-built spec from wrapping silently.

@@ -83,6 +83,14 @@ struct ContentionConfig {
   uint64_t slice_bytes = 2ull << 20;
 };
 
+// Which of the ranks that store an expert a puller copies it from (core/partition OwnerMap).
+//   lowest:   the lowest rank that stores it, for every puller (TensorRT-LLM's rule); with
+//             overlapping recipes the low ranks serve far more copies than the others.
+//   balanced: each puller takes each remote expert from one of the ranks that store it, chosen
+//             so that every rank serves about the same number of copies per layer.
+enum class OwnerPolicy { kLowest, kBalanced };
+const char* OwnerPolicyName(OwnerPolicy p);
+
 // Same field names as TensorRT-LLM's DwdpConfig.
 struct DwdpConfig {
   int64_t dwdp_size = 0;
@@ -94,6 +102,7 @@ struct DwdpConfig {
   // Experts per rank in the checkpoint loader; defaults to num_experts_per_worker.
   std::optional<int64_t> loaded_chunk;
   ContentionConfig contention;
+  OwnerPolicy owner = OwnerPolicy::kLowest;
 };
 
 // Measured time of one routed-MoE layer (router, permutation, the two grouped GEMMs, SiLU·mul,
@@ -144,6 +153,10 @@ struct HardwareProfile {
   // bytes/s one GPU serves to all its remote pullers together (0: peer_copy_bw). Measured on
   // H100 x4 hosts: 397 GB/s on one, 532 GB/s (1.34x one pair) on another.
   Quantity egress_bw;
+  // A GPU's egress while two or more remote pullers read it at once, as a fraction of its rate
+  // with one reader (1: no loss). Public nvbandwidth one_to_all_read_ce runs give the source's
+  // total at about 0.83x (H800) to 0.86x (GB200 tray) of one pair's read rate.
+  Quantity egress_fanout_efficiency{1.0, Provenance::kAssumed};
   // bytes/s per GPU of remote copy traffic when every GPU of the group pulls at once, pooled
   // over the group (0: no such limit). On one H100 x4 host each GPU pulled only about 266 GB/s
   // when all four pulled from each other, although one pair alone ran at 398.
@@ -184,16 +197,35 @@ struct HardwareProfile {
 enum class ComputeKind { kStandIn, kMoe };
 const char* ComputeKindName(ComputeKind kind);
 
+// Input (prompt) lengths of the requests a context server sees.
+enum class LengthDistribution { kFixed, kUniform, kLognormal, kFile };
+const char* LengthDistributionName(LengthDistribution d);
+
+struct InputLengths {
+  LengthDistribution distribution = LengthDistribution::kFixed;
+  int64_t length = 0;  // fixed
+  int64_t min = 1;     // uniform: [min, max]; lognormal: draws are clamped to [min, max]
+  int64_t max = 0;
+  double mean = 0;               // lognormal
+  double cv = 0;                 // lognormal: standard deviation / mean
+  std::string path;              // file: as given in the scenario
+  std::vector<int64_t> lengths;  // file: the lengths it holds (drawn uniformly)
+};
+
 struct Workload {
-  ComputeKind compute = ComputeKind::kStandIn;
-  // Seeds the MoE kernel's router logits and input activations (compute: moe).
-  uint64_t seed = 1;
   int64_t tokens_per_rank = 0;  // context tokens per rank per forward
   int64_t sequence_length = 0;
   int64_t forwards = 1;
   double tokens_cv = 0.2;  // coefficient of variation of per-rank tokens (DEP sync term)
   // When set, the compute time of every MoE layer (overrides the perf model).
   std::optional<double> layer_compute_ns;
+  // Request input lengths (sizing); unset: every request is sequence_length long.
+  std::optional<InputLengths> input_lengths;
+  // The engine's max-num-tokens per forward and rank (chunk size); 0: tokens_per_rank.
+  int64_t max_num_tokens = 0;
+  ComputeKind compute = ComputeKind::kStandIn;
+  // Seeds the MoE kernel's router logits and input activations (compute: moe).
+  uint64_t seed = 1;
 };
 
 struct Scenario {

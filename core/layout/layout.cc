@@ -18,9 +18,10 @@ absl::Status Overflow(const WeightSpec& weight, absl::string_view what) {
                       weight.name, weight.expert_bytes, what));
 }
 
-// Copies of tensor bytes [begin, end) of one weight from their owners' local handles.
-void AppendOwnerRuns(const GroupLayout& layout, int64_t weight, uint64_t begin, uint64_t end,
-                     std::vector<CopyOp>& out) {
+// Copies of tensor bytes [begin, end) of one weight, pulled by `puller`, from the owners the
+// policy names (OwnerOf), one copy per run of experts with one owner.
+void AppendOwnerRuns(const GroupLayout& layout, OwnerPolicy policy, int64_t puller, int64_t weight,
+                     uint64_t begin, uint64_t end, std::vector<CopyOp>& out) {
   const uint64_t eb = layout.ranks.front().weights[weight].expert_bytes;
   const int64_t size = layout.ranks.front().range.count();
   const int64_t stride = layout.peer_ranges.size() > 1
@@ -29,12 +30,10 @@ void AppendOwnerRuns(const GroupLayout& layout, int64_t weight, uint64_t begin, 
   uint64_t cursor = begin;
   while (cursor < end) {
     const int64_t expert = static_cast<int64_t>(cursor / eb);
-    // Lowest rank whose range holds the expert (same rule as Partition::owner).
-    const int64_t owner = expert < size ? 0 : (expert - size) / stride + 1;
-    const PeerRange& owner_range = layout.peer_ranges[owner];
-    const WeightLayout& owner_layout = layout.ranks[owner].weights[weight];
-    const uint64_t run_end = std::min(end, static_cast<uint64_t>(owner_range.end) * eb);
-    out.push_back(CopyOp{weight, cursor, owner,
+    const OwnerRun run = OwnerRunOf(layout.peer_ranges, size, stride, expert, puller, policy);
+    const WeightLayout& owner_layout = layout.ranks[run.owner].weights[weight];
+    const uint64_t run_end = std::min(end, static_cast<uint64_t>(run.end) * eb);
+    out.push_back(CopyOp{weight, cursor, run.owner,
                          cursor - owner_layout.local_begin + owner_layout.leading_edge,
                          run_end - cursor});
     cursor = run_end;
@@ -98,7 +97,7 @@ absl::StatusOr<GroupLayout> ComputeGroupLayout(const Partition& partition,
                                                const std::vector<WeightSpec>& weights,
                                                const std::vector<int64_t>& moe_layers,
                                                uint64_t granularity, uint64_t pool_page_bytes,
-                                               int64_t num_buffers) {
+                                               int64_t num_buffers, OwnerPolicy owner) {
   if (weights.empty()) return absl::InvalidArgumentError("the model has no DWDP-managed weights");
   if (moe_layers.empty()) return absl::InvalidArgumentError("the model has no MoE layers");
   if (num_buffers < 2) {
@@ -113,6 +112,7 @@ absl::StatusOr<GroupLayout> ComputeGroupLayout(const Partition& partition,
   layout.moe_layers = moe_layers;
   std::sort(layout.moe_layers.begin(), layout.moe_layers.end());
   layout.peer_ranges = partition.peer_ranges();
+  layout.owner_policy = owner;
   const int64_t used_slots = std::min<int64_t>(num_buffers, layout.num_layers());
   for (int64_t r = 0; r < partition.dwdp_size(); ++r) {
     RankLayout rank;
@@ -154,7 +154,7 @@ absl::StatusOr<GroupLayout> ComputeGroupLayout(const Scenario& scenario) {
   }
   return ComputeGroupLayout(*partition, scenario.model.weights, scenario.model.moe_layers,
                             static_cast<uint64_t>(granularity), scenario.dwdp.pool_page_bytes,
-                            scenario.dwdp.num_buffers);
+                            scenario.dwdp.num_buffers, scenario.dwdp.owner);
 }
 
 MapPlan MakeMapPlan(const GroupLayout& layout, int64_t rank, int64_t position, int64_t weight) {
@@ -191,12 +191,17 @@ uint64_t CopyPlan::total_bytes() const {
 }
 
 CopyPlan MakeCopyPlan(const GroupLayout& layout, int64_t rank, const ContentionConfig& contention) {
+  return MakeCopyPlan(layout, rank, contention, layout.owner_policy);
+}
+
+CopyPlan MakeCopyPlan(const GroupLayout& layout, int64_t rank, const ContentionConfig& contention,
+                      OwnerPolicy owner) {
   const RankLayout& rl = layout.ranks.at(rank);
-  std::vector<CopyOp> by_weight;  // weight by weight, slices in order, owners ascending
+  std::vector<CopyOp> by_weight;  // weight by weight, slices in order, runs in expert order
   for (int64_t w = 0; w < static_cast<int64_t>(rl.weights.size()); ++w) {
     const WeightLayout& wl = rl.weights[w];
-    AppendOwnerRuns(layout, w, 0, wl.local_begin, by_weight);
-    AppendOwnerRuns(layout, w, wl.local_end, wl.tensor_bytes, by_weight);
+    AppendOwnerRuns(layout, owner, rank, w, 0, wl.local_begin, by_weight);
+    AppendOwnerRuns(layout, owner, rank, w, wl.local_end, wl.tensor_bytes, by_weight);
   }
   CopyPlan plan;
   plan.rank = rank;
@@ -270,8 +275,9 @@ CopyPlan MakeEdgeFillPlan(const GroupLayout& layout, int64_t rank) {
   plan.rank = rank;
   for (int64_t w = 0; w < static_cast<int64_t>(rl.weights.size()); ++w) {
     const WeightLayout& wl = rl.weights[w];
-    AppendOwnerRuns(layout, w, wl.page_start, wl.local_begin, plan.ops);
-    AppendOwnerRuns(layout, w, wl.local_end, std::min(wl.page_end, wl.tensor_bytes), plan.ops);
+    AppendOwnerRuns(layout, layout.owner_policy, rank, w, wl.page_start, wl.local_begin, plan.ops);
+    AppendOwnerRuns(layout, layout.owner_policy, rank, w, wl.local_end,
+                    std::min(wl.page_end, wl.tensor_bytes), plan.ops);
   }
   return plan;
 }

@@ -60,6 +60,8 @@ struct GroupLayout {
   std::vector<int64_t> moe_layers;  // sorted layer indices
   std::vector<PeerRange> peer_ranges;
   std::vector<RankLayout> ranks;
+  // Which of the ranks that store an expert each rank pulls it from (dwdp.owner).
+  OwnerPolicy owner_policy = OwnerPolicy::kLowest;
 
   int64_t num_layers() const { return static_cast<int64_t>(moe_layers.size()); }
   // The slot of the MoE layer at `position` in the sorted list (not its layer index).
@@ -73,7 +75,8 @@ absl::StatusOr<GroupLayout> ComputeGroupLayout(const Partition& partition,
                                                const std::vector<WeightSpec>& weights,
                                                const std::vector<int64_t>& moe_layers,
                                                uint64_t granularity, uint64_t pool_page_bytes,
-                                               int64_t num_buffers);
+                                               int64_t num_buffers,
+                                               OwnerPolicy owner = OwnerPolicy::kLowest);
 
 // One piece of a composite VA: a pool page of the layer's slot or the whole local handle.
 struct MapPiece {
@@ -115,8 +118,11 @@ struct CopyPlan {
 };
 
 // The remote slices of every weight of one layer ([0, ls) then [le, N) per weight, one copy per
-// (weight, slice, owner)), ordered by the contention schedule. Identical for every layer.
+// (weight, slice, owner run)), ordered by the contention schedule. Identical for every layer.
+// The owners follow `owner` (the layout's owner_policy when not given; OwnerOf).
 CopyPlan MakeCopyPlan(const GroupLayout& layout, int64_t rank, const ContentionConfig& contention);
+CopyPlan MakeCopyPlan(const GroupLayout& layout, int64_t rank, const ContentionConfig& contention,
+                      OwnerPolicy owner);
 
 // Copies per layer are bounded so that a tiny round_robin slice over huge experts is an error
 // with advice, not a plan that exhausts memory. Checks every rank of the group.

@@ -205,6 +205,56 @@ absl::StatusOr<int64_t> Partition::owner(int64_t expert) const {
   return rank;
 }
 
+OwnerRun OwnerRunOf(const std::vector<PeerRange>& ranges, int64_t size, int64_t stride,
+                    int64_t expert, int64_t puller, OwnerPolicy policy) {
+  // The lowest rank holding the expert: the first r with r·stride + size > expert.
+  const auto lowest = [&]() -> OwnerRun {
+    const int64_t owner = expert < size ? 0 : (expert - size) / stride + 1;
+    return {owner, ranges[static_cast<size_t>(owner)].end};
+  };
+  if (policy == OwnerPolicy::kLowest) return lowest();
+  const PeerRange& own = ranges[static_cast<size_t>(puller)];
+  if (expert >= own.end) return lowest();
+  if (expert >= own.start) return {puller, own.end};
+  // Below the puller: the highest rank holding it, from the first `stride` experts of its range.
+  const int64_t owner = expert / stride;
+  return {owner, std::min((owner + 1) * stride, own.start)};
+}
+
+absl::StatusOr<int64_t> OwnerOf(const Partition& partition, int64_t expert, int64_t puller,
+                                OwnerPolicy policy) {
+  if (expert < 0 || expert >= partition.num_experts()) {
+    return absl::OutOfRangeError(
+        absl::StrFormat("expert %d is outside [0, %d)", expert, partition.num_experts()));
+  }
+  if (puller < 0 || puller >= partition.dwdp_size()) {
+    return absl::OutOfRangeError(absl::StrFormat("puller rank %d is outside the group of %d ranks",
+                                                 puller, partition.dwdp_size()));
+  }
+  return OwnerRunOf(partition.peer_ranges(), partition.size(), partition.stride(), expert, puller,
+                    policy)
+      .owner;
+}
+
+std::vector<int64_t> ServedExperts(const Partition& partition, OwnerPolicy policy) {
+  const std::vector<PeerRange>& ranges = partition.peer_ranges();
+  std::vector<int64_t> served(ranges.size(), 0);
+  for (int64_t p = 0; p < partition.dwdp_size(); ++p) {
+    const PeerRange& own = ranges[static_cast<size_t>(p)];
+    for (int64_t e = 0; e < partition.num_experts();) {
+      if (own.contains(e)) {
+        e = own.end;
+        continue;
+      }
+      const OwnerRun run = OwnerRunOf(ranges, partition.size(), partition.stride(), e, p, policy);
+      const int64_t end = e < own.start ? std::min(run.end, own.start) : run.end;
+      served[static_cast<size_t>(run.owner)] += end - e;
+      e = end;
+    }
+  }
+  return served;
+}
+
 absl::StatusOr<std::vector<double>> ScatterShards(absl::Span<const PeerRange> ranges,
                                                   absl::Span<const std::vector<double>> shards,
                                                   int64_t num_experts, int64_t row_width) {

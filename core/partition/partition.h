@@ -96,6 +96,37 @@ class Partition {
   std::vector<PeerRange> peer_ranges_;
 };
 
+// The rank `puller` copies `expert` from (the owner lookup of DWDP_SPEC §1, per puller). Every
+// rank derives it from the config alone, so no rank needs to ask another where to read.
+//   lowest:   the lowest rank whose range holds the expert, whatever the puller (TensorRT-LLM's
+//             rule; DWDP_SPEC §1). Under overlap the low ranks serve far more than the others:
+//             DeepSeek-V3 at d = 72 with 43/3, rank 0 serves 2,766 expert copies per layer and
+//             the median rank 173.
+//   balanced: the storer nearest the puller: for an expert below the puller's range the highest
+//             rank that stores it (e / stride), above it the lowest ((e - size) / stride + 1).
+//             Every puller then takes exactly `stride` experts from every other rank (the first
+//             `stride` of a lower rank's range, the last `stride` of a higher one's), because
+//             (d - 1) · stride + size = N. So every rank serves (d - 1) · stride experts per layer
+//             (213 in the d = 72 case), and every puller reads the same amount from each peer, as
+//             in a uniform partition: the rotate schedule's Latin square holds, no source ever
+//             has two readers at once while the ranks keep step.
+//   A puller that stores the expert is its own owner under balanced.
+// OutOfRange for an expert outside [0, N) or a puller outside [0, d).
+absl::StatusOr<int64_t> OwnerOf(const Partition& partition, int64_t expert, int64_t puller,
+                                OwnerPolicy policy);
+
+// The same without checks (0 <= expert < N, 0 <= puller < d), and the end (exclusive) of the
+// run of experts from `expert` on that `puller` takes from the same owner.
+struct OwnerRun {
+  int64_t owner = 0;
+  int64_t end = 0;
+};
+OwnerRun OwnerRunOf(const std::vector<PeerRange>& ranges, int64_t size, int64_t stride,
+                    int64_t expert, int64_t puller, OwnerPolicy policy);
+
+// Expert copies each rank serves per MoE layer to the ranks that do not store them.
+std::vector<int64_t> ServedExperts(const Partition& partition, OwnerPolicy policy);
+
 // Peer ranges without validation: rank r -> [r*stride, min(r*stride + size, N)).
 std::vector<PeerRange> PeerRanges(int64_t dwdp_size, int64_t size, int64_t stride, int64_t N);
 

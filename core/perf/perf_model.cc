@@ -315,7 +315,10 @@ DepLayerCost DepMoeLayerCost(const ModelSpec& model, const HardwareProfile& hw,
   // All d ranks' tokens spread over all N experts; this rank holds N/d of them.
   const double active_global = ExpectedActiveExperts(model.num_experts, model.top_k, tokens * d);
   cost.routed_moe = RoutedMoeCost(model, hw, pairs, active_global / d);
-  cost.sync_ns = cost.routed_moe.time_ns * std::max(0.0, tokens_cv) * std::sqrt(2.0 * std::log(d));
+  // The all-to-alls wait for the slowest rank's attention, and move the largest rank's tokens.
+  const double per_rank_ns =
+      MoeLayerCost(model, hw, shape).pre_moe_ns() + cost.dispatch_ns + cost.combine_ns;
+  cost.sync_ns = per_rank_ns * std::max(0.0, tokens_cv) * std::sqrt(2.0 * std::log(d));
   if (deps != nullptr) {
     AddDependency(*deps, "nvlink_bw", hw.nvlink_bw);
     AddRooflineDependencies(hw, model.expert_dtype, deps);
@@ -338,45 +341,84 @@ std::vector<bool> MoeFlags(const ModelSpec& model) {
 
 }  // namespace
 
-DwdpForwardEstimate DwdpForward(const ModelSpec& model, const HardwareProfile& hw,
-                                const ForwardShape& shape, int64_t num_buffers, double copy_ns) {
+std::vector<bool> MoeLayerFlags(const ModelSpec& model) { return MoeFlags(model); }
+
+DwdpForwardEstimate DwdpForwardOf(const std::vector<bool>& is_moe, const UniformLayers& layers,
+                                  double compute_slowdown, int64_t num_buffers, double copy_ns) {
   DwdpForwardEstimate est;
   est.copy_ns = copy_ns;
-  const LayerCost moe = MoeLayerCost(model, hw, shape);
-  const LayerCost dense = DenseLayerCost(model, hw, shape);
   // Copies take HBM bandwidth and power from the kernels beside them (7–19% on GB200): slow a
   // MoE layer by compute_slowdown times the fraction of it a copy overlaps.
-  const double layer_ns = moe.total_ns();
+  const double layer_ns = layers.pre_moe_ns + layers.moe_ns;
   const double overlap = layer_ns > 0 ? std::min(1.0, copy_ns / layer_ns) : 0.0;
-  const double slow = 1.0 + std::max(0.0, hw.compute_slowdown.value) * overlap;
-  const double pre_moe_ns = moe.pre_moe_ns() * slow;
-  const double moe_ns = moe.routed_moe.time_ns * slow;
+  const double slow = 1.0 + std::max(0.0, compute_slowdown) * overlap;
+  const double pre_moe_ns = layers.pre_moe_ns * slow;
+  const double moe_ns = layers.moe_ns * slow;
   est.moe_compute_ns = pre_moe_ns + moe_ns;
 
   const size_t k = static_cast<size_t>(std::max<int64_t>(num_buffers, 1));
-  std::vector<double> moe_end;  // end of each MoE position's kernel (records free[slot])
-  moe_end.reserve(model.moe_layers.size());
+  // End of each MoE position's kernel (records free[slot]); only the last k are needed.
+  std::vector<double> moe_end(k, 0.0);
+  size_t position = 0;
   double compute_clock = 0;  // compute stream
   double copy_clock = 0;     // copy stream
-  for (bool is_moe : MoeFlags(model)) {
-    if (!is_moe) {
-      compute_clock += dense.total_ns();
+  for (bool moe : is_moe) {
+    if (!moe) {
+      compute_clock += layers.dense_ns;
       continue;
     }
-    const size_t position = moe_end.size();
     // prime() issues the first k copies at the start of the forward; later ones wait for
     // free[slot], recorded after the MoE kernel k positions earlier.
-    const double free_at = position < k ? 0.0 : moe_end[position - k];
+    const double free_at = position < k ? 0.0 : moe_end[position % k];
     const double copy_end = std::max(copy_clock, free_at) + copy_ns;
     copy_clock = copy_end;
     const double pre_moe_end = compute_clock + pre_moe_ns;
     const double moe_start = std::max(pre_moe_end, copy_end);  // C.wait(ready[slot])
     est.stall_ns += moe_start - pre_moe_end;
     compute_clock = moe_start + moe_ns;
-    moe_end.push_back(compute_clock);
+    moe_end[position % k] = compute_clock;
+    ++position;
   }
   est.forward_ns = compute_clock;
   return est;
+}
+
+DwdpForwardEstimate DwdpForward(const ModelSpec& model, const HardwareProfile& hw,
+                                const ForwardShape& shape, int64_t num_buffers, double copy_ns) {
+  const LayerCost moe = MoeLayerCost(model, hw, shape);
+  const LayerCost dense = DenseLayerCost(model, hw, shape);
+  return DwdpForwardOf(MoeFlags(model),
+                       {dense.total_ns(), moe.pre_moe_ns(), moe.routed_moe.time_ns},
+                       hw.compute_slowdown.value, num_buffers, copy_ns);
+}
+
+double DepForwardSampled(const ModelSpec& model, const HardwareProfile& hw,
+                         const std::vector<ForwardShape>& ranks) {
+  if (ranks.empty()) return 0;
+  const int64_t d = static_cast<int64_t>(ranks.size());
+  double dense = 0;
+  double pre_moe = 0;
+  int64_t most_tokens = 0;
+  double tokens = 0;
+  for (const ForwardShape& shape : ranks) {
+    if (shape.tokens_per_rank <= 0) continue;  // an idle rank still joins the collectives
+    dense = std::max(dense, DenseLayerCost(model, hw, shape).total_ns());
+    pre_moe = std::max(pre_moe, MoeLayerCost(model, hw, shape).pre_moe_ns());
+    most_tokens = std::max(most_tokens, shape.tokens_per_rank);
+    tokens += static_cast<double>(shape.tokens_per_rank);
+  }
+  if (most_tokens == 0) return 0;
+  const double mean_tokens = tokens / static_cast<double>(d);
+  // The all-to-alls take as long as the largest rank's tokens need; the experts of every rank do
+  // the mean rank's work (uniform routing spreads all ranks' tokens over all experts).
+  const DepLayerCost largest = DepMoeLayerCost(model, hw, {most_tokens, 1}, d, 0);
+  const double pairs = mean_tokens * static_cast<double>(model.top_k);
+  const double active = ExpectedActiveExperts(model.num_experts, model.top_k, tokens);
+  const double routed = RoutedMoeCost(model, hw, pairs, active / static_cast<double>(d)).time_ns;
+  const double moe_layer_ns = pre_moe + largest.dispatch_ns + routed + largest.combine_ns;
+  double forward = 0;
+  for (bool is_moe : MoeFlags(model)) forward += is_moe ? moe_layer_ns : dense;
+  return forward;
 }
 
 DepForwardEstimate DepForward(const ModelSpec& model, const HardwareProfile& hw,

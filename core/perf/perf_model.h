@@ -159,15 +159,29 @@ struct DepLayerCost {
 //   plus one kernel_overhead_ns per collective. No de-duplication of a token sent to several
 //   experts on one rank is assumed.
 //   MoE compute: each rank computes on average T · top_k products (its share of all ranks'
-//   tokens) over N/d local experts; the layer finishes when the slowest rank does. With
-//   per-rank loads ~ normal(mean, cv · mean), the expected max of d draws is about
-//   mean · (1 + cv · sqrt(2 ln d)), so sync = routed_moe · cv · sqrt(2 ln d).
+//   tokens) over N/d local experts; uniform routing spreads every rank's tokens over all experts,
+//   so the experts' work is even whatever each rank's own token count.
+//   The all-to-alls are collective: each MoE layer waits for the rank whose attention ends last
+//   and moves the largest rank's tokens. With per-rank work ~ normal(mean, cv · mean), the
+//   expected max of d draws is about mean · (1 + cv · sqrt(2 ln d)), so
+//   sync = (attention + dispatch + combine) · cv · sqrt(2 ln d). This is the closed form (fast
+//   path) of DepForwardSampled, which takes the per-rank token counts of a packed forward.
 DepLayerCost DepMoeLayerCost(const ModelSpec& model, const HardwareProfile& hw,
                              const ForwardShape& shape, int64_t ep_size, double tokens_cv,
                              std::vector<ProfileDependency>* deps = nullptr);
 
 // ---------------------------------------------------------------------------------------------
 // Whole forwards.
+
+// Layer indices 0 .. L−1 of the model: true for a MoE layer.
+std::vector<bool> MoeLayerFlags(const ModelSpec& model);
+
+// One rank's per-layer compute with uniform layers.
+struct UniformLayers {
+  double dense_ns = 0;    // a dense layer (all of it)
+  double pre_moe_ns = 0;  // attention and shared experts of a MoE layer
+  double moe_ns = 0;      // the routed-MoE kernel
+};
 
 struct DwdpForwardEstimate {
   double forward_ns = 0;
@@ -195,6 +209,16 @@ struct DwdpForwardEstimate {
 // run) and absorb layer-to-layer variation; they never raise the copy stream's throughput.
 DwdpForwardEstimate DwdpForward(const ModelSpec& model, const HardwareProfile& hw,
                                 const ForwardShape& shape, int64_t num_buffers, double copy_ns);
+// The same recurrence over given layer costs (the sizing model's per-forward evaluation).
+DwdpForwardEstimate DwdpForwardOf(const std::vector<bool>& is_moe, const UniformLayers& layers,
+                                  double compute_slowdown, int64_t num_buffers, double copy_ns);
+
+// DEP forward of one lockstep step in which rank r has shape ranks[r] (0 tokens: idle, it still
+// joins the collectives): dense layers end when the slowest rank's do, every MoE layer waits for
+// the slowest rank's attention, the all-to-alls move the largest rank's tokens and the experts
+// do the mean rank's work. With every rank the same it equals DepForward at tokens_cv = 0.
+double DepForwardSampled(const ModelSpec& model, const HardwareProfile& hw,
+                         const std::vector<ForwardShape>& ranks);
 
 struct DepForwardEstimate {
   double forward_ns = 0;

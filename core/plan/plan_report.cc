@@ -39,22 +39,34 @@ std::string PlanToText(const Plan& plan, const std::vector<RecommendationResult>
   for (const PlanWorkloadPoint& w : plan.workloads) {
     absl::StrAppend(&out, absl::StrFormat("\n%d tokens per rank, sequence length %d\n",
                                           w.tokens_per_rank, w.sequence_length));
-    TextTable table({"d", "recipe", "k", "fits", "weights/GPU", "KV/GPU", "KV tokens", "copy/layer",
-                     "compute/layer", "stall/layer", "forward", "DEP forward", "DEP/DWDP"});
+    TextTable table({"d", "recipe", "owner", "k", "fits", "weights/GPU", "KV/GPU", "KV tokens",
+                     "copies", "copy/layer", "compute/layer", "stall/layer", "forward",
+                     "DEP forward", "DEP/DWDP"});
     for (const PlanCandidate& c : plan.candidates) {
       if (c.tokens_per_rank != w.tokens_per_rank || c.sequence_length != w.sequence_length) {
         continue;
       }
+      // How the copies were priced: a Latin square (exact), the fluid model of shared sources
+      // (with "?" when its runs disagree by more than 10%), or a bound (hot source, or no fit).
+      std::string copies = c.copy_pricing == CopyPricing::kLatinSquare ? "latin"
+                           : c.copy_pricing == CopyPricing::kFluid     ? "fluid"
+                           : c.copy_pricing == CopyPricing::kBound     ? "bound"
+                                                                       : "deferred";
+      if (c.unstable) copies += "?";
+      if (c.copy_pricing == CopyPricing::kBound && c.max_served_experts > 0 &&
+          static_cast<double>(c.max_served_experts) > 1.25 * c.mean_served_experts) {
+        copies = absl::StrFormat("hot r%d", c.hottest_rank);
+      }
       table.AddRow({absl::StrCat(c.dwdp_size),
                     absl::StrCat(c.num_experts_per_worker, "/", c.num_prefetch_experts),
-                    absl::StrCat(c.num_buffers), c.fits ? "yes" : "no",
-                    FormatBytes(c.weights_bytes_per_gpu), FormatBytes(c.kv_bytes_per_gpu),
-                    Tokens(c.kv_tokens), FormatNanos(c.prefetch_ns_per_layer),
-                    FormatNanos(c.compute_ns_per_layer), FormatNanos(c.stall_ns_per_layer),
-                    FormatNanos(c.forward_ns), FormatNanos(c.dep_forward_ns),
-                    Ratio(c.dwdp_over_dep)});
+                    c.overlap > 0 ? OwnerPolicyName(c.owner) : "-", absl::StrCat(c.num_buffers),
+                    c.fits ? "yes" : "no", FormatBytes(c.weights_bytes_per_gpu),
+                    FormatBytes(c.kv_bytes_per_gpu), Tokens(c.kv_tokens), copies,
+                    FormatNanos(c.prefetch_ns_per_layer), FormatNanos(c.compute_ns_per_layer),
+                    FormatNanos(c.stall_ns_per_layer), FormatNanos(c.forward_ns),
+                    FormatNanos(c.dep_forward_ns), Ratio(c.dwdp_over_dep)});
     }
-    absl::StrAppend(&out, table.Render({0, 1, 3}));
+    absl::StrAppend(&out, table.Render({0, 1, 2, 4, 8}));
     for (const RecommendationResult& r : recommendations) {
       if (r.workload.tokens_per_rank != w.tokens_per_rank ||
           r.workload.sequence_length != w.sequence_length) {
@@ -80,7 +92,10 @@ std::string PlanToCsv(const Plan& plan) {
       "tokens_per_rank,sequence_length,fits,weights_bytes_per_gpu,local_expert_bytes,"
       "pool_bytes,non_moe_bytes,activation_bytes,kv_bytes_per_gpu,kv_tokens,vmm_mappings,"
       "prefetch_bytes_per_layer,prefetch_ns_per_layer,compute_ns_per_layer,"
-      "stall_ns_per_layer,forward_ns,dep_forward_ns,dwdp_over_dep,tokens_per_s_per_gpu\n";
+      "stall_ns_per_layer,forward_ns,dep_forward_ns,dwdp_over_dep,tokens_per_s_per_gpu,owner,"
+      "copy_pricing,forward_min_ns,forward_low_ns,forward_high_ns,unstable,"
+      "closed_form_forward_ns,max_served_experts,mean_served_experts,hottest_rank,"
+      "copies_per_layer,recommendable\n";
   for (const PlanCandidate& c : plan.candidates) {
     absl::StrAppend(
         &out,
@@ -93,6 +108,14 @@ std::string PlanToCsv(const Plan& plan) {
                         c.vmm_mappings, c.prefetch_bytes_per_layer, c.prefetch_ns_per_layer,
                         c.compute_ns_per_layer, c.stall_ns_per_layer, c.forward_ns,
                         c.dep_forward_ns, c.dwdp_over_dep, c.tokens_per_s_per_gpu));
+    out.pop_back();  // the newline: the copy model's columns follow
+    absl::StrAppend(
+        &out,
+        absl::StrFormat(",%s,%s,%.0f,%.0f,%.0f,%d,%.0f,%d,%.1f,%d,%d,%d\n",
+                        OwnerPolicyName(c.owner), CopyPricingName(c.copy_pricing), c.forward_min_ns,
+                        c.forward_low_ns, c.forward_high_ns, c.unstable ? 1 : 0,
+                        c.closed_form_forward_ns, c.max_served_experts, c.mean_served_experts,
+                        c.hottest_rank, c.copies_per_layer, Recommendable(c) ? 1 : 0));
   }
   return out;
 }
@@ -122,8 +145,23 @@ nlohmann::json CandidateToJson(const PlanCandidate& c) {
                       {"forward_ns", c.forward_ns},
                       {"dep_forward_ns", c.dep_forward_ns},
                       {"dwdp_over_dep", c.dwdp_over_dep},
-                      {"tokens_per_s_per_gpu", c.tokens_per_s_per_gpu}};
+                      {"tokens_per_s_per_gpu", c.tokens_per_s_per_gpu},
+                      {"owner", OwnerPolicyName(c.owner)},
+                      {"copy_pricing", CopyPricingName(c.copy_pricing)},
+                      {"forward_min_ns", c.forward_min_ns},
+                      {"forward_low_ns", c.forward_low_ns},
+                      {"forward_high_ns", c.forward_high_ns},
+                      {"unstable", c.unstable},
+                      {"closed_form_forward_ns", c.closed_form_forward_ns},
+                      {"max_served_experts", c.max_served_experts},
+                      {"mean_served_experts", c.mean_served_experts},
+                      {"hottest_rank", c.hottest_rank},
+                      {"copies_per_layer", c.copies_per_layer},
+                      {"recommendable", Recommendable(c)}};
   if (!c.fits) j["fit_note"] = c.fit_note;
+  if (const std::string why = NotRecommendableReason(c); c.fits && !why.empty()) {
+    j["not_recommended"] = why;
+  }
   return j;
 }
 

@@ -1,14 +1,20 @@
 #include "core/plan/planner.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <thread>
+#include <tuple>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/layout/layout.h"
 #include "core/partition/partition.h"
+#include "core/perf/copy_flow.h"
+#include "core/perf/layer_times.h"
 #include "core/util/bytes.h"
 
 namespace dwdp {
@@ -75,13 +81,46 @@ std::vector<PlanWorkloadPoint> WorkloadPoints(const Scenario& scenario, const Pl
 
 }  // namespace
 
-absl::StatusOr<PlanCandidate> EvaluateCandidate(const Scenario& scenario, int64_t dwdp_size,
-                                                int64_t num_experts_per_worker,
-                                                int64_t num_prefetch_experts, int64_t num_buffers,
-                                                const PlanWorkloadPoint& workload,
-                                                ContentionMode contention, double tokens_cv) {
+const char* CopyPricingName(CopyPricing p) {
+  switch (p) {
+    case CopyPricing::kLatinSquare:
+      return "latin_square";
+    case CopyPricing::kFluid:
+      return "fluid";
+    case CopyPricing::kBound:
+      return "bound";
+    case CopyPricing::kDeferred:
+      return "deferred";
+  }
+  return "?";
+}
+
+namespace {
+
+// A hot source at this multiple of the forward without contention is priced by its egress
+// alone: such a candidate is never the pick, and the fluid run of a large group that waits on
+// one rank costs the sweep most of its time.
+constexpr double kHotSourceCut = 1.25;
+
+struct CandidateSpec {
+  int64_t dwdp_size = 0;
+  int64_t size = 0;
+  int64_t stride = 0;
+  int64_t num_buffers = 0;
+  OwnerPolicy owner = OwnerPolicy::kLowest;
+};
+
+// The copies of one (d, recipe, owner, schedule), shared by every k and workload point.
+using CopiesKey = std::tuple<int64_t, int64_t, OwnerPolicy>;
+using CopiesCache = std::map<CopiesKey, GroupCopies>;
+
+absl::StatusOr<PlanCandidate> Evaluate(const Scenario& scenario, const CandidateSpec& spec,
+                                       const PlanWorkloadPoint& workload,
+                                       const ContentionConfig& contention, double tokens_cv,
+                                       const GroupCopies* shared_copies, bool defer_fluid) {
   const ModelSpec& model = scenario.model;
   const HardwareProfile& hw = scenario.hardware;
+  const int64_t num_buffers = spec.num_buffers;
   if (num_buffers < 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_buffers must be at least 2 (got ", num_buffers, ")"));
@@ -92,22 +131,22 @@ absl::StatusOr<PlanCandidate> EvaluateCandidate(const Scenario& scenario, int64_
         workload.tokens_per_rank, " and ", workload.sequence_length, ")"));
   }
   absl::StatusOr<Partition> partition =
-      Partition::Create(dwdp_size, num_experts_per_worker, num_prefetch_experts, model.num_experts);
+      Partition::Create(spec.dwdp_size, spec.size, spec.stride, model.num_experts);
   if (!partition.ok()) return partition.status();
   absl::StatusOr<GroupLayout> layout =
       ComputeGroupLayout(*partition, model.weights, model.moe_layers, ToBytes(hw.granularity.value),
-                         scenario.dwdp.pool_page_bytes, num_buffers);
+                         scenario.dwdp.pool_page_bytes, num_buffers, spec.owner);
   if (!layout.ok()) return layout.status();
 
   PlanCandidate c;
-  c.dwdp_size = dwdp_size;
-  c.num_experts_per_worker = num_experts_per_worker;
-  c.num_prefetch_experts = num_prefetch_experts;
-  c.overlap = num_experts_per_worker - num_prefetch_experts;
+  c.dwdp_size = spec.dwdp_size;
+  c.owner = spec.owner;
+  c.num_experts_per_worker = spec.size;
+  c.num_prefetch_experts = spec.stride;
+  c.overlap = spec.size - spec.stride;
   c.num_buffers = num_buffers;
   c.tokens_per_rank = workload.tokens_per_rank;
   c.sequence_length = workload.sequence_length;
-
   // Memory of the most loaded rank: ranks with page-edge bytes hold a little more than others,
   // and a group fits only if every rank does.
   const uint64_t layers = static_cast<uint64_t>(layout->num_layers());
@@ -135,8 +174,8 @@ absl::StatusOr<PlanCandidate> EvaluateCandidate(const Scenario& scenario, int64_
   for (const RankLayout& rank : layout->ranks) {
     pool_pages_per_layer = std::max(pool_pages_per_layer, rank.pool_pages_per_layer);
   }
-  c.vmm_mappings =
-      layers * (pool_pages_per_layer + model.weights.size() * static_cast<uint64_t>(dwdp_size));
+  c.vmm_mappings = layers * (pool_pages_per_layer +
+                             model.weights.size() * static_cast<uint64_t>(spec.dwdp_size));
   const uint64_t max_mappings = ToBytes(hw.max_mappings.value);
   if (hbm <= used) {
     c.fit_note =
@@ -149,22 +188,140 @@ absl::StatusOr<PlanCandidate> EvaluateCandidate(const Scenario& scenario, int64_
   }
   c.fits = c.fit_note.empty();
 
-  ContentionConfig contention_config = scenario.dwdp.contention;
-  contention_config.mode = contention;
-  const CopyEstimate copy =
-      EstimateLayerCopy(model, hw, dwdp_size, num_experts_per_worker, contention_config);
-  c.prefetch_bytes_per_layer = copy.bytes;
-  c.prefetch_ns_per_layer = copy.time_ns;
+  // Copies: the real plans of every rank, priced with the sources' egress shared.
+  GroupCopies own_copies;
+  if (shared_copies == nullptr) own_copies = GroupCopiesOf(*layout, contention);
+  const GroupCopies& copies = shared_copies != nullptr ? *shared_copies : own_copies;
+  Scenario at_point = scenario;
+  at_point.workload.tokens_per_rank = workload.tokens_per_rank;
+  at_point.workload.sequence_length = workload.sequence_length;
+  const LayerTimes times = ComputeLayerTimes(at_point);
+  PipelineCompute compute;
+  compute.prelude_ns = times.prelude_ns;
+  compute.pre_moe_ns = times.attention_ns.empty() ? 0.0 : times.attention_ns.front();
+  compute.moe_ns = times.moe_ns.empty() ? 0.0 : times.moe_ns.front();
+  compute.moe_read_bytes =
+      static_cast<double>(model.num_experts) * static_cast<double>(model.expert_bytes());
+  compute.moe_layers = static_cast<int64_t>(model.moe_layers.size());
+  compute.num_buffers = num_buffers;
 
-  const DwdpForwardEstimate dwdp = DwdpForward(model, hw, shape, num_buffers, copy.time_ns);
-  c.compute_ns_per_layer = dwdp.moe_compute_ns;
-  c.stall_ns_per_layer = dwdp.stall_ns / static_cast<double>(model.moe_layers.size());
-  c.forward_ns = dwdp.forward_ns;
-  c.dep_forward_ns = DepForward(model, hw, shape, dwdp_size, tokens_cv).forward_ns;
+  const std::vector<int64_t> served = ServedExperts(*partition, spec.owner);
+  int64_t total_served = 0;
+  for (int64_t q = 0; q < spec.dwdp_size; ++q) {
+    total_served += served[static_cast<size_t>(q)];
+    if (served[static_cast<size_t>(q)] > c.max_served_experts) {
+      c.max_served_experts = served[static_cast<size_t>(q)];
+      c.hottest_rank = q;
+    }
+  }
+  c.mean_served_experts = static_cast<double>(total_served) / static_cast<double>(spec.dwdp_size);
+  c.copies_per_layer = copies.copies_max;
+  c.prefetch_bytes_per_layer = copies.pulled_bytes_max;
+
+  const CopyEstimate closed = EstimateLayerCopy(model, hw, spec.dwdp_size, spec.size, contention);
+  const DwdpForwardEstimate closed_form =
+      DwdpForward(model, hw, shape, num_buffers, closed.time_ns);
+  c.closed_form_forward_ns = closed_form.forward_ns;
+  c.compute_ns_per_layer = closed_form.moe_compute_ns;
+
+  double uncontended = 0;
+  for (int64_t r = 0; r < spec.dwdp_size; ++r) {
+    uncontended = std::max(uncontended, UncontendedLayerCopyNs(copies, hw, r));
+  }
+  const double pair = hw.peer_copy_bw.value;
+  const double egress =
+      (hw.egress_bw.value > 0 ? hw.egress_bw.value : pair) *
+      std::min(1.0,
+               hw.egress_fanout_efficiency.value > 0 ? hw.egress_fanout_efficiency.value : 1.0);
+  // The hottest source must serve every layer's copies of its experts: with several readers at
+  // once it serves egress_bw x egress_fanout_efficiency in all.
+  const double hot_layer_ns = egress > 0
+                                  ? static_cast<double>(c.max_served_experts) *
+                                        static_cast<double>(model.expert_bytes()) / egress * 1e9
+                                  : 0.0;
+  const double hot_forward_ns =
+      compute.prelude_ns + static_cast<double>(compute.moe_layers) * hot_layer_ns;
+  const double uncontended_forward_ns =
+      DwdpForward(model, hw, shape, num_buffers, uncontended).forward_ns;
+  if (!copies.latin_square &&
+      (!c.fits || hot_forward_ns > kHotSourceCut * uncontended_forward_ns)) {
+    c.copy_pricing = CopyPricing::kBound;
+    c.forward_ns = c.forward_min_ns = c.forward_low_ns = c.forward_high_ns =
+        std::max(hot_forward_ns, uncontended_forward_ns);
+    c.prefetch_ns_per_layer = std::max(hot_layer_ns, uncontended);
+    c.stall_ns_per_layer =
+        std::max(0.0, c.prefetch_ns_per_layer - (compute.pre_moe_ns + compute.moe_ns));
+  } else if (!copies.latin_square && defer_fluid) {
+    // Priced when needed (sizing): meanwhile the forward without contention, which no fluid run
+    // can beat.
+    c.copy_pricing = CopyPricing::kDeferred;
+    c.forward_ns = c.forward_min_ns = c.forward_low_ns = c.forward_high_ns = uncontended_forward_ns;
+    c.prefetch_ns_per_layer = uncontended;
+  } else {
+    const GroupPipeline priced = PriceGroupPipeline(copies, hw, compute);
+    const int64_t slowest = priced.slowest_rank();
+    c.copy_pricing = priced.fluid ? CopyPricing::kFluid : CopyPricing::kLatinSquare;
+    c.forward_ns = priced.slowest_forward_ns();
+    c.forward_min_ns = *std::min_element(priced.forward_ns.begin(), priced.forward_ns.end());
+    c.forward_low_ns = priced.fluid ? priced.forward_low_ns : c.forward_ns;
+    c.forward_high_ns = priced.fluid ? priced.forward_high_ns : c.forward_ns;
+    c.unstable = priced.unstable();
+    c.prefetch_ns_per_layer = priced.copy_ns_per_layer[static_cast<size_t>(slowest)];
+    c.stall_ns_per_layer = priced.stall_ns[static_cast<size_t>(slowest)] /
+                           static_cast<double>(std::max<int64_t>(compute.moe_layers, 1));
+  }
+  c.dep_forward_ns = DepForward(model, hw, shape, spec.dwdp_size, tokens_cv).forward_ns;
   c.dwdp_over_dep = c.forward_ns > 0 ? c.dep_forward_ns / c.forward_ns : 0;
   c.tokens_per_s_per_gpu =
       c.forward_ns > 0 ? static_cast<double>(c.tokens_per_rank) / c.forward_ns * 1e9 : 0;
   return c;
+}
+
+}  // namespace
+
+absl::StatusOr<PlanCandidate> PriceCandidate(const Scenario& scenario, const PlanCandidate& c,
+                                             ContentionMode contention, double tokens_cv) {
+  ContentionConfig contention_config = scenario.dwdp.contention;
+  contention_config.mode = contention;
+  return Evaluate(
+      scenario,
+      {c.dwdp_size, c.num_experts_per_worker, c.num_prefetch_experts, c.num_buffers, c.owner},
+      {c.tokens_per_rank, c.sequence_length}, contention_config, tokens_cv, nullptr, false);
+}
+
+bool Recommendable(const PlanCandidate& c) { return NotRecommendableReason(c).empty(); }
+
+std::string NotRecommendableReason(const PlanCandidate& c) {
+  if (!c.fits) return c.fit_note;
+  if (c.copy_pricing == CopyPricing::kDeferred) {
+    return "its shared copy sources were not priced (a lower bound stands for its forward)";
+  }
+  if (c.copy_pricing == CopyPricing::kBound) {
+    return absl::StrFormat(
+        "rank %d serves %d expert copies per layer (%.0f on average): the group waits for its "
+        "egress",
+        c.hottest_rank, c.max_served_experts, c.mean_served_experts);
+  }
+  if (c.unstable) {
+    return absl::StrFormat(
+        "the ranks fall in and out of step: forwards from %s to %s in runs that differ by 5%% "
+        "in the per-copy cost",
+        FormatNanos(c.forward_low_ns), FormatNanos(c.forward_high_ns));
+  }
+  return "";
+}
+
+absl::StatusOr<PlanCandidate> EvaluateCandidate(const Scenario& scenario, int64_t dwdp_size,
+                                                int64_t num_experts_per_worker,
+                                                int64_t num_prefetch_experts, int64_t num_buffers,
+                                                const PlanWorkloadPoint& workload,
+                                                ContentionMode contention, double tokens_cv) {
+  ContentionConfig contention_config = scenario.dwdp.contention;
+  contention_config.mode = contention;
+  return Evaluate(
+      scenario,
+      {dwdp_size, num_experts_per_worker, num_prefetch_experts, num_buffers, scenario.dwdp.owner},
+      workload, contention_config, tokens_cv, nullptr, false);
 }
 
 absl::StatusOr<Plan> PlanCapacity(const Scenario& scenario, const PlanOptions& options) {
@@ -225,26 +382,77 @@ absl::StatusOr<Plan> PlanCapacity(const Scenario& scenario, const PlanOptions& o
     }
   }
   const double cv = options.tokens_cv.value_or(scenario.workload.tokens_cv);
-
-  for (const PlanWorkloadPoint& w : plan.workloads) {
+  ContentionConfig contention_config = scenario.dwdp.contention;
+  contention_config.mode = plan.contention;
+  std::vector<OwnerPolicy> owners = options.owners;
+  if (owners.empty()) owners.push_back(scenario.dwdp.owner);
+  // Every candidate, in the order of the plan: by workload point, size, recipe, owner, slots.
+  struct Job {
+    CandidateSpec spec;
+    size_t workload = 0;
+  };
+  std::vector<Job> jobs;
+  for (size_t w = 0; w < plan.workloads.size(); ++w) {
     for (int64_t d : sizes) {
       std::vector<Recipe> recipes = Recipes(d, model.num_experts);
       if (!options.all_recipes && recipes.size() > 1) recipes.resize(1);
       for (const Recipe& r : recipes) {
-        for (int64_t k : options.num_buffers) {
-          absl::StatusOr<PlanCandidate> c =
-              EvaluateCandidate(scenario, d, r.num_experts_per_worker, r.num_prefetch_experts, k, w,
-                                plan.contention, cv);
-          if (!c.ok()) {
-            return absl::Status(
-                c.status().code(),
-                absl::StrCat("dwdp_size ", d, " recipe ", r.num_experts_per_worker, "/",
-                             r.num_prefetch_experts, ": ", c.status().message()));
+        for (OwnerPolicy owner : owners) {
+          // With no overlap every expert has one storer: the policies give the same plan.
+          if (owner != owners.front() && r.overlap() == 0) continue;
+          for (int64_t k : options.num_buffers) {
+            jobs.push_back({{d, r.num_experts_per_worker, r.num_prefetch_experts, k, owner}, w});
           }
-          plan.candidates.push_back(*std::move(c));
         }
       }
     }
+  }
+  // The copies of a (size, recipe, owner) do not depend on the slots or the workload.
+  CopiesCache cache;
+  for (const Job& job : jobs) {
+    const CopiesKey key{job.spec.dwdp_size, job.spec.size, job.spec.owner};
+    if (cache.count(key) > 0) continue;
+    absl::StatusOr<Partition> partition =
+        Partition::Create(job.spec.dwdp_size, job.spec.size, job.spec.stride, model.num_experts);
+    if (!partition.ok()) continue;  // Evaluate reports it
+    absl::StatusOr<GroupLayout> layout = ComputeGroupLayout(
+        *partition, model.weights, model.moe_layers, ToBytes(hw.granularity.value),
+        scenario.dwdp.pool_page_bytes, 2, job.spec.owner);
+    if (!layout.ok()) continue;
+    cache.emplace(key, GroupCopiesOf(*layout, contention_config));
+  }
+  // Candidates are independent: spread them over the cores (the result does not depend on how
+  // many).
+  std::vector<std::optional<absl::StatusOr<PlanCandidate>>> results(jobs.size());
+  std::atomic<size_t> next{0};
+  const auto work = [&] {
+    for (size_t i = next++; i < jobs.size(); i = next++) {
+      const Job& job = jobs[i];
+      const auto cached = cache.find({job.spec.dwdp_size, job.spec.size, job.spec.owner});
+      results[i] = Evaluate(scenario, job.spec, plan.workloads[job.workload], contention_config, cv,
+                            cached == cache.end() ? nullptr : &cached->second, options.defer_fluid);
+    }
+  };
+  const int64_t threads = std::clamp<int64_t>(
+      options.threads > 0 ? options.threads
+                          : static_cast<int64_t>(std::thread::hardware_concurrency()),
+      1, 16);
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < threads && static_cast<size_t>(t) < jobs.size(); ++t) {
+    pool.emplace_back(work);
+  }
+  work();
+  for (std::thread& t : pool) t.join();
+  plan.candidates.reserve(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    absl::StatusOr<PlanCandidate>& c = *results[i];
+    if (!c.ok()) {
+      return absl::Status(
+          c.status().code(),
+          absl::StrCat("dwdp_size ", jobs[i].spec.dwdp_size, " recipe ", jobs[i].spec.size, "/",
+                       jobs[i].spec.stride, ": ", c.status().message()));
+    }
+    plan.candidates.push_back(*std::move(c));
   }
 
   // Which profile numbers the whole plan rests on.
@@ -258,6 +466,9 @@ absl::StatusOr<Plan> PlanCapacity(const Scenario& scenario, const PlanOptions& o
   MergeDependencies(plan.depends_on,
                     EstimateLayerCopy(model, hw, 2, model.num_experts / 2, contention).depends_on);
   AddDependency(plan.depends_on, "compute_slowdown", hw.compute_slowdown);
+  // The group copy model: a source's egress alone and with several readers at once.
+  if (hw.egress_bw.value > 0) AddDependency(plan.depends_on, "egress_bw", hw.egress_bw);
+  AddDependency(plan.depends_on, "egress_fanout_efficiency", hw.egress_fanout_efficiency);
   AddDependency(plan.depends_on, "hbm_bytes", hw.hbm_bytes);
   AddDependency(plan.depends_on, "nvlink_domain", hw.nvlink_domain);
   AddDependency(plan.depends_on, "granularity", hw.granularity);
@@ -297,8 +508,9 @@ std::string KvTokens(uint64_t tokens) {
 }
 
 std::string Describe(const PlanCandidate& c) {
-  return absl::StrFormat("d=%d %d/%d, %d slots", c.dwdp_size, c.num_experts_per_worker,
-                         c.num_prefetch_experts, c.num_buffers);
+  return absl::StrFormat("d=%d %d/%d, %d slots%s", c.dwdp_size, c.num_experts_per_worker,
+                         c.num_prefetch_experts, c.num_buffers,
+                         c.overlap > 0 ? absl::StrCat(", owner ", OwnerPolicyName(c.owner)) : "");
 }
 
 }  // namespace
@@ -310,15 +522,26 @@ std::vector<RecommendationResult> Recommend(const Plan& plan, PlanObjective obje
     result.workload = w;
     const PlanCandidate* best = nullptr;
     const PlanCandidate* largest_kv = nullptr;
+    const PlanCandidate* fastest_fit = nullptr;  // fits but not recommendable
     for (const PlanCandidate& c : plan.candidates) {
       if (!SameWorkload(c, w)) continue;
+      if (c.fits && (fastest_fit == nullptr || c.forward_ns < fastest_fit->forward_ns)) {
+        fastest_fit = &c;
+      }
       if (largest_kv == nullptr || c.kv_bytes_per_gpu > largest_kv->kv_bytes_per_gpu ||
           (c.kv_bytes_per_gpu == largest_kv->kv_bytes_per_gpu &&
            c.weights_bytes_per_gpu < largest_kv->weights_bytes_per_gpu)) {
         largest_kv = &c;
       }
-      if (!c.fits) continue;
+      if (!Recommendable(c)) continue;
       if (best == nullptr || Better(c, *best, objective)) best = &c;
+    }
+    if (best == nullptr && fastest_fit != nullptr) {
+      result.none_reason = absl::StrFormat(
+          "no candidate that fits can be recommended: the fastest (%s) is not because %s",
+          Describe(*fastest_fit), NotRecommendableReason(*fastest_fit));
+      results.push_back(std::move(result));
+      continue;
     }
     if (best == nullptr) {
       result.none_reason =

@@ -31,13 +31,33 @@ struct PlanOptions {
   std::vector<int64_t> sequence_lengths;
   // The copy schedule whose estimate the planner uses (default: the scenario's).
   std::optional<ContentionMode> contention;
+  // Owner policies to sweep (default: the scenario's dwdp.owner).
+  std::vector<OwnerPolicy> owners;
+  // Threads that evaluate candidates (0: one per core); the plan is the same for any count.
+  int64_t threads = 0;
+  // Leave the fluid copy model for later (CopyPricing::kDeferred): the sizing search prices a
+  // candidate only when it could be the pick.
+  bool defer_fluid = false;
   // Coefficient of variation of per-rank tokens for DEP's synchronisation term (default: the
   // scenario's workload.tokens_cv).
   std::optional<double> tokens_cv;
 };
 
+// How a candidate's copies were priced (core/perf/copy_flow.h).
+enum class CopyPricing {
+  kLatinSquare,  // every rank reads a different source at every moment: exact
+  kFluid,        // the ranks share sources: the fluid pipeline of the whole group
+  kBound,        // not simulated (never recommended): the larger of the uncontended copy and the
+                 // hottest source's egress time, for a candidate that waits on one hot source or
+                 // does not fit
+  kDeferred,     // not priced yet: the forward without contention stands for it (a lower
+                 // bound); EvaluateCandidate prices it
+};
+const char* CopyPricingName(CopyPricing p);
+
 struct PlanCandidate {
   int64_t dwdp_size = 0;
+  OwnerPolicy owner = OwnerPolicy::kLowest;
   int64_t num_experts_per_worker = 0;
   int64_t num_prefetch_experts = 0;
   int64_t overlap = 0;
@@ -68,7 +88,19 @@ struct PlanCandidate {
   // (DwdpForward): steady state max(0, copy − layer) whatever k, plus what prime leaves exposed.
   double stall_ns_per_layer = 0;
 
-  double forward_ns = 0;
+  double forward_ns = 0;  // the slowest rank's forward
+  // Copy pricing from the real owner map and schedule (core/perf/copy_flow.h).
+  CopyPricing copy_pricing = CopyPricing::kLatinSquare;
+  double forward_min_ns = 0;   // the fastest rank's forward
+  double forward_low_ns = 0;   // fluid: the slowest rank in the lowest of the perturbed runs
+  double forward_high_ns = 0;  // ... and in the highest
+  bool unstable = false;       // fluid runs more than 10% apart: not predictable, not recommended
+  double closed_form_forward_ns = 0;  // the per-rank closed form (EstimateLayerCopy, DwdpForward)
+  // Egress per MoE layer, in experts: the most any rank serves and the mean over the ranks.
+  int64_t max_served_experts = 0;
+  double mean_served_experts = 0;
+  int64_t hottest_rank = 0;
+  int64_t copies_per_layer = 0;  // the most copies any rank issues per layer
   double dep_forward_ns = 0;
   double dwdp_over_dep = 0;         // DEP time / DWDP time (> 1: DWDP faster)
   double tokens_per_s_per_gpu = 0;  // tokens_per_rank / forward time
@@ -93,12 +125,21 @@ struct Plan {
 // or peak rates; no workload point; an option out of range. Every message says what to set.
 absl::StatusOr<Plan> PlanCapacity(const Scenario& scenario, const PlanOptions& options);
 
-// Evaluates one (d, recipe, k, workload) point; the building block of PlanCapacity.
+// Evaluates one (d, recipe, k, workload) point with the scenario's owner policy; the building
+// block of PlanCapacity.
 absl::StatusOr<PlanCandidate> EvaluateCandidate(const Scenario& scenario, int64_t dwdp_size,
                                                 int64_t num_experts_per_worker,
                                                 int64_t num_prefetch_experts, int64_t num_buffers,
                                                 const PlanWorkloadPoint& workload,
                                                 ContentionMode contention, double tokens_cv);
+// The same candidate priced in full (a kDeferred one gets its fluid run), with its own owner.
+absl::StatusOr<PlanCandidate> PriceCandidate(const Scenario& scenario, const PlanCandidate& c,
+                                             ContentionMode contention, double tokens_cv);
+
+// True when Recommend may pick the candidate: it fits, and its copies were priced by the Latin
+// square or a stable fluid run (a hot-source estimate or an unstable run is shown, not picked).
+bool Recommendable(const PlanCandidate& c);
+std::string NotRecommendableReason(const PlanCandidate& c);  // empty when recommendable
 
 enum class PlanObjective {
   kThroughput,  // most tokens/s per GPU among candidates that fit

@@ -127,14 +127,31 @@ struct PlanCheck {
   const Partition& partition;
   int64_t rank;
   std::string what;  // "copy plan (rotate)" etc., for messages
+  OwnerPolicy owner = OwnerPolicy::kLowest;
 };
 
 // Bytes [x, end) of the run of `op` that starts at tensor byte x lie in one expert; checks that
-// they come from that expert's owner, out of the owner's own experts, at the owner's handle
-// offset of tensor byte x.
+// they come from that expert's owner for this puller under the owner policy (the lowest rank
+// that stores it, or under balanced the storer nearest the puller: the highest below its range,
+// the lowest above), out of the owner's own experts, at the owner's handle offset of byte x.
+int64_t ExpectedOwner(const Partition& partition, int64_t expert, int64_t puller,
+                      OwnerPolicy policy) {
+  if (policy == OwnerPolicy::kLowest) return partition.owner(expert).value_or(-1);
+  // Independent of OwnerOf: scan the ranks that store the expert.
+  int64_t nearest = -1;
+  for (int64_t r = 0; r < partition.dwdp_size(); ++r) {
+    if (!partition.range_of(r).contains(expert)) continue;
+    if (r < puller) nearest = r;                      // below: the last (highest) one
+    if (r > puller && nearest < puller) nearest = r;  // above: the first (lowest) one
+    if (r > puller && nearest > puller) break;
+  }
+  return nearest;
+}
+
 void CheckSource(const PlanCheck& check, const CopyOp& op, uint64_t x, uint64_t end, uint64_t eb) {
   const int64_t expert = static_cast<int64_t>(x / eb);
-  const absl::StatusOr<int64_t> owner = check.partition.owner(expert);
+  const absl::StatusOr<int64_t> owner =
+      ExpectedOwner(check.partition, expert, check.rank, check.owner);
   DWDP_FUZZ_CHECK(owner.ok() && *owner == op.src_rank,
                   absl::StrCat(check.what, " of rank ", check.rank, ": weight ", op.weight,
                                " tensor bytes [", x, ", ", end, ") of expert ", expert,
@@ -282,11 +299,15 @@ void CheckCopyPlans(const GroupLayout& layout, const Partition& partition,
          {ContentionMode::kRotate, ContentionMode::kAscending, ContentionMode::kRoundRobin}) {
       ContentionConfig contention = scenario_contention;
       contention.mode = mode;
-      const PlanCheck check{layout, partition, r,
-                            absl::StrCat("copy plan (", ContentionModeName(mode), ")")};
-      CheckPlan(check, MakeCopyPlan(layout, r, contention), /*edge_fill=*/false);
+      for (OwnerPolicy owner : {OwnerPolicy::kLowest, OwnerPolicy::kBalanced}) {
+        const PlanCheck check{layout, partition, r,
+                              absl::StrCat("copy plan (", ContentionModeName(mode), ", owner ",
+                                           OwnerPolicyName(owner), ")"),
+                              owner};
+        CheckPlan(check, MakeCopyPlan(layout, r, contention, owner), /*edge_fill=*/false);
+      }
     }
-    const PlanCheck check{layout, partition, r, "edge-fill plan"};
+    const PlanCheck check{layout, partition, r, "edge-fill plan", layout.owner_policy};
     CheckPlan(check, MakeEdgeFillPlan(layout, r), /*edge_fill=*/true);
   }
 }
@@ -354,7 +375,7 @@ void SimulateCase(const SimCase& c, const Scenario& scenario, const GroupLayout&
   for (int64_t r = 0; r < d; ++r) {
     for (int64_t e = 0; e < partition.num_experts(); ++e) {
       if (partition.range_of(r).contains(e)) continue;
-      const int64_t owner = partition.owner(e).value_or(-1);
+      const int64_t owner = ExpectedOwner(partition, e, r, scenario.dwdp.owner);
       for (const WeightSpec& weight : scenario.model.weights) {
         per_layer_from[r][owner] += weight.expert_bytes;
       }

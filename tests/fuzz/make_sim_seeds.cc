@@ -90,6 +90,19 @@ std::vector<std::pair<std::string, SimCase>> Seeds() {
     c.keep_timeline = true;
     seeds.emplace_back("d3-6x5-modeb-2-forwards-timeline", c);
   }
+  {
+    // The balanced owner policy: every puller takes `stride` experts from each peer, edge bytes
+    // from the storer nearest it.
+    SimCase c = FromRecipe(4, 16, 7, 3, {g + 11, 2 * g + 5});
+    c.owner_policy = static_cast<int>(OwnerPolicy::kBalanced);
+    c.compute = static_cast<int>(SimCompute::kShort);
+    seeds.emplace_back("d4-7x3-redundant-owner-balanced", c);
+    c = FromRecipe(5, 16, 8, 2, {3 * kKiB + 7});
+    c.owner_policy = static_cast<int>(OwnerPolicy::kBalanced);
+    c.forwards = 2;
+    c.num_buffers = 3;
+    seeds.emplace_back("d5-8x2-owner-balanced-3buf", c);
+  }
   seeds.emplace_back(
       "d4-7x3-redundant-ascending",
       WithSchedule(FromRecipe(4, 16, 7, 3, {g, 2 * g + 5}), ContentionMode::kAscending));
@@ -211,6 +224,7 @@ void Print(const SimCase& c) {
     std::printf("streams hold %lld entries\n", static_cast<long long>(c.stream_queue_entries));
   }
   if (c.share_spread > 0) std::printf("fabric share spread %g\n", c.fabric_share_spread());
+  std::printf("owner %s\n", OwnerPolicyName(static_cast<OwnerPolicy>(c.owner_policy)));
 }
 
 }  // namespace

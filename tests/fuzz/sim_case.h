@@ -94,6 +94,8 @@ struct SimCase {
   int64_t stream_queue_entries = 0;
   // The fabric's random shares: 0 (even), 0.1, 0.3 or 1.0 (fabric_share_spread).
   int share_spread = 0;
+  // dwdp.owner: OwnerPolicy (lowest, balanced). Last, so older corpus files decode as before.
+  int owner_policy = 0;
   double fabric_share_spread() const {
     constexpr double kSpreads[] = {0, 0.1, 0.3, 1.0};
     return kSpreads[share_spread];
@@ -151,6 +153,7 @@ void CodeSimCase(Coder& coder, SimCase& c) {
   coder.Flag(c.keep_timeline);
   coder.Field(c.stream_queue_entries, int64_t{0}, int64_t{64});
   coder.Field(c.share_spread, 0, 3);
+  coder.Field(c.owner_policy, 0, 1);
 }
 
 inline SimCase DecodeSimCase(FuzzedDataProvider& provider) {
@@ -235,6 +238,7 @@ inline absl::StatusOr<Scenario> MakeSimScenario(const SimCase& c) {
     dwdp.contention.mode = static_cast<ContentionMode>(c.contention_mode);
     dwdp.contention.slice_bytes = c.slice_bytes;
   }
+  dwdp.owner = static_cast<OwnerPolicy>(c.owner_policy);
   s.workload.tokens_per_rank = 16;
   s.workload.sequence_length = 16;
   s.workload.forwards = c.forwards;

@@ -35,6 +35,7 @@ inline std::vector<Quantity> AllQuantities(const HardwareProfile& h) {
           h.max_mappings,
           h.max_fabric_mappings,
           h.egress_bw,
+          h.egress_fanout_efficiency,
           h.fabric_bw,
           h.copy_latency_on_link,
           h.copy_latency_loaded_ns,
