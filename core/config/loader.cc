@@ -92,9 +92,9 @@ constexpr absl::string_view kDwdpKeys[] = {"dwdp_size",
                                            "loaded_chunk",
                                            "owner"};
 constexpr absl::string_view kContentionKeys[] = {"mode", "slice_bytes"};
-constexpr absl::string_view kWorkloadKeys[] = {
-    "tokens_per_rank", "sequence_length", "forwards", "tokens_cv", "layer_compute_ns",
-    "isl",             "max_num_tokens",  "compute",  "seed"};
+constexpr absl::string_view kWorkloadKeys[] = {"tokens_per_rank", "sequence_length",  "forwards",
+                                               "tokens_cv",       "layer_compute_ns", "isl",
+                                               "max_num_tokens",  "compute",          "seed"};
 constexpr absl::string_view kIslKeys[] = {"distribution", "length", "min", "max",
                                           "mean",         "cv",     "path"};
 constexpr absl::string_view kIslDistributions[] = {"fixed", "uniform", "lognormal", "file"};
