@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "backends/sim/copy_schedules.h"
 #include "core/calibrate/calibration.h"
+#include "core/calibrate/copy_schedule.h"
 #include "core/calibrate/derive.h"
 #include "core/calibrate/fit.h"
 #include "core/calibrate/raw.h"
@@ -146,6 +147,39 @@ BOOST_AUTO_TEST_CASE(measured_on_line) {
   BOOST_TEST(MeasuredOnLine("NVIDIA H200", 2, "", 12080, "2026-11-29") ==
              "NVIDIA H200 ×2, driver CUDA 12.8, 2026-11-29");
   BOOST_TEST(MeasuredOnLine("GPU", 2, "", 0, "2026-11-29") == "GPU ×2, 2026-11-29");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The copy schedules as calibrate times them and the simulator replays them.
+
+BOOST_AUTO_TEST_CASE(schedules_visit_the_peers_in_their_order) {
+  using C = ScheduledCopy;
+  // Rank 1 of 4, 8 MiB from each peer.
+  const uint64_t b = 8 * kMiB;
+  BOOST_TEST((ScheduleCopies(CopySchedule::kRotate, 1, 4, b, 2 * kMiB) ==
+              std::vector<C>{{0, 2, 0, b}, {0, 3, 0, b}, {0, 0, 0, b}}));
+  BOOST_TEST((ScheduleCopies(CopySchedule::kAscending, 1, 4, b, 2 * kMiB) ==
+              std::vector<C>{{0, 0, 0, b}, {0, 2, 0, b}, {0, 3, 0, b}}));
+  // One stream per peer, numbered by the peer's place in rank order.
+  BOOST_TEST((ScheduleCopies(CopySchedule::kConcurrentStreams, 1, 4, b, 2 * kMiB) ==
+              std::vector<C>{{0, 0, 0, b}, {1, 2, 0, b}, {2, 3, 0, b}}));
+}
+
+BOOST_AUTO_TEST_CASE(round_robin_takes_a_piece_of_every_peer_in_turn) {
+  using C = ScheduledCopy;
+  // 5 MiB per peer in 2 MiB pieces: two rounds, the last 1 MiB dropped.
+  const uint64_t p = 2 * kMiB;
+  BOOST_TEST((ScheduleCopies(CopySchedule::kRoundRobinPieces, 2, 3, 5 * kMiB, p) ==
+              std::vector<C>{{0, 0, 0, p}, {0, 1, 0, p}, {0, 0, p, p}, {0, 1, p, p}}));
+  BOOST_TEST((ScheduleCopies(CopySchedule::kRoundRobinPieces, 0, 3, 4 * kMiB, p) ==
+              std::vector<C>{{0, 1, 0, p}, {0, 2, 0, p}, {0, 1, p, p}, {0, 2, p, p}}));
+  // Rank order within a round: rank 1 of 3 starts every round on rank 0 (rotate: on rank 2).
+  BOOST_TEST((ScheduleCopies(CopySchedule::kRoundRobinPiecesAscending, 1, 3, 2 * kMiB, p) ==
+              std::vector<C>{{0, 0, 0, p}, {0, 2, 0, p}}));
+  BOOST_TEST((ScheduleCopies(CopySchedule::kRoundRobinPieces, 1, 3, 2 * kMiB, p) ==
+              std::vector<C>{{0, 2, 0, p}, {0, 0, 0, p}}));
+  BOOST_TEST(ScheduleCopies(CopySchedule::kRoundRobinPieces, 0, 1, 4 * kMiB, p).empty());
+  BOOST_TEST(ScheduleCopies(CopySchedule::kRotate, 0, 2, 0, p).empty());
 }
 
 // What a 4-GPU calibration could produce (numbers of the order of HARDWARE.md's).
