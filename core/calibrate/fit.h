@@ -15,6 +15,7 @@ namespace dwdp {
 struct CopySample {
   double bytes = 0;
   double ns = 0;
+  friend bool operator==(const CopySample&, const CopySample&) = default;
 };
 
 // How much each sample counts in the fit.

@@ -125,8 +125,9 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
       r.warnings.push_back(x.get<std::string>());
     });
   }
-  if (first) {
-    const Json* pair = in.Member(j, "single_pair", path, true);
+  // Rank 0 pulls from rank 1; the others have no (or an empty) entry.
+  {
+    const Json* pair = in.Member(j, "single_pair", path, first);
     if (pair != nullptr) {
       in.Array(*pair, Reader::Path(path, "single_pair"), [&](const Json& x, const std::string& p) {
         const auto [bytes, ns] = in.Pair(x, p);
@@ -212,10 +213,100 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
   }
   r.device_memory_before = in.OptionalNumber(j, "device_memory_before", path);
   r.device_memory_after = in.OptionalNumber(j, "device_memory_after", path);
+  r.device_memory_after_second_setup =
+      in.OptionalNumber(j, "device_memory_after_second_setup", path);
+  r.driver_retained_bytes = in.OptionalNumber(j, "driver_retained_bytes", path);
   return r;
 }
 
+Json Pairs(const std::vector<std::pair<double, double>>& pairs) {
+  Json out = Json::array();
+  for (const auto& [a, b] : pairs) out.push_back({a, b});
+  return out;
+}
+
+Json NumberMap(const std::map<std::string, std::vector<double>>& values) {
+  Json out = Json::object();
+  for (const auto& [key, list] : values) out[key] = list;
+  return out;
+}
+
 }  // namespace
+
+Json RawRankToJson(const RawRank& r) {
+  Json j = Json::object();
+  if (!r.hostname.empty()) j["hostname"] = r.hostname;
+  j["warnings"] = r.warnings;
+  Json pair = Json::array();
+  for (const CopySample& s : r.single_pair) pair.push_back({s.bytes, s.ns});
+  j["single_pair"] = std::move(pair);
+  j["local_copy"] = {{"bytes", r.local_copy.bytes}, {"ns", r.local_copy.ns}};
+  if (r.egress) {
+    j["egress"] = {{"bytes", r.egress->bytes}, {"ns", r.egress->ns}};
+    if (!r.egress->start_ns.empty() || !r.egress->end_ns.empty()) {
+      j["egress"]["start_ns"] = r.egress->start_ns;
+      j["egress"]["end_ns"] = r.egress->end_ns;
+    }
+  }
+  if (r.ingress) {
+    j["ingress"] = {{"bytes_per_peer", r.ingress->bytes_per_peer},
+                    {"peers", r.ingress->peers},
+                    {"span_ns", r.ingress->span_ns}};
+  }
+  Json runs = Json::object();
+  for (const auto& [name, run] : r.schedules.runs) {
+    runs[name] = {{"bytes", run.bytes}, {"span_ns", run.span_ns}};
+  }
+  j["schedules"] = {{"bytes_per_peer", r.schedules.bytes_per_peer},
+                    {"piece_bytes", r.schedules.piece_bytes},
+                    {"runs", std::move(runs)}};
+  j["kernel_accuracy"] = Pairs(r.kernel_accuracy);
+  if (!r.compute_under_copies.empty()) {
+    Json cc = Json::object();
+    for (const auto& [label, c] : r.compute_under_copies) {
+      cc[label] = {{"requested_ns", c.requested_ns},
+                   {"read_bytes", c.read_bytes},
+                   {"alone_ns", c.alone_ns},
+                   {"with_copy_ns", c.with_copy_ns},
+                   {"copy_outlasts_kernel_by_ns", c.copy_outlasts_kernel_by_ns}};
+    }
+    j["compute_under_copies"] = std::move(cc);
+  }
+  j["host_ns_per_call"] = NumberMap(r.host_ns_per_call);
+  if (!r.stream_queue_calls.empty()) j["stream_queue_calls"] = NumberMap(r.stream_queue_calls);
+  j["map_ns"] = {{"bytes", r.map_ns.bytes},
+                 {"map", r.map_ns.map},
+                 {"set_access", r.map_ns.set_access},
+                 {"unmap", r.map_ns.unmap}};
+  const std::pair<const char*, const std::optional<double>*> memory[] = {
+      {"device_memory_before", &r.device_memory_before},
+      {"device_memory_after", &r.device_memory_after},
+      {"device_memory_after_second_setup", &r.device_memory_after_second_setup},
+      {"driver_retained_bytes", &r.driver_retained_bytes}};
+  for (const auto& [key, value] : memory) {
+    if (value->has_value()) j[key] = **value;
+  }
+  return j;
+}
+
+Json CalibrationRawToJson(const CalibrationRaw& raw) {
+  Json j = Json::object();
+  j["measured_on"] = raw.measured_on;
+  if (raw.machine) {
+    const RawMachine& m = *raw.machine;
+    j["machine"] = {{"base", m.base},
+                    {"gpu_name", m.gpu_name},
+                    {"gpus", m.gpus},
+                    {"device_memory_bytes", m.device_memory_bytes},
+                    {"granularity", m.granularity},
+                    {"handle_kind", m.handle_kind},
+                    {"repetitions", m.repetitions},
+                    {"buffer_bytes", m.buffer_bytes}};
+  }
+  j["ranks"] = Json::array();
+  for (const RawRank& r : raw.ranks) j["ranks"].push_back(RawRankToJson(r));
+  return j;
+}
 
 absl::StatusOr<CalibrationRaw> ParseCalibrationRaw(const Json& raw) {
   Reader in;

@@ -1,0 +1,33 @@
+#pragma once
+
+// `dwdp calibrate --backend sim`: the calibration's measurements (core/calibrate/measure.h) on
+// a simulated machine, every rank on its own thread of one process (SimThreads). Calibrating
+// the simulator against its own profile shows what the measurements recover of the numbers it
+// was given, and what they cannot see.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/calibrate/measure.h"
+#include "core/calibrate/raw.h"
+#include "core/config/scenario.h"
+
+namespace dwdp::sim {
+
+struct SimCalibrationOptions {
+  int64_t ranks = 2;
+  MeasureOptions measure;
+  std::string base;  // recorded in the raw file's machine record (`--base`)
+  // Race checking of every operation: slower, and the phases are written not to race.
+  bool check_hazards = false;
+  uint64_t seed = 1;  // of the fabric's random shares (fabric_share_spread)
+};
+
+// The raw record rank 0 gathers, as the GPU run would write it with --raw. Its `measured_on`
+// names the simulator and the profile (no date, so the same profile gives the same file). Fails
+// when the profile cannot be simulated or a rank's measurements failed (the error names it).
+absl::StatusOr<CalibrationRaw> MeasureOnSimulator(const HardwareProfile& profile,
+                                                  const SimCalibrationOptions& options);
+
+}  // namespace dwdp::sim
