@@ -19,6 +19,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -29,6 +30,7 @@
 #include "cli/common.h"
 #include "core/calibrate/calibration.h"
 #include "core/calibrate/derive.h"
+#include "core/calibrate/measure.h"
 #include "core/calibrate/raw.h"
 #include "core/config/loader.h"
 #include "core/util/bytes.h"
@@ -52,7 +54,37 @@ struct CalibrateOptions {
   std::string backend = "cuda";
   std::string hardware;
   int64_t ranks = 2;
+  std::vector<std::string> moe_shapes;
+  std::string moe_tokens;
+  std::string only;
 };
+
+// What every backend measures, from the options.
+absl::StatusOr<MeasureOptions> MeasureOptionsOf(const CalibrateOptions& opts, uint64_t max_bytes) {
+  MeasureOptions measure;
+  measure.max_bytes = max_bytes;
+  measure.repetitions = opts.repetitions;
+  measure.only_compute = opts.only == kOnlyCompute;
+  for (const std::string& text : opts.moe_shapes) {
+    absl::StatusOr<MoeShape> shape = ParseMoeShape(text);
+    if (!shape.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--moe-shape: ", shape.status().message()));
+    }
+    measure.moe_shapes.push_back(*shape);
+  }
+  if (!opts.moe_tokens.empty()) {
+    absl::StatusOr<std::vector<int64_t>> tokens = ParseTokenCounts(opts.moe_tokens);
+    if (!tokens.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--moe-tokens: ", tokens.status().message()));
+    }
+    measure.moe_tokens = *tokens;
+  }
+  if (measure.only_compute && measure.moe_shapes.empty()) {
+    return absl::InvalidArgumentError(
+        "--only compute times the routed-MoE layer: give its shape with --moe-shape");
+  }
+  return measure;
+}
 
 // Checks before any measurement that the profile can be written where asked.
 absl::Status CheckWritable(const std::string& path) {
@@ -184,12 +216,15 @@ int CalibrateFromRaw(const CalibrateOptions& opts, bool base_given) {
 
 // dwdp calibrate --backend sim: the simulator calibrated against the --hardware profile. The
 // base defaults to that profile, so what is not measured keeps its number.
-int CalibrateSimulator(const CalibrateOptions& opts, bool base_given, uint64_t max_bytes) {
+int CalibrateSimulator(const CalibrateOptions& opts, bool base_given,
+                       const MeasureOptions& measure) {
   if (opts.hardware.empty()) {
     return Fail("--backend sim calibrates a simulated machine: name its profile with --hardware");
   }
-  if (opts.ranks < 2 || opts.ranks > 1024) {
-    return Fail(absl::StrFormat("--ranks must be between 2 and 1024, got %d", opts.ranks));
+  const int64_t min_ranks = measure.only_compute ? 1 : 2;
+  if (opts.ranks < min_ranks || opts.ranks > 1024) {
+    return Fail(
+        absl::StrFormat("--ranks must be between %d and 1024, got %d", min_ranks, opts.ranks));
   }
   absl::StatusOr<HardwareProfile> hardware = ResolveHardware(opts.hardware);
   if (!hardware.ok()) return Fail(absl::StrCat("--hardware: ", hardware.status().message()));
@@ -199,7 +234,7 @@ int CalibrateSimulator(const CalibrateOptions& opts, bool base_given, uint64_t m
   if (absl::Status s = CheckWritable(opts.out); !s.ok()) return Fail(std::string(s.message()));
   sim::SimCalibrationOptions sim_options;
   sim_options.ranks = opts.ranks;
-  sim_options.measure = {max_bytes, opts.repetitions};
+  sim_options.measure = measure;
   sim_options.base = base_name;
   absl::StatusOr<CalibrationRaw> raw = sim::MeasureOnSimulator(*hardware, sim_options);
   if (!raw.ok()) {
@@ -209,10 +244,11 @@ int CalibrateSimulator(const CalibrateOptions& opts, bool base_given, uint64_t m
   return WriteCalibration(*raw, *base, opts);
 }
 
-int CalibrateGpus(const CalibrateOptions& opts, const HardwareProfile& base, uint64_t max_bytes) {
+int CalibrateGpus(const CalibrateOptions& opts, const HardwareProfile& base,
+                  const MeasureOptions& measure) {
 #if defined(DWDP_HAVE_CUDA)
   cuda::GpuCalibrationOptions gpu;
-  gpu.measure = {max_bytes, opts.repetitions};
+  gpu.measure = measure;
   gpu.base = opts.base;
   gpu.timeout_s = opts.timeout_s;
   return cuda::CalibrateOnGpus(
@@ -220,7 +256,7 @@ int CalibrateGpus(const CalibrateOptions& opts, const HardwareProfile& base, uin
 #else
   (void)opts;
   (void)base;
-  (void)max_bytes;
+  (void)measure;
   return Fail(
       "this dwdp was built without the cuda backend (the CUDA toolkit or MPI was not found at "
       "build time); calibrate needs it to measure: rebuild with -DDWDP_CUDA=ON, or derive a "
@@ -265,6 +301,16 @@ void RegisterCalibrate(CLI::App& app, CommandContext& ctx) {
       "--hardware", opts->hardware, "With --backend sim: the simulated machine (preset or file)");
   CLI::Option* ranks =
       cmd->add_option("--ranks", opts->ranks, "With --backend sim: the simulated GPUs (default 2)");
+  CLI::Option* moe_shape = cmd->add_option(
+      "--moe-shape", opts->moe_shapes,
+      "HIDDEN,INTER,EXPERTS,TOPK: also time the routed-MoE layer of this shape (BF16) on rank "
+      "0's GPU, alone and under inbound copies, into the profile's moe_compute (repeatable)");
+  CLI::Option* moe_tokens = cmd->add_option(
+      "--moe-tokens", opts->moe_tokens,
+      "Tokens per rank the MoE layer is timed at (default 256,512,1K,...,64K; capped by memory)");
+  CLI::Option* only = cmd->add_option(
+      "--only", opts->only, "compute: only the MoE compute phase (one rank is then enough)");
+  only->check(CLI::IsMember({std::string(kOnlyCompute)}));
   cmd->add_option("--from-raw", opts->from_raw,
                   "Derive the profile from a --raw file of an earlier run instead of measuring "
                   "(no GPU needed)")
@@ -274,7 +320,10 @@ void RegisterCalibrate(CLI::App& app, CommandContext& ctx) {
       ->excludes(timeout)
       ->excludes(backend)
       ->excludes(hardware)
-      ->excludes(ranks);
+      ->excludes(ranks)
+      ->excludes(moe_shape)
+      ->excludes(moe_tokens)
+      ->excludes(only);
   cmd->callback([opts, base_option, timeout, hardware, ranks, &ctx] {
     if (!opts->from_raw.empty()) {
       ctx.exit_code = CalibrateFromRaw(*opts, base_option->count() > 0);
@@ -290,6 +339,8 @@ void RegisterCalibrate(CLI::App& app, CommandContext& ctx) {
                                          FormatBytes(*max_bytes)),
                          kExitUsage, ctx);
     }
+    absl::StatusOr<MeasureOptions> measure = MeasureOptionsOf(*opts, *max_bytes);
+    if (!measure.ok()) return ReportError(measure.status(), kExitUsage, ctx);
     if (opts->backend == "sim") {
       if (timeout->count() > 0) {
         return ReportError(
@@ -297,7 +348,7 @@ void RegisterCalibrate(CLI::App& app, CommandContext& ctx) {
             "has none",
             kExitUsage, ctx);
       }
-      ctx.exit_code = CalibrateSimulator(*opts, base_option->count() > 0, *max_bytes);
+      ctx.exit_code = CalibrateSimulator(*opts, base_option->count() > 0, *measure);
       return;
     }
     if (hardware->count() > 0 || ranks->count() > 0) {
@@ -311,7 +362,7 @@ void RegisterCalibrate(CLI::App& app, CommandContext& ctx) {
     if (absl::Status s = CheckWritable(opts->out); !s.ok()) {
       return ReportError(s, kExitUsage, ctx);
     }
-    ctx.exit_code = CalibrateGpus(*opts, *base, *max_bytes);
+    ctx.exit_code = CalibrateGpus(*opts, *base, *measure);
   });
 }
 

@@ -79,7 +79,18 @@ BOOST_AUTO_TEST_CASE(every_optional_field_round_trips) {
   r0.device_memory_after = 1.002e9;
   r0.device_memory_after_second_setup = 1.002e9;
   r0.driver_retained_bytes = 2097152;
+  r0.moe_compute = {{2048,
+                     768,
+                     128,
+                     8,
+                     "fed",
+                     {256, 512},
+                     {{1, 2}, {3, 4}},
+                     {{5, 6}, {7, 8}},
+                     {{9, 10}, {11, 12}},
+                     {1024}}};
   RawRank r1 = r0;
+  r1.moe_compute.clear();
   r1.single_pair.clear();
   r1.ingress.reset();
   r1.compute_under_copies.clear();
@@ -89,6 +100,23 @@ BOOST_AUTO_TEST_CASE(every_optional_field_round_trips) {
       ParseCalibrationRaw(nlohmann::json::parse(CalibrationRawToJson(raw).dump()));
   BOOST_TEST_REQUIRE(back.ok(), back.status().ToString());
   BOOST_TEST((*back == raw));
+  // A run of the MoE phase alone: one rank, none of the copy phases' entries.
+  CalibrationRaw compute;
+  compute.measured_on = "x";
+  compute.only = kOnlyCompute;
+  RawRank only;
+  only.moe_compute = r0.moe_compute;
+  compute.ranks = {only};
+  const absl::StatusOr<CalibrationRaw> compute_back =
+      ParseCalibrationRaw(nlohmann::json::parse(CalibrationRawToJson(compute).dump()));
+  BOOST_TEST_REQUIRE(compute_back.ok(), compute_back.status().ToString());
+  BOOST_TEST((*compute_back == compute));
+  // Without `only` one rank is not a calibration.
+  nlohmann::json j = CalibrationRawToJson(compute);
+  j.erase("only");
+  BOOST_TEST(absl::StrContains(ParseCalibrationRaw(j).status().message(), "at least 2 ranks"));
+  j["only"] = "copies";
+  BOOST_TEST(!ParseCalibrationRaw(j).ok());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -332,6 +360,176 @@ BOOST_AUTO_TEST_CASE(the_phase_runner_queues_the_jobs_behind_the_gate) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The routed-MoE layer.
+
+BOOST_AUTO_TEST_CASE(moe_shapes_and_token_grids_parse) {
+  const absl::StatusOr<MoeShape> shape = ParseMoeShape("7168,2048,256,8");
+  BOOST_TEST_REQUIRE(shape.ok(), shape.status().ToString());
+  BOOST_TEST((*shape == MoeShape{7168, 2048, 256, 8}));
+  // 256 experts x (2 x 2048 x 7168 + 7168 x 2048) BF16 values = 256 x 44040192 x 2 bytes.
+  BOOST_TEST(shape->w13_bytes() == 256ull * 2 * 2048 * 7168 * 2);
+  BOOST_TEST(shape->weight_bytes() == 256ull * 3 * 2048 * 7168 * 2);
+  for (const char* bad : {"7168,2048,256", "7168,2048,256,x", "7168,0,256,8", "64,64,4,8"}) {
+    BOOST_TEST_CONTEXT(bad) {
+      const absl::StatusOr<MoeShape> refused = ParseMoeShape(bad);
+      BOOST_TEST(absl::IsInvalidArgument(refused.status()));
+      BOOST_TEST(absl::StrContains(refused.status().message(), "HIDDEN,INTERMEDIATE"));
+    }
+  }
+  BOOST_TEST(DefaultMoeTokens() ==
+                 std::vector<int64_t>({256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536}),
+             tt::per_element());
+  const absl::StatusOr<std::vector<int64_t>> tokens = ParseTokenCounts("100,1K,64k");
+  BOOST_TEST_REQUIRE(tokens.ok(), tokens.status().ToString());
+  BOOST_TEST(*tokens == std::vector<int64_t>({100, 1024, 65536}), tt::per_element());
+  BOOST_TEST(!ParseTokenCounts("1K,512").ok());  // not ascending
+  BOOST_TEST(!ParseTokenCounts("0").ok());
+  BOOST_TEST(!ParseTokenCounts("2M").ok());
+}
+
+BOOST_AUTO_TEST_CASE(the_token_grid_is_capped_by_the_memory_left) {
+  // hidden 1024, intermediate 512, top_k 4: per token 2 x (2 x 1024 x 2 + 4 x ((1024 + 1024
+  // + 512 + 1024) x 2 + 16)) = 2 x (4096 + 4 x 7184) = 65664 bytes.
+  const MoeShape shape{1024, 512, 64, 4};
+  BOOST_TEST(MoeWorkingBytesPerToken(shape) == 65664u);
+  std::vector<int64_t> skipped;
+  // 100 MB hold 1522 tokens: 256, 512 and 1024 fit, 2048 and 4096 do not.
+  const std::vector<int64_t> fit =
+      MoeTokensThatFit(shape, {256, 512, 1024, 2048, 4096}, 100000000, &skipped);
+  BOOST_TEST(fit == std::vector<int64_t>({256, 512, 1024}), tt::per_element());
+  BOOST_TEST(skipped == std::vector<int64_t>({2048, 4096}), tt::per_element());
+  // No budget known: everything.
+  BOOST_TEST(MoeTokensThatFit(shape, {256, 4096}, 0, nullptr).size() == 2u);
+}
+
+// A MoE launch that asks for 1 us + 10 ns per token: the simulator runs it for exactly that.
+double FedDuration(const MoeKernel& k) { return 1000.0 + 10.0 * static_cast<double>(k.tokens); }
+
+sim::SimCalibrationOptions MoeOptions(int64_t ranks) {
+  sim::SimCalibrationOptions o = Options(ranks);
+  o.measure.only_compute = true;
+  o.measure.moe_shapes = {{2048, 768, 128, 8}};
+  o.measure.moe_tokens = {256, 4096, 65536};
+  o.measure.moe_duration_ns = FedDuration;
+  o.measure.moe_kernel = "fed";
+  return o;
+}
+
+BOOST_AUTO_TEST_CASE(one_rank_times_the_moe_layer_alone) {
+  const CalibrationRaw raw = MeasureOrDie(KnownProfile(), MoeOptions(1));
+  BOOST_TEST(raw.only == kOnlyCompute);
+  BOOST_REQUIRE(raw.ranks.size() == 1u);
+  BOOST_REQUIRE(raw.ranks[0].moe_compute.size() == 1u);
+  const RawMoeCompute& t = raw.ranks[0].moe_compute[0];
+  BOOST_TEST(t.tokens == std::vector<int64_t>({256, 4096, 65536}), tt::per_element());
+  BOOST_TEST(t.kernel == "fed");
+  BOOST_REQUIRE(t.alone_ns.size() == 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    // Two repetitions (the first launch is dropped), each exactly the duration fed.
+    BOOST_TEST(
+        t.alone_ns[i] == std::vector<double>(2, 1000.0 + 10.0 * static_cast<double>(t.tokens[i])),
+        tt::per_element());
+  }
+  BOOST_TEST(t.under_copy_ns.empty());  // no peer to copy from
+  // No copy phase ran.
+  BOOST_TEST(raw.ranks[0].single_pair.empty());
+  BOOST_TEST(raw.ranks[0].host_ns_per_call.empty());
+  // The profile gets the table, measured.
+  const CalibrationDerivation d = DeriveOrDie(raw, KnownProfile());
+  BOOST_REQUIRE(d.m.moe_compute.size() == 1u);
+  const MoeComputeTable& table = d.m.moe_compute[0];
+  BOOST_TEST(table.alone_ns == std::vector<double>({3560, 41960, 656360}), tt::per_element());
+  BOOST_TEST((table.source == Provenance::kMeasured));
+  BOOST_TEST((table.dtype == DType::kBf16));
+  BOOST_TEST(!d.m.peer_copy_bw.has_value());
+  BOOST_TEST(absl::StrContains(d.report, "1 rank, posix_fd handles, 2 repetitions, only the MoE"));
+}
+
+BOOST_AUTO_TEST_CASE(two_ranks_time_the_moe_layer_under_inbound_copies) {
+  // The three launches of each count run back to back while the inbound copies run (the
+  // first, a warm-up, is dropped). The simulated layer runs 1 + compute_slowdown (0.1) times
+  // slower while pulled bytes move, which is the whole time for the kept launches: the pull
+  // starts 2000 ns into the first launch (its stream delay, as in CheckTermsOfOnePair), and the
+  // launches of these counts (at most 3 x 1.1 x 164840 ns) end within the first copy (256 MiB
+  // at 400 B/ns: 671 us), before the next copy's delay leaves a gap.
+  sim::SimCalibrationOptions o = MoeOptions(2);
+  o.measure.moe_tokens = {256, 4096, 16384};
+  const CalibrationRaw raw = MeasureOrDie(KnownProfile(), o);
+  const RawMoeCompute& t = raw.ranks[0].moe_compute.at(0);
+  BOOST_REQUIRE(t.under_copy_ns.size() == 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const double fed = 1000.0 + 10.0 * static_cast<double>(t.tokens[i]);
+    BOOST_REQUIRE(t.under_copy_ns[i].size() == 2u);
+    for (double ns : t.under_copy_ns[i]) BOOST_TEST(ns == 1.1 * fed, tt::tolerance(1e-9));
+    // The copies outlast the layer.
+    for (double ns : t.copy_outlasts_kernel_by_ns[i]) BOOST_TEST(ns > 0);
+  }
+  // Rank 1 only copied from.
+  BOOST_TEST(raw.ranks[1].moe_compute.empty());
+}
+
+BOOST_AUTO_TEST_CASE(the_roofline_fitted_to_simulated_moe_times_is_the_profiles) {
+  // Without fed durations the simulator runs a MoE launch for the perf model's roofline time of
+  // its profile (compute_efficiency 0.6, memory_efficiency 0.8 in h100-sxm): fitting the
+  // roofline to those times gives the efficiencies back.
+  sim::SimCalibrationOptions o = MoeOptions(1);
+  o.measure.moe_duration_ns = nullptr;
+  o.measure.moe_tokens = DefaultMoeTokens();
+  const HardwareProfile p = KnownProfile();
+  const CalibrationDerivation d = DeriveOrDie(MeasureOrDie(p, o), p);
+  BOOST_REQUIRE(d.m.compute_efficiency.has_value());
+  BOOST_REQUIRE(d.m.memory_efficiency.has_value());
+  BOOST_TEST(*d.m.compute_efficiency == p.compute_efficiency.value, tt::tolerance(1e-9));
+  BOOST_TEST(*d.m.memory_efficiency == p.memory_efficiency.value, tt::tolerance(1e-9));
+  const HardwareProfile written = ApplyCalibration(p, d.m, {"moe", "", ""});
+  BOOST_TEST((written.compute_efficiency.source == Provenance::kMeasured));
+  BOOST_REQUIRE(written.moe_compute.size() == 1u);
+  BOOST_TEST(written.moe_compute[0].tokens.size() == 9u);
+}
+
+BOOST_AUTO_TEST_CASE(token_counts_that_do_not_fit_next_to_the_weights_are_left_out) {
+  // A 4 GB GPU: 0.9 x 4e9 - 1207959552 bytes of weights (128 x 3 x 2048 x 768 x 2) leaves
+  // 2392040448 bytes, 10802 tokens of 221440 bytes (MoeWorkingBytesPerToken): 64K is left out.
+  HardwareProfile small = KnownProfile();
+  small.hbm_bytes = Q(4e9);
+  const MoeShape shape{2048, 768, 128, 8};
+  BOOST_TEST(MoeWorkingBytesPerToken(shape) == 221440u);
+  const CalibrationRaw raw = MeasureOrDie(small, MoeOptions(1));
+  const RawMoeCompute& t = raw.ranks[0].moe_compute.at(0);
+  BOOST_TEST(t.tokens == std::vector<int64_t>({256, 4096}), tt::per_element());
+  BOOST_TEST(t.skipped_tokens == std::vector<int64_t>({65536}), tt::per_element());
+  BOOST_TEST(HasNote(DeriveOrDie(raw, small), "65536 tokens per rank left out"));
+}
+
+BOOST_AUTO_TEST_CASE(a_layer_larger_than_the_gpu_is_refused_on_every_rank) {
+  // 256 experts x 3 x 7168 x 16384 x 2 bytes = 180 GB: more than the 80 GB of the GPU.
+  sim::SimCalibrationOptions o = MoeOptions(2);
+  o.measure.moe_shapes = {{7168, 16384, 256, 8}};
+  const absl::StatusOr<CalibrationRaw> raw = sim::MeasureOnSimulator(KnownProfile(), o);
+  BOOST_TEST_REQUIRE(!raw.ok());
+  BOOST_TEST(absl::StrContains(raw.status().message(), "do not fit on the GPU"));
+}
+
+BOOST_AUTO_TEST_CASE(a_profile_keeps_its_tables_of_other_shapes) {
+  HardwareProfile base = KnownProfile();
+  MoeComputeTable other{4096, 1024,  64,    4, DType::kBf16, Provenance::kMeasured,
+                        "x",  {256}, {1e5}, {}};
+  MoeComputeTable same{2048,  768,   128, 8, DType::kBf16, Provenance::kAssumed,
+                       "old", {256}, {1}, {}};
+  base.moe_compute = {other, same};
+  CalibrationMeasurements m;
+  MoeComputeTable measured = same;
+  measured.kernel = "new";
+  measured.alone_ns = {2};
+  m.moe_compute = {measured};
+  const HardwareProfile written = ApplyCalibration(base, m, {"p", "", ""});
+  BOOST_REQUIRE(written.moe_compute.size() == 2u);
+  BOOST_TEST(written.moe_compute[0].kernel == "x");
+  BOOST_TEST(written.moe_compute[1].kernel == "new");
+  BOOST_TEST(written.moe_compute[1].alone_ns[0] == 2.0);
+}
+
+// ---------------------------------------------------------------------------------------------
 // dwdp calibrate --backend sim.
 
 struct TempDir {
@@ -399,6 +597,38 @@ BOOST_AUTO_TEST_CASE(calibrate_on_the_simulator_writes_the_profile_it_was_given)
   BOOST_TEST(written3->peer_copy_bw.value != written->peer_copy_bw.value);
 }
 
+BOOST_AUTO_TEST_CASE(calibrate_the_moe_layer_alone_on_one_simulated_gpu) {
+  TempDir dir;
+  const std::string out = dir / "moe.yaml";
+  const testing::ProcessResult run = testing::RunDwdp(
+      {"calibrate", "--backend", "sim", "--hardware", "h100-sxm", "--ranks", "1", "--only",
+       "compute", "--moe-shape", "2048,768,128,8", "--moe-tokens", "256,8K,64K", "--out", out});
+  BOOST_TEST_REQUIRE(run.exit_code == 0, run.err);
+  const absl::StatusOr<HardwareProfile> written = LoadHardwareProfileFile(out);
+  BOOST_TEST_REQUIRE(written.ok(), written.status().ToString());
+  BOOST_REQUIRE(written->moe_compute.size() == 1u);
+  BOOST_TEST(written->moe_compute[0].tokens == std::vector<int64_t>({256, 8192, 65536}),
+             tt::per_element());
+  BOOST_TEST(written->moe_compute[0].under_copy_ns.empty());
+  // The simulated layer takes the preset's roofline time, so the fit gives its efficiencies.
+  const HardwareProfile preset = HardwarePreset("h100-sxm").value();
+  BOOST_TEST(written->compute_efficiency.value == preset.compute_efficiency.value,
+             tt::tolerance(1e-9));
+  BOOST_TEST(written->memory_efficiency.value == preset.memory_efficiency.value,
+             tt::tolerance(1e-9));
+  BOOST_TEST((written->memory_efficiency.source == Provenance::kMeasured));
+  // Not measured: the copy terms stay the preset's.
+  BOOST_TEST((written->peer_copy_bw.source == preset.peer_copy_bw.source));
+  // A second shape is a second table.
+  const std::string two = dir / "moe2.yaml";
+  const testing::ProcessResult shapes =
+      testing::RunDwdp({"calibrate", "--backend", "sim", "--hardware", "h100-sxm", "--ranks", "1",
+                        "--only", "compute", "--moe-shape", "2048,768,128,8", "--moe-shape",
+                        "4096,1024,64,4", "--moe-tokens", "256,64K", "--out", two});
+  BOOST_TEST_REQUIRE(shapes.exit_code == 0, shapes.err);
+  BOOST_TEST(LoadHardwareProfileFile(two)->moe_compute.size() == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(calibrate_on_the_simulator_refuses_what_does_not_apply) {
   TempDir dir;
   const std::string out = dir / "p.yaml";
@@ -418,6 +648,22 @@ BOOST_AUTO_TEST_CASE(calibrate_on_the_simulator_refuses_what_does_not_apply) {
   BOOST_TEST(absl::StrContains(gpu_ranks.err, "--backend sim"));
   const auto bad_backend = testing::RunDwdp({"calibrate", "--backend", "tpu", "--out", out});
   BOOST_TEST(bad_backend.exit_code == 2);
+  const auto no_shape = testing::RunDwdp({"calibrate", "--backend", "sim", "--hardware", "h100-sxm",
+                                          "--only", "compute", "--out", out});
+  BOOST_TEST(no_shape.exit_code == 2);
+  BOOST_TEST(absl::StrContains(no_shape.err, "--moe-shape"));
+  const auto bad_shape = testing::RunDwdp({"calibrate", "--backend", "sim", "--hardware",
+                                           "h100-sxm", "--moe-shape", "1,2,3", "--out", out});
+  BOOST_TEST(bad_shape.exit_code == 2);
+  BOOST_TEST(absl::StrContains(bad_shape.err, "--moe-shape"));
+  const auto bad_tokens =
+      testing::RunDwdp({"calibrate", "--backend", "sim", "--hardware", "h100-sxm", "--moe-shape",
+                        "64,64,8,2", "--moe-tokens", "4K,1K", "--out", out});
+  BOOST_TEST(bad_tokens.exit_code == 2);
+  BOOST_TEST(absl::StrContains(bad_tokens.err, "--moe-tokens"));
+  const auto bad_only = testing::RunDwdp({"calibrate", "--backend", "sim", "--hardware", "h100-sxm",
+                                          "--only", "copies", "--out", out});
+  BOOST_TEST(bad_only.exit_code == 2);
   BOOST_TEST(!std::filesystem::exists(out));
 }
 

@@ -62,7 +62,10 @@ bool AnyRank(Comm& group, bool mine) {
 class RankCalibration {
  public:
   RankCalibration(CudaSession& cuda, const GpuCalibrationOptions& options)
-      : cuda_(cuda), options_(options) {}
+      : cuda_(cuda), options_(options), measure_(options.measure) {
+    measure_.device_memory_bytes = cuda.process().device_memory_bytes;
+    if (measure_.moe_kernel.empty()) measure_.moe_kernel = "cuda backend routed-MoE layer (BF16)";
+  }
 
   // This rank's part; rank 0 also writes. Returns this rank's exit code.
   int Run(const CalibrationWriter& write_on_rank0) {
@@ -85,12 +88,14 @@ class RankCalibration {
     absl::StatusOr<RawRank> measured = Measure();
     int exit_code = kExitOk;
     if (!measured.ok()) exit_code = Error(std::string(measured.status().message()));
-    const std::optional<RawMachine> machine = Machine();
     const CudaProcessInfo& info = cuda_.process();
-    const std::string measured_on = MeasuredOnLine(
-        info.device_name, group_->size(), KernelDriverVersion(), info.driver_version, Today());
+    CalibrationRaw header;
+    header.measured_on = MeasuredOnLine(info.device_name, group_->size(), KernelDriverVersion(),
+                                        info.driver_version, Today());
+    header.only = options_.measure.only_compute ? kOnlyCompute : "";
+    header.machine = Machine();
     absl::StatusOr<std::optional<CalibrationRaw>> gathered =
-        GatherCalibrationRaw(*group_, measured, measured_on, machine);
+        GatherCalibrationRaw(*group_, measured, header);
     // Every object of the factory goes before rank 0 writes and MPI ends.
     exchange_.reset();
     driver_.reset();
@@ -154,14 +159,14 @@ class RankCalibration {
     const absl::StatusOr<uint64_t> before = cuda_.DeviceMemoryInUse();
     readings.alone_on_gpu = before.ok();
     readings.before = before.value_or(0);
-    absl::StatusOr<RawRank> measured = MeasureRank(c, options_.measure);
+    absl::StatusOr<RawRank> measured = MeasureRank(c, measure_);
     const absl::StatusOr<uint64_t> after = cuda_.DeviceMemoryInUse();
     readings.alone_on_gpu = readings.alone_on_gpu && after.ok();
     readings.after = after.value_or(0);
     DeviceMemoryVerdict verdict = JudgeDeviceMemory(readings);
     // Every rank votes, so all run the second setup or none does.
     if (AnyRank(*group_, verdict.run_again)) {
-      (void)SetupAndTeardownAgain(c, options_.measure);
+      (void)SetupAndTeardownAgain(c, measure_);
       if (verdict.run_again) {
         if (absl::StatusOr<uint64_t> again = cuda_.DeviceMemoryInUse(); again.ok()) {
           readings.again = *again;
@@ -204,6 +209,7 @@ class RankCalibration {
 
   CudaSession& cuda_;
   const GpuCalibrationOptions& options_;
+  MeasureOptions measure_;  // with this GPU's memory
   int64_t rank_ = 0;
   std::unique_ptr<Comm> group_;
   std::unique_ptr<Driver> driver_;
@@ -221,9 +227,10 @@ int CalibrateOnGpus(const GpuCalibrationOptions& options, const CalibrationWrite
     return kExitUsage;
   }
   CudaSession& cuda = **session;
-  if (cuda.process().world_size < 2) {
+  if (cuda.process().world_size < 2 && !options.measure.only_compute) {
     std::cerr << "error: calibrate measures copies between GPUs and needs at least 2 ranks, one "
-                 "per GPU: mpirun -np N dwdp calibrate ... with N >= 2\n";
+                 "per GPU: mpirun -np N dwdp calibrate ... with N >= 2 (one rank runs only the "
+                 "MoE compute phase: --only compute)\n";
     return cuda.Finish(kExitUsage);
   }
   int exit_code = kExitOk;

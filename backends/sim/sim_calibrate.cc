@@ -1,5 +1,6 @@
 #include "backends/sim/sim_calibrate.h"
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -9,15 +10,30 @@
 #include "absl/strings/str_format.h"
 #include "backends/sim/sim_threads.h"
 #include "backends/sim/sim_world.h"
+#include "core/perf/perf_model.h"
 
 namespace dwdp::sim {
 
+double MoeRooflineNs(const HardwareProfile& profile, const MoeKernel& kernel) {
+  ModelSpec model;
+  model.hidden_size = kernel.hidden;
+  model.moe_intermediate_size = kernel.intermediate;
+  model.num_experts = kernel.num_experts;
+  model.top_k = kernel.top_k;
+  model.expert_dtype = DType::kBf16;
+  const double tokens = static_cast<double>(kernel.tokens);
+  return RoutedMoeCost(model, profile, tokens * static_cast<double>(kernel.top_k),
+                       ExpectedActiveExperts(kernel.num_experts, kernel.top_k, tokens))
+      .time_ns;
+}
+
 absl::StatusOr<CalibrationRaw> MeasureOnSimulator(const HardwareProfile& profile,
                                                   const SimCalibrationOptions& options) {
-  if (options.ranks < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("calibrate measures copies between GPUs and needs at least 2 ranks, got %d",
-                        options.ranks));
+  if (options.ranks < (options.measure.only_compute ? 1 : 2)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "calibrate measures copies between GPUs and needs at least 2 ranks, got %d (only the "
+        "MoE compute phase runs on one)",
+        options.ranks));
   }
   SimOptions world_options;
   world_options.check_hazards = options.check_hazards;
@@ -41,8 +57,17 @@ absl::StatusOr<CalibrationRaw> MeasureOnSimulator(const HardwareProfile& profile
       static_cast<double>(CalibrationBufferSizes(world.driver(0).granularity(),
                                                  options.measure.max_bytes, options.ranks)
                               .src_bytes);
-  const std::string measured_on =
-      absl::StrFormat("the simulator of '%s' ×%d", profile.name, options.ranks);
+  CalibrationRaw header;
+  header.measured_on = absl::StrFormat("the simulator of '%s' ×%d", profile.name, options.ranks);
+  header.only = options.measure.only_compute ? kOnlyCompute : "";
+  header.machine = machine;
+  MeasureOptions measure = options.measure;
+  measure.device_memory_bytes = static_cast<uint64_t>(std::max(0.0, profile.hbm_bytes.value));
+  if (!measure.moe_duration_ns) {
+    measure.moe_duration_ns = [&profile](const MoeKernel& k) { return MoeRooflineNs(profile, k); };
+    if (measure.moe_kernel.empty()) measure.moe_kernel = "simulated: the perf model's roofline";
+  }
+  if (measure.moe_kernel.empty()) measure.moe_kernel = "simulated";
 
   std::optional<CalibrationRaw> raw;
   absl::Status gather_error;
@@ -57,11 +82,11 @@ absl::StatusOr<CalibrationRaw> MeasureOnSimulator(const HardwareProfile& profile
     if (absl::Status s = WarmUpDriver(context); !s.ok()) {
       measured = absl::Status(s.code(), absl::StrCat("driver warm-up: ", s.message()));
     } else {
-      measured = MeasureRank(context, options.measure);
+      measured = MeasureRank(context, measure);
     }
     if (measured.ok()) measured->hostname = "simulator";  // one host: clocks compare
     absl::StatusOr<std::optional<CalibrationRaw>> gathered =
-        GatherCalibrationRaw(threads.comm(rank), measured, measured_on, machine);
+        GatherCalibrationRaw(threads.comm(rank), measured, header);
     if (rank == 0) {
       if (gathered.ok()) {
         raw = *std::move(*gathered);

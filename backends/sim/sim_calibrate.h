@@ -17,12 +17,19 @@ namespace dwdp::sim {
 
 struct SimCalibrationOptions {
   int64_t ranks = 2;
+  // What to measure. The GPUs' memory is the profile's hbm_bytes; a MoE launch runs for
+  // measure.moe_duration_ns (the simulator has no MoE kernel of its own).
   MeasureOptions measure;
   std::string base;  // recorded in the raw file's machine record (`--base`)
   // Race checking of every operation: slower, and the phases are written not to race.
   bool check_hazards = false;
   uint64_t seed = 1;  // of the fabric's random shares (fabric_share_spread)
 };
+
+// How long the simulator runs a MoE launch when the caller gives no duration: the perf model's
+// roofline time of the routed-MoE layer (RoutedMoeCost, BF16 experts) on `profile`, the time
+// `dwdp run --backend sim` gives a layer without a measured table.
+double MoeRooflineNs(const HardwareProfile& profile, const MoeKernel& kernel);
 
 // The raw record rank 0 gathers, as the GPU run would write it with --raw. Its `measured_on`
 // names the simulator and the profile (no date, so the same profile gives the same file). Fails

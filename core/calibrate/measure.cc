@@ -6,9 +6,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "core/calibrate/copy_schedule.h"
+#include "core/calibrate/fit.h"
 #include "core/layout/copy_order.h"
 #include "core/util/bytes.h"
 
@@ -152,8 +155,10 @@ double PhaseOutcome::span_ns() const {
   return end - start;
 }
 
-double GateNs(size_t jobs) {
-  return std::clamp(200e3 + 25e3 * static_cast<double>(jobs), 300e3, 100e6);
+double GateNs(size_t jobs, size_t moe_jobs) {
+  return std::clamp(
+      200e3 + 25e3 * static_cast<double>(jobs) + 500e3 * static_cast<double>(moe_jobs), 300e3,
+      100e6);
 }
 
 absl::StatusOr<PhaseOutcome> RunPhase(const MeasureContext& c, const std::string& name,
@@ -179,6 +184,18 @@ absl::StatusOr<PhaseOutcome> RunPhase(const MeasureContext& c, const std::string
     auto event = streams->CreateEvent();
     if (!event.ok()) return fail(event.status());
     gate_done = *event;
+    // The MoE layer plans its routing and tunes its GEMMs here, before anything is timed.
+    std::vector<int64_t> prepared;
+    for (const Job& j : jobs) {
+      if (!j.moe || std::find(prepared.begin(), prepared.end(), j.moe->tokens) != prepared.end()) {
+        continue;
+      }
+      if (absl::Status s = streams->PrepareMoe(*j.moe); !s.ok()) {
+        return fail(
+            Prefixed(s, absl::StrFormat("prepare the MoE layer for %d tokens", j.moe->tokens)));
+      }
+      prepared.push_back(j.moe->tokens);
+    }
   }
   if (absl::Status s = c.group.Barrier(); !s.ok()) return fail(Prefixed(s, "barrier before"));
   PhaseOutcome outcome;
@@ -189,8 +206,10 @@ absl::StatusOr<PhaseOutcome> RunPhase(const MeasureContext& c, const std::string
     // The backend reads its host clock (time since the origin) first thing in Launch: this
     // reading and the gate's issue time are the same instant to within a microsecond.
     const double gate_host_ns = c.host_now_ns();
-    if (absl::Status s =
-            streams->Launch({"calibration gate", {}, GateNs(jobs.size())}, ids[0], gate_tag);
+    const size_t moe_jobs = static_cast<size_t>(
+        std::count_if(jobs.begin(), jobs.end(), [](const Job& j) { return j.moe.has_value(); }));
+    if (absl::Status s = streams->Launch({"calibration gate", {}, GateNs(jobs.size(), moe_jobs)},
+                                         ids[0], gate_tag);
         !s.ok()) {
       return fail(s);
     }
@@ -214,7 +233,7 @@ absl::StatusOr<PhaseOutcome> RunPhase(const MeasureContext& c, const std::string
         s = streams->Copy(j.dst, j.src, j.bytes, ids[j.stream], tag);
       } else {
         tag.kind = OpKind::kCompute;
-        KernelLaunch kernel{absl::StrCat(name, " kernel"), {}, j.duration_ns};
+        KernelLaunch kernel{absl::StrCat(name, " kernel"), {}, j.duration_ns, j.moe};
         if (j.bytes > 0) kernel.reads.push_back({j.src, j.bytes, false, {}});
         s = streams->Launch(kernel, ids[j.stream], tag);
       }
@@ -269,7 +288,7 @@ absl::Status Calibrator::RunAll() {
 }
 
 uint64_t Calibrator::per_peer_bytes() const {
-  return b_.dst_bytes() / static_cast<uint64_t>(std::max<int64_t>(1, c_.size() - 1));
+  return b().dst_bytes() / static_cast<uint64_t>(std::max<int64_t>(1, c_.size() - 1));
 }
 
 void Calibrator::Warn(const std::string& phase, bool fell_behind) {
@@ -297,8 +316,9 @@ absl::StatusOr<std::vector<PhaseOutcome>> Calibrator::Repeat(const std::string& 
 absl::Status Calibrator::WarmUp() {
   std::vector<Job> jobs;
   for (int64_t p = 0; p < c_.size(); ++p) {
-    const DevPtr src = p == c_.rank() ? b_.src() : b_.peer(p);
-    jobs.push_back({Job::Kind::kCopy, 0, b_.dst(), src, std::min(4 * kMiB, b_.src_bytes()), p, 0});
+    const DevPtr src = p == c_.rank() ? b().src() : b().peer(p);
+    jobs.push_back(
+        {Job::Kind::kCopy, 0, b().dst(), src, std::min(4 * kMiB, b().src_bytes()), p, 0});
   }
   return RunPhase(c_, "warm-up", jobs).status();
 }
@@ -307,12 +327,12 @@ absl::Status Calibrator::SinglePair() {
   std::vector<Job> jobs;
   std::vector<uint64_t> sizes;
   for (uint64_t s : {256 * kKiB, kMiB, 4 * kMiB, 16 * kMiB, 64 * kMiB, 256 * kMiB, kGiB}) {
-    if (s <= b_.src_bytes()) sizes.push_back(s);
+    if (s <= b().src_bytes()) sizes.push_back(s);
   }
   if (c_.rank() == 0) {
     for (uint64_t s : sizes) {
       for (int rep = 0; rep <= repetitions_; ++rep) {
-        jobs.push_back({Job::Kind::kCopy, 0, b_.dst(), b_.peer(1), s, 1, 0});
+        jobs.push_back({Job::Kind::kCopy, 0, b().dst(), b().peer(1), s, 1, 0});
       }
     }
   }
@@ -330,7 +350,7 @@ absl::Status Calibrator::SinglePair() {
 absl::Status Calibrator::EgressSharing() {
   std::vector<Job> jobs;
   const uint64_t bytes = per_peer_bytes();
-  if (c_.rank() != 0) jobs.push_back({Job::Kind::kCopy, 0, b_.dst(), b_.peer(0), bytes, 0, 0});
+  if (c_.rank() != 0) jobs.push_back({Job::Kind::kCopy, 0, b().dst(), b().peer(0), bytes, 0, 0});
   auto reps = Repeat("egress sharing", jobs);
   if (!reps.ok()) return reps.status();
   if (c_.rank() == 0) return absl::OkStatus();
@@ -361,7 +381,7 @@ absl::Status Calibrator::IngressConcurrency() {
     for (int64_t p : PeerOrder(0, c_.size(), PeerOrderKind::kAscending)) {
       const int64_t slot = PeerSlot(0, p);
       jobs.push_back({Job::Kind::kCopy, static_cast<int>(slot),
-                      b_.dst() + static_cast<uint64_t>(slot) * bytes, b_.peer(p), bytes, p, 0});
+                      b().dst() + static_cast<uint64_t>(slot) * bytes, b().peer(p), bytes, p, 0});
     }
   }
   auto reps = Repeat("concurrent pulls into one GPU", jobs);
@@ -386,8 +406,8 @@ absl::Status Calibrator::Schedules() {
     std::vector<Job> jobs;
     for (const ScheduledCopy& copy : ScheduleCopies(schedule, c_.rank(), c_.size(), bytes, piece)) {
       const uint64_t region = static_cast<uint64_t>(PeerSlot(c_.rank(), copy.peer)) * bytes;
-      jobs.push_back({Job::Kind::kCopy, copy.stream, b_.dst() + region + copy.offset,
-                      b_.peer(copy.peer) + copy.offset, copy.bytes, copy.peer, 0});
+      jobs.push_back({Job::Kind::kCopy, copy.stream, b().dst() + region + copy.offset,
+                      b().peer(copy.peer) + copy.offset, copy.bytes, copy.peer, 0});
     }
     auto reps = Repeat(absl::StrCat("schedule ", name), jobs);
     if (!reps.ok()) return reps.status();
@@ -400,10 +420,10 @@ absl::Status Calibrator::Schedules() {
 }
 
 absl::Status Calibrator::LocalCopy() {
-  const uint64_t bytes = std::min(b_.src_bytes(), b_.dst_bytes());
+  const uint64_t bytes = std::min(b().src_bytes(), b().dst_bytes());
   std::vector<Job> jobs;
   for (int rep = 0; rep <= repetitions_; ++rep) {
-    jobs.push_back({Job::Kind::kCopy, 0, b_.dst(), b_.src(), bytes, c_.rank(), 0});
+    jobs.push_back({Job::Kind::kCopy, 0, b().dst(), b().src(), bytes, c_.rank(), 0});
   }
   absl::StatusOr<PhaseOutcome> o = RunPhase(c_, "local copy", jobs);
   if (!o.ok()) return o.status();
@@ -432,8 +452,8 @@ absl::Status Calibrator::ComputeStandIn() {
 // The stand-in kernel reads its own buffer paced over the duration, as in `dwdp run --backend
 // cuda`; the same for a kernel that only reads (memory bound), for information.
 absl::Status Calibrator::ComputeUnderCopies() {
-  const uint64_t read_bytes = AlignDown(b_.src_bytes() / 2, kMiB);
-  const uint64_t copy_bytes = std::min(b_.src_bytes(), b_.dst_bytes());
+  const uint64_t read_bytes = AlignDown(b().src_bytes() / 2, kMiB);
+  const uint64_t copy_bytes = std::min(b().src_bytes(), b().dst_bytes());
   // The kernel should fit well inside the copy: a third of the copy at 400 GB/s.
   const double duration = std::clamp(static_cast<double>(copy_bytes) / 400.0 / 3.0, 50e3, 2e6);
   for (const auto& [label, kernel_ns] :
@@ -444,9 +464,9 @@ absl::Status Calibrator::ComputeUnderCopies() {
     for (bool with_copy : {false, true}) {
       std::vector<Job> jobs;
       if (c_.rank() == 0) {
-        jobs.push_back({Job::Kind::kKernel, 0, 0, b_.src(), read_bytes, -1, kernel_ns});
+        jobs.push_back({Job::Kind::kKernel, 0, 0, b().src(), read_bytes, -1, kernel_ns});
         if (with_copy) {
-          jobs.push_back({Job::Kind::kCopy, 1, b_.dst(), b_.peer(1), copy_bytes, 1, 0});
+          jobs.push_back({Job::Kind::kCopy, 1, b().dst(), b().peer(1), copy_bytes, 1, 0});
         }
       }
       const std::string name =
@@ -485,7 +505,7 @@ absl::Status Calibrator::IssueOne(Streams& s, const std::string& kind, StreamId 
     return s.Launch({"calibrate kernel", {}, 0}, stream, tag);
   }
   tag.kind = OpKind::kCopy;
-  return s.Copy(b_.dst(), b_.src(), 4 * kKiB, stream, tag);
+  return s.Copy(b().dst(), b().src(), 4 * kKiB, stream, tag);
 }
 
 // Host time per Copy, Record and Wait call with timing events off (the pipeline's own cost), and
@@ -624,9 +644,302 @@ absl::Status Calibrator::MapCost() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The routed-MoE layer.
+
+namespace {
+
+// A GPU pair copies at well under this; it sizes the inbound copies so that they outlast the
+// layer (a faster machine shows up as a negative copy_outlasts_kernel_by_ns, and a warning).
+constexpr double kFastestPairBytesPerS = 1e12;
+
+// The layer's weights on this GPU: one local buffer, w13 then w2, filled with the pattern.
+class LayerWeights {
+ public:
+  explicit LayerWeights(Driver& driver) : driver_(driver) {}
+  LayerWeights(const LayerWeights&) = delete;
+  LayerWeights& operator=(const LayerWeights&) = delete;
+  ~LayerWeights() { (void)Free(); }
+
+  absl::Status Allocate(const MeasureContext& c, const MoeShape& shape) {
+    const uint64_t g = driver_.granularity();
+    bytes_ = ((shape.weight_bytes() + g - 1) / g) * g;
+    absl::StatusOr<Handle> h = driver_.Create(bytes_, HandleKind::kNone);
+    if (!h.ok()) return h.status();
+    handle_ = *h;
+    has_handle_ = true;
+    absl::StatusOr<DevPtr> va = driver_.Reserve(bytes_, g);
+    if (!va.ok()) return va.status();
+    va_ = *va;
+    if (absl::Status s = driver_.Map(va_, bytes_, handle_, 0); !s.ok()) return s;
+    mapped_ = true;
+    if (absl::Status s = driver_.SetAccess(va_, bytes_); !s.ok()) return s;
+    auto streams = c.new_streams(/*timing=*/false);
+    if (!streams.ok()) return streams.status();
+    auto stream = (*streams)->CreateStream("moe weights");
+    if (!stream.ok()) return stream.status();
+    const uint64_t w13 = shape.w13_bytes(), w2 = shape.weight_bytes() - w13;
+    const uint64_t experts = static_cast<uint64_t>(shape.num_experts);
+    OpTag tag;
+    tag.kind = OpKind::kFill;
+    tag.label = "moe weights";
+    if (absl::Status s = (*streams)->Fill(va_, w13, {0, 0, w13 / experts}, 0, *stream, tag);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = (*streams)->Fill(va_ + w13, w2, {0, 1, w2 / experts}, 0, *stream, tag);
+        !s.ok()) {
+      return s;
+    }
+    return (*streams)->Synchronize();
+  }
+
+  absl::Status Free() {
+    absl::Status s;
+    if (mapped_) s.Update(driver_.Unmap(va_, bytes_));
+    if (va_ != 0) s.Update(driver_.Free(va_, bytes_));
+    if (has_handle_) s.Update(driver_.Release(handle_));
+    mapped_ = has_handle_ = false;
+    va_ = 0;
+    return s;
+  }
+
+  DevPtr va() const { return va_; }
+
+ private:
+  Driver& driver_;
+  Handle handle_;
+  bool has_handle_ = false;
+  DevPtr va_ = 0;
+  uint64_t bytes_ = 0;
+  bool mapped_ = false;
+};
+
+}  // namespace
+
+// Rank 0's decision for one shape, shared so that every rank runs the same phases.
+struct Calibrator::MoePlan {
+  std::vector<int64_t> tokens;
+  std::vector<int64_t> skipped;
+  std::string error;  // rank 0 could not hold the layer
+};
+
+absl::StatusOr<Calibrator::MoePlan> Calibrator::ShareMoePlan(const MoePlan& mine) {
+  nlohmann::json j = {{"tokens", mine.tokens}, {"skipped", mine.skipped}, {"error", mine.error}};
+  const std::string text = j.dump();
+  auto all = c_.group.Allgather(std::vector<uint8_t>(text.begin(), text.end()));
+  if (!all.ok()) return Prefixed(all.status(), "share the MoE token grid");
+  const nlohmann::json theirs =
+      nlohmann::json::parse((*all)[0].begin(), (*all)[0].end(), nullptr, false);
+  if (theirs.is_discarded()) return absl::InternalError("rank 0 sent an unreadable MoE plan");
+  return MoePlan{theirs["tokens"].get<std::vector<int64_t>>(),
+                 theirs["skipped"].get<std::vector<int64_t>>(), theirs["error"].get<std::string>()};
+}
+
+uint64_t MoeShape::w13_bytes() const {
+  return static_cast<uint64_t>(num_experts) * 2 * static_cast<uint64_t>(intermediate) *
+         static_cast<uint64_t>(hidden) * 2;
+}
+
+uint64_t MoeShape::weight_bytes() const {
+  return w13_bytes() + static_cast<uint64_t>(num_experts) * static_cast<uint64_t>(hidden) *
+                           static_cast<uint64_t>(intermediate) * 2;
+}
+
+absl::StatusOr<MoeShape> ParseMoeShape(absl::string_view text) {
+  const std::vector<std::string> parts = absl::StrSplit(text, ',');
+  const auto bad = [&](const std::string& why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MoE shape '", text,
+                     "' is not HIDDEN,INTERMEDIATE,EXPERTS,TOPK (e.g. 7168,2048,256,8): ", why));
+  };
+  if (parts.size() != 4) return bad(absl::StrCat(parts.size(), " numbers"));
+  int64_t v[4];
+  for (int i = 0; i < 4; ++i) {
+    if (!absl::SimpleAtoi(parts[i], &v[i]) || v[i] < 1 || v[i] > (int64_t{1} << 20)) {
+      return bad(absl::StrCat("'", parts[i], "' is not a whole number from 1 to 1048576"));
+    }
+  }
+  if (v[3] > v[2]) return bad("top_k is larger than the number of experts");
+  return MoeShape{v[0], v[1], v[2], v[3]};
+}
+
+std::vector<int64_t> DefaultMoeTokens() {
+  std::vector<int64_t> tokens;
+  for (int64_t t = 256; t <= 65536; t *= 2) tokens.push_back(t);
+  return tokens;
+}
+
+absl::StatusOr<std::vector<int64_t>> ParseTokenCounts(absl::string_view text) {
+  std::vector<int64_t> tokens;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    int64_t scale = 1;
+    absl::string_view digits = part;
+    if (!digits.empty() && (digits.back() == 'K' || digits.back() == 'k')) {
+      scale = 1024;
+      digits.remove_suffix(1);
+    }
+    int64_t n = 0;
+    if (!absl::SimpleAtoi(digits, &n) || n < 1 || n * scale > (int64_t{1} << 20)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token count '", part, "' is not a whole number from 1 to 1M (K = 1024)"));
+    }
+    if (!tokens.empty() && n * scale <= tokens.back()) {
+      return absl::InvalidArgumentError(absl::StrCat("token counts must ascend without repeats: '",
+                                                     part, "' after ", tokens.back()));
+    }
+    tokens.push_back(n * scale);
+  }
+  return tokens;
+}
+
+uint64_t MoeWorkingBytesPerToken(const MoeShape& shape) {
+  const uint64_t h = static_cast<uint64_t>(shape.hidden);
+  const uint64_t i = static_cast<uint64_t>(shape.intermediate);
+  const uint64_t k = static_cast<uint64_t>(shape.top_k);
+  const uint64_t per_routed = (h + 2 * i + i + h) * 2 + 16;
+  return 2 * (2 * h * 2 + k * per_routed);
+}
+
+std::vector<int64_t> MoeTokensThatFit(const MoeShape& shape, const std::vector<int64_t>& tokens,
+                                      uint64_t budget_bytes, std::vector<int64_t>* skipped) {
+  std::vector<int64_t> fit;
+  const uint64_t per_token = MoeWorkingBytesPerToken(shape);
+  for (int64_t t : tokens) {
+    const bool fits =
+        budget_bytes == 0 || static_cast<double>(t) * static_cast<double>(per_token) <=
+                                 static_cast<double>(budget_bytes);
+    if (fits) {
+      fit.push_back(t);
+    } else if (skipped != nullptr) {
+      skipped->push_back(t);
+    }
+  }
+  return fit;
+}
+
+absl::Status Calibrator::MoeCompute() {
+  for (const MoeShape& shape : options_.moe_shapes) {
+    const std::string what = absl::StrFormat("MoE layer %d,%d,%d,%d", shape.hidden,
+                                             shape.intermediate, shape.num_experts, shape.top_k);
+    LayerWeights weights(c_.driver);
+    MoePlan mine;
+    if (c_.rank() == 0) {
+      // What is left of the GPU once the weights and the calibration's buffers are in (a
+      // tenth kept back for the driver and the runtime).
+      double budget = 0;
+      if (options_.device_memory_bytes > 0) {
+        budget = 0.9 * static_cast<double>(options_.device_memory_bytes) -
+                 static_cast<double>(shape.weight_bytes()) -
+                 (b_ != nullptr ? static_cast<double>(b().src_bytes() + b().dst_bytes()) : 0.0);
+      }
+      if (options_.device_memory_bytes > 0 && budget <= 0) {
+        mine.error = absl::StrFormat("its weights (%s) do not fit on the GPU (%s)",
+                                     FormatBytes(shape.weight_bytes()),
+                                     FormatBytes(options_.device_memory_bytes));
+      } else if (absl::Status s = weights.Allocate(c_, shape); !s.ok()) {
+        mine.error =
+            absl::StrCat("its weights (", FormatBytes(shape.weight_bytes()), "): ", s.message());
+      } else {
+        mine.tokens = MoeTokensThatFit(shape, options_.moe_tokens,
+                                       static_cast<uint64_t>(std::max(1.0, budget)), &mine.skipped);
+        if (options_.device_memory_bytes == 0) mine.tokens = options_.moe_tokens;
+      }
+    }
+    absl::StatusOr<MoePlan> plan = ShareMoePlan(mine);
+    if (!plan.ok()) return plan.status();
+    if (!plan->error.empty()) {
+      return absl::ResourceExhaustedError(absl::StrCat(what, " on rank 0: ", plan->error));
+    }
+    absl::StatusOr<RawMoeCompute> table = MoeShapeTimes(shape, weights.va(), *plan);
+    absl::Status freed = weights.Free();
+    if (!table.ok()) return table.status();
+    if (!freed.ok()) return Prefixed(freed, absl::StrCat(what, ": free the weights"));
+    if (c_.rank() == 0) out_.moe_compute.push_back(*std::move(table));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RawMoeCompute> Calibrator::MoeShapeTimes(const MoeShape& shape, DevPtr weights,
+                                                        const MoePlan& plan) {
+  RawMoeCompute table;
+  table.hidden = shape.hidden;
+  table.intermediate = shape.intermediate;
+  table.num_experts = shape.num_experts;
+  table.top_k = shape.top_k;
+  table.kernel = options_.moe_kernel;
+  table.tokens = plan.tokens;
+  table.skipped_tokens = plan.skipped;
+  const bool rank0 = c_.rank() == 0;
+  for (int64_t tokens : plan.tokens) {
+    MoeKernel kernel;
+    kernel.hidden = shape.hidden;
+    kernel.intermediate = shape.intermediate;
+    kernel.num_experts = shape.num_experts;
+    kernel.top_k = shape.top_k;
+    kernel.tokens = tokens;
+    kernel.routing_seed = 1;
+    kernel.input_seed = 2;
+    kernel.w13 = weights;
+    kernel.w2 = weights + shape.w13_bytes();
+    const double duration = options_.moe_duration_ns ? options_.moe_duration_ns(kernel) : 0.0;
+    const Job layer{Job::Kind::kKernel, 0, 0, 0, 0, -1, duration, kernel};
+    const std::string name =
+        absl::StrFormat("moe %d,%d,%d,%d at %d tokens", shape.hidden, shape.intermediate,
+                        shape.num_experts, shape.top_k, tokens);
+    // Alone: back to back, as the layers of a forward run; the first is a warm-up.
+    std::vector<Job> jobs;
+    if (rank0) jobs.assign(static_cast<size_t>(repetitions_) + 1, layer);
+    absl::StatusOr<PhaseOutcome> alone = RunPhase(c_, absl::StrCat(name, " alone"), jobs);
+    if (!alone.ok()) return alone.status();
+    std::vector<double> alone_ns;
+    if (rank0) {
+      Warn(absl::StrCat(name, " alone"), alone->host_fell_behind);
+      for (size_t i = 1; i < alone->jobs.size(); ++i) alone_ns.push_back(alone->jobs[i].duration());
+      table.alone_ns.push_back(alone_ns);
+    }
+    if (c_.size() < 2) continue;
+    // Under copies: the same launches back to back while the peers' buffers are pulled in turn
+    // (rotate order, as a prefetch) on another stream, enough of them to outlast every launch at
+    // any pair rate up to kFastestPairBytesPerS. One phase, so the layer is prepared once.
+    const size_t launches = static_cast<size_t>(repetitions_) + 1;
+    jobs.clear();
+    if (rank0) {
+      jobs.assign(launches, layer);
+      const double layers_ns = Summarize(alone_ns).median * static_cast<double>(launches);
+      const uint64_t bytes = b().src_bytes();
+      const int copies = static_cast<int>(std::clamp(
+          std::ceil(2 * layers_ns * 1e-9 * kFastestPairBytesPerS / static_cast<double>(bytes)) + 1,
+          2.0, 4096.0));
+      const std::vector<int64_t> peers = PeerOrder(0, c_.size(), PeerOrderKind::kRotate);
+      for (int i = 0; i < copies; ++i) {
+        const int64_t p = peers[static_cast<size_t>(i) % peers.size()];
+        jobs.push_back({Job::Kind::kCopy, 1, b().dst(), b().peer(p), bytes, p, 0});
+      }
+    }
+    absl::StatusOr<PhaseOutcome> under = RunPhase(c_, absl::StrCat(name, " under copies"), jobs);
+    if (!under.ok()) return under.status();
+    if (!rank0) continue;
+    Warn(absl::StrCat(name, " under copies"), under->host_fell_behind);
+    double copies_end = 0;
+    for (size_t i = launches; i < under->jobs.size(); ++i) {
+      copies_end = std::max(copies_end, under->jobs[i].end_ns);
+    }
+    std::vector<double> with, outlasts;
+    for (size_t i = 1; i < launches; ++i) {  // the first is a warm-up, as alone
+      with.push_back(under->jobs[i].duration());
+      outlasts.push_back(copies_end - under->jobs[i].end_ns);
+    }
+    table.under_copy_ns.push_back(std::move(with));
+    table.copy_outlasts_kernel_by_ns.push_back(std::move(outlasts));
+  }
+  return table;
+}
+
+// ---------------------------------------------------------------------------------------------
 // A rank's whole measurement.
 
 absl::Status WarmUpDriver(const MeasureContext& c) {
+  if (c.size() < 2) return absl::OkStatus();  // no peer to map
   const uint64_t g = c.driver.granularity();
   auto buffers = CalibrationBuffers::Setup(c, g, g);
   if (!buffers.ok()) return buffers.status();
@@ -649,15 +962,21 @@ absl::StatusOr<RawRank> MeasureRank(const MeasureContext& c, const MeasureOption
   absl::Status status;
   RawRank out;
   {
-    auto buffers = CalibrationBuffers::Setup(c, sizes.src_bytes, sizes.dst_bytes);
+    // One rank (only the MoE phase) has no peer to copy from and needs no buffers.
+    absl::StatusOr<std::unique_ptr<CalibrationBuffers>> buffers =
+        std::unique_ptr<CalibrationBuffers>();
+    if (c.size() >= 2) buffers = CalibrationBuffers::Setup(c, sizes.src_bytes, sizes.dst_bytes);
     if (!buffers.ok()) {
       status = Prefixed(buffers.status(), "setup");
     } else {
-      Calibrator calibrator(c, **buffers, options.repetitions);
-      status = calibrator.RunAll();
+      Calibrator calibrator(c, buffers->get(), options);
+      if (!options.only_compute) status = calibrator.RunAll();
+      if (status.ok()) status = calibrator.MoeCompute();
       out = calibrator.TakeResult();
-      if (absl::Status t = (*buffers)->Teardown(); !t.ok() && status.ok()) {
-        status = Prefixed(t, "teardown");
+      if (*buffers != nullptr) {
+        if (absl::Status t = (*buffers)->Teardown(); !t.ok() && status.ok()) {
+          status = Prefixed(t, "teardown");
+        }
       }
     }
   }
@@ -670,6 +989,7 @@ absl::StatusOr<RawRank> MeasureRank(const MeasureContext& c, const MeasureOption
 }
 
 absl::Status SetupAndTeardownAgain(const MeasureContext& c, const MeasureOptions& options) {
+  if (c.size() < 2) return c.group.Barrier();
   const CalibrationSizes sizes =
       CalibrationBufferSizes(c.driver.granularity(), options.max_bytes, c.size());
   absl::Status status;
@@ -682,8 +1002,7 @@ absl::Status SetupAndTeardownAgain(const MeasureContext& c, const MeasureOptions
 }
 
 absl::StatusOr<std::optional<CalibrationRaw>> GatherCalibrationRaw(
-    Comm& group, const absl::StatusOr<RawRank>& mine, const std::string& measured_on,
-    const std::optional<RawMachine>& machine) {
+    Comm& group, const absl::StatusOr<RawRank>& mine, const CalibrationRaw& header) {
   nlohmann::json message = nlohmann::json::object();
   if (mine.ok()) {
     message["rank"] = RawRankToJson(*mine);
@@ -694,9 +1013,8 @@ absl::StatusOr<std::optional<CalibrationRaw>> GatherCalibrationRaw(
   auto gathered = group.Allgather(std::vector<uint8_t>(text.begin(), text.end()));
   if (!gathered.ok()) return Prefixed(gathered.status(), "gather the measurements");
   if (group.rank() != 0) return std::optional<CalibrationRaw>();
-  CalibrationRaw record;
-  record.measured_on = measured_on;
-  record.machine = machine;
+  CalibrationRaw record = header;
+  record.ranks.clear();
   nlohmann::json raw = CalibrationRawToJson(record);
   for (size_t r = 0; r < gathered->size(); ++r) {
     const std::vector<uint8_t>& bytes = (*gathered)[r];

@@ -30,6 +30,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/backend.h"
 #include "core/calibrate/raw.h"
 
@@ -54,9 +55,55 @@ struct MeasureContext {
   int64_t size() const { return group.size(); }
 };
 
+// A routed-MoE layer shape to time (`dwdp calibrate --moe-shape HIDDEN,INTER,EXPERTS,TOPK`),
+// BF16 weights as the cuda backend's MoE kernel takes them.
+struct MoeShape {
+  int64_t hidden = 0;
+  int64_t intermediate = 0;  // moe_intermediate_size
+  int64_t num_experts = 0;
+  int64_t top_k = 0;
+  // The whole layer: E x (2·inter·hidden + hidden·inter) BF16 values (w13, then w2).
+  uint64_t weight_bytes() const;
+  uint64_t w13_bytes() const;
+  friend bool operator==(const MoeShape&, const MoeShape&) = default;
+};
+
+// "7168,2048,256,8" (hidden, intermediate, experts, top_k). InvalidArgument naming the problem.
+absl::StatusOr<MoeShape> ParseMoeShape(absl::string_view text);
+
+// Tokens per rank the MoE phase times by default: 256 .. 64K, doubling.
+std::vector<int64_t> DefaultMoeTokens();
+// "256,1K,4K" (K = 1024), ascending without repeats, each from 1 to 1M. InvalidArgument naming
+// the first bad entry.
+absl::StatusOr<std::vector<int64_t>> ParseTokenCounts(absl::string_view text);
+
+// Device memory the layer needs per token while it runs, besides its weights: the input and
+// output rows (BF16), and per routed copy of a token its permuted input, its gate/up output,
+// its activation and its expert output (BF16), with its routing entry; twice that, for the
+// kernel's own buffers and workspace. An estimate: the grid is capped with it so that the
+// largest counts are left out rather than fail.
+uint64_t MoeWorkingBytesPerToken(const MoeShape& shape);
+
+// The counts of `tokens` whose working set fits into `budget_bytes` (the device memory left
+// once the weights and the calibration's buffers are in); the others are returned in
+// `skipped`. A budget of 0 means unknown: every count is kept.
+std::vector<int64_t> MoeTokensThatFit(const MoeShape& shape, const std::vector<int64_t>& tokens,
+                                      uint64_t budget_bytes, std::vector<int64_t>* skipped);
+
 struct MeasureOptions {
   uint64_t max_bytes = uint64_t{1} << 30;  // each rank's shareable buffer = the largest copy
   int repetitions = 5;                     // timed repetitions of every measurement
+  // Only the MoE compute phase (`--only compute`); one rank is then enough.
+  bool only_compute = false;
+  // The MoE compute phase: rank 0 times the layer of every shape over `moe_tokens`.
+  std::vector<MoeShape> moe_shapes;
+  std::vector<int64_t> moe_tokens = DefaultMoeTokens();
+  // The GPU's memory (0: unknown): caps the token grid (MoeTokensThatFit).
+  uint64_t device_memory_bytes = 0;
+  // The duration a MoE launch asks for: the simulator runs the launch that long, the cuda
+  // backend runs the real layer and ignores it. Empty: 0.
+  std::function<double(const MoeKernel&)> moe_duration_ns;
+  std::string moe_kernel;  // what runs the layer, for the tables' `kernel`
 };
 
 // The buffers' sizes: the source is max_bytes rounded down to the granularity (at least one
@@ -121,6 +168,9 @@ struct Job {
   uint64_t bytes = 0;
   int64_t peer = -1;
   double duration_ns = 0;
+  // A kernel that is the routed-MoE layer (prepared with Streams::PrepareMoe before the phase's
+  // first barrier, outside the timed work).
+  std::optional<MoeKernel> moe;
 };
 
 struct JobTiming {
@@ -144,8 +194,9 @@ struct PhaseOutcome {
 
 // How long the gate kernel in front of `jobs` jobs runs: long enough for the host to enqueue
 // everything behind it (a copy with its two timing events costs the host about 10 us; 25 us
-// each leaves room), bounded so a phase stays short.
-double GateNs(size_t jobs);
+// each leaves room; a MoE layer, `moe_jobs` of them, launches several kernels: 500 us each),
+// bounded so a phase stays short.
+double GateNs(size_t jobs, size_t moe_jobs = 0);
 
 // Runs one phase on every rank: each rank passes its own jobs (none when it only watches). The
 // barriers make the ranks start together and keep an idle rank from starting the next phase
@@ -157,11 +208,12 @@ absl::StatusOr<PhaseOutcome> RunPhase(const MeasureContext& c, const std::string
 // same phases in the same order (they synchronise through the group).
 class Calibrator {
  public:
-  Calibrator(const MeasureContext& c, const CalibrationBuffers& b, int repetitions)
-      : c_(c), b_(b), repetitions_(repetitions) {}
+  // `b` may be null with one rank, where only MoeCompute runs.
+  Calibrator(const MeasureContext& c, const CalibrationBuffers* b, const MeasureOptions& options)
+      : c_(c), b_(b), options_(options), repetitions_(options.repetitions) {}
 
   // The GPU phases: warm-up, single pair, egress sharing, ingress concurrency, schedules, local
-  // copy, compute stand-in, compute under copies. Then the host-side phases.
+  // copy, compute stand-in, compute under copies. Then the host-side phases. Not MoeCompute.
   absl::Status RunAll();
 
   // First touch of every path (TLBs, copy-engine set-up); nothing recorded.
@@ -186,12 +238,20 @@ class Calibrator {
   absl::Status StreamQueue();
   // Host time of map, set-access and unmap of one granule.
   absl::Status MapCost();
+  // Rank 0 times the routed-MoE layer of every shape of the options over the token grid, alone
+  // and (2 ranks or more) while its peers' buffers are pulled into it. Nothing without shapes.
+  absl::Status MoeCompute();
 
   const RawRank& result() const { return out_; }
   RawRank TakeResult() { return std::move(out_); }
 
  private:
   uint64_t per_peer_bytes() const;
+  const CalibrationBuffers& b() const { return *b_; }
+  struct MoePlan;  // rank 0's token grid for one shape, shared with every rank
+  absl::StatusOr<MoePlan> ShareMoePlan(const MoePlan& mine);
+  absl::StatusOr<RawMoeCompute> MoeShapeTimes(const MoeShape& shape, DevPtr weights,
+                                              const MoePlan& plan);
   void Warn(const std::string& phase, bool fell_behind);
   absl::StatusOr<std::vector<PhaseOutcome>> Repeat(const std::string& name,
                                                    const std::vector<Job>& jobs);
@@ -199,7 +259,8 @@ class Calibrator {
                         const std::string& label);
 
   const MeasureContext& c_;
-  const CalibrationBuffers& b_;
+  const CalibrationBuffers* b_;
+  const MeasureOptions& options_;
   int repetitions_;
   RawRank out_;
 };
@@ -220,10 +281,10 @@ absl::StatusOr<RawRank> MeasureRank(const MeasureContext& c, const MeasureOption
 absl::Status SetupAndTeardownAgain(const MeasureContext& c, const MeasureOptions& options);
 
 // Sends this rank's measurements (or its error) to rank 0 and assembles the raw record there:
-// rank 0 gets the record, the others nullopt. A rank that failed makes rank 0's result an error
-// naming it ("rank 2 did not finish its measurements: ..."). Collective over `group`.
+// `header` (measured_on, only, machine; no ranks) with every rank's measurements. Rank 0 gets
+// the record, the others nullopt. A rank that failed makes rank 0's result an error naming it
+// ("rank 2 did not finish its measurements ..."). Collective over `group`.
 absl::StatusOr<std::optional<CalibrationRaw>> GatherCalibrationRaw(
-    Comm& group, const absl::StatusOr<RawRank>& mine, const std::string& measured_on,
-    const std::optional<RawMachine>& machine);
+    Comm& group, const absl::StatusOr<RawRank>& mine, const CalibrationRaw& header);
 
 }  // namespace dwdp

@@ -116,7 +116,53 @@ class Reader {
   absl::Status status_;
 };
 
-RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first) {
+// A list of token counts; every element a whole number.
+std::vector<int64_t> Counts(Reader& in, const Json& object, const char* key,
+                            const std::string& path, bool required) {
+  std::vector<int64_t> out;
+  for (double x : in.Numbers(object, key, path, required)) {
+    if (x != std::floor(x)) {
+      in.Fail(Reader::Path(path, key), absl::StrCat("expected whole numbers, found ", x));
+      break;
+    }
+    out.push_back(static_cast<int64_t>(x));
+  }
+  return out;
+}
+
+// One list of repetitions per token count.
+std::vector<std::vector<double>> PerTokens(Reader& in, const Json& object, const char* key,
+                                           const std::string& path, size_t tokens, bool required) {
+  std::vector<std::vector<double>> out;
+  const Json* j = in.Member(object, key, path, required);
+  if (j == nullptr) return out;
+  const std::string p = Reader::Path(path, key);
+  in.Array(*j, p, [&](const Json& x, const std::string& xp) { out.push_back(in.Numbers(x, xp)); });
+  if (in.status().ok() && (required || !out.empty()) && out.size() != tokens) {
+    in.Fail(p,
+            absl::StrCat("expected one list per token count (", tokens, "), found ", out.size()));
+  }
+  return out;
+}
+
+RawMoeCompute ParseMoeCompute(Reader& in, const Json& j, const std::string& path) {
+  RawMoeCompute m;
+  m.hidden = static_cast<int64_t>(in.Number(j, "hidden", path));
+  m.intermediate = static_cast<int64_t>(in.Number(j, "intermediate", path));
+  m.num_experts = static_cast<int64_t>(in.Number(j, "experts", path));
+  m.top_k = static_cast<int64_t>(in.Number(j, "top_k", path));
+  m.kernel = in.String(j, "kernel", path, /*required=*/false);
+  m.tokens = Counts(in, j, "tokens", path, true);
+  m.alone_ns = PerTokens(in, j, "alone_ns", path, m.tokens.size(), true);
+  m.under_copy_ns = PerTokens(in, j, "under_copy_ns", path, m.tokens.size(), false);
+  m.copy_outlasts_kernel_by_ns =
+      PerTokens(in, j, "copy_outlasts_kernel_by_ns", path, m.tokens.size(), false);
+  m.skipped_tokens = Counts(in, j, "skipped_tokens", path, false);
+  return m;
+}
+
+// `all`: every phase ran, so its entries are required.
+RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first, bool all) {
   RawRank r;
   r.hostname = in.String(j, "hostname", path, /*required=*/false);
   if (const Json* w = in.Member(j, "warnings", path, false)) {
@@ -127,7 +173,7 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
   }
   // Rank 0 pulls from rank 1; the others have no (or an empty) entry.
   {
-    const Json* pair = in.Member(j, "single_pair", path, first);
+    const Json* pair = in.Member(j, "single_pair", path, first && all);
     if (pair != nullptr) {
       in.Array(*pair, Reader::Path(path, "single_pair"), [&](const Json& x, const std::string& p) {
         const auto [bytes, ns] = in.Pair(x, p);
@@ -135,12 +181,12 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
       });
     }
   }
-  if (const Json* local = in.Member(j, "local_copy", path, true)) {
+  if (const Json* local = in.Member(j, "local_copy", path, all)) {
     const std::string p = Reader::Path(path, "local_copy");
     r.local_copy = {in.Number(*local, "bytes", p), in.Numbers(*local, "ns", p)};
   }
   // Rank 0 is the one pulled from: it has no egress entry.
-  if (const Json* egress = in.Member(j, "egress", path, !first)) {
+  if (const Json* egress = in.Member(j, "egress", path, !first && all)) {
     const std::string p = Reader::Path(path, "egress");
     RawEgressPull e;
     e.bytes = in.Number(*egress, "bytes", p);
@@ -159,7 +205,7 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
                            static_cast<int64_t>(in.Number(*ingress, "peers", p)),
                            in.Numbers(*ingress, "span_ns", p)};
   }
-  if (const Json* s = in.Member(j, "schedules", path, true)) {
+  if (const Json* s = in.Member(j, "schedules", path, all)) {
     const std::string p = Reader::Path(path, "schedules");
     r.schedules.bytes_per_peer = in.Number(*s, "bytes_per_peer", p);
     r.schedules.piece_bytes = in.Number(*s, "piece_bytes", p);
@@ -173,7 +219,7 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
       }
     }
   }
-  if (const Json* k = in.Member(j, "kernel_accuracy", path, true)) {
+  if (const Json* k = in.Member(j, "kernel_accuracy", path, all)) {
     in.Array(*k, Reader::Path(path, "kernel_accuracy"), [&](const Json& x, const std::string& p) {
       r.kernel_accuracy.push_back(in.Pair(x, p));
     });
@@ -192,7 +238,7 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
       r.compute_under_copies[it.key()] = std::move(c);
     }
   }
-  if (const Json* host = in.Member(j, "host_ns_per_call", path, true)) {
+  if (const Json* host = in.Member(j, "host_ns_per_call", path, all)) {
     const std::string p = Reader::Path(path, "host_ns_per_call");
     if (!host->is_object()) in.Fail(p, "expected an object");
     for (auto it = host->begin(); host->is_object() && it != host->end(); ++it) {
@@ -206,10 +252,15 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
       r.stream_queue_calls[it.key()] = in.Numbers(it.value(), absl::StrCat(p, ".", it.key()));
     }
   }
-  if (const Json* map = in.Member(j, "map_ns", path, true)) {
+  if (const Json* map = in.Member(j, "map_ns", path, all)) {
     const std::string p = Reader::Path(path, "map_ns");
     r.map_ns = {in.Number(*map, "bytes", p), in.Numbers(*map, "map", p),
                 in.Numbers(*map, "set_access", p), in.Numbers(*map, "unmap", p)};
+  }
+  if (const Json* moe = in.Member(j, "moe_compute", path, false)) {
+    in.Array(*moe, Reader::Path(path, "moe_compute"), [&](const Json& x, const std::string& p) {
+      r.moe_compute.push_back(ParseMoeCompute(in, x, p));
+    });
   }
   r.device_memory_before = in.OptionalNumber(j, "device_memory_before", path);
   r.device_memory_after = in.OptionalNumber(j, "device_memory_after", path);
@@ -286,12 +337,30 @@ Json RawRankToJson(const RawRank& r) {
   for (const auto& [key, value] : memory) {
     if (value->has_value()) j[key] = **value;
   }
+  if (!r.moe_compute.empty()) {
+    Json tables = Json::array();
+    for (const RawMoeCompute& m : r.moe_compute) {
+      Json t = {{"hidden", m.hidden},
+                {"intermediate", m.intermediate},
+                {"experts", m.num_experts},
+                {"top_k", m.top_k},
+                {"tokens", m.tokens},
+                {"alone_ns", m.alone_ns},
+                {"under_copy_ns", m.under_copy_ns},
+                {"copy_outlasts_kernel_by_ns", m.copy_outlasts_kernel_by_ns},
+                {"skipped_tokens", m.skipped_tokens}};
+      if (!m.kernel.empty()) t["kernel"] = m.kernel;
+      tables.push_back(std::move(t));
+    }
+    j["moe_compute"] = std::move(tables);
+  }
   return j;
 }
 
 Json CalibrationRawToJson(const CalibrationRaw& raw) {
   Json j = Json::object();
   j["measured_on"] = raw.measured_on;
+  if (!raw.only.empty()) j["only"] = raw.only;
   if (raw.machine) {
     const RawMachine& m = *raw.machine;
     j["machine"] = {{"base", m.base},
@@ -316,6 +385,12 @@ absl::StatusOr<CalibrationRaw> ParseCalibrationRaw(const Json& raw) {
         absl::StrCat("expected a JSON object with 'ranks', found ", raw.type_name()));
   }
   out.measured_on = in.String(raw, "measured_on", "");
+  out.only = in.String(raw, "only", "", /*required=*/false);
+  if (!out.only.empty() && out.only != kOnlyCompute) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("only: expected \"", kOnlyCompute, "\" or nothing, found \"", out.only, "\""));
+  }
+  const bool all = out.only.empty();
   if (const Json* m = in.Member(raw, "machine", "", false)) {
     RawMachine machine;
     machine.base = in.String(*m, "base", "machine");
@@ -330,13 +405,14 @@ absl::StatusOr<CalibrationRaw> ParseCalibrationRaw(const Json& raw) {
   }
   if (const Json* ranks = in.Member(raw, "ranks", "", true)) {
     in.Array(*ranks, "ranks", [&](const Json& r, const std::string& path) {
-      out.ranks.push_back(ParseRank(in, r, path, out.ranks.empty()));
+      out.ranks.push_back(ParseRank(in, r, path, out.ranks.empty(), all));
     });
   }
   if (!in.status().ok()) return in.status();
-  if (out.ranks.size() < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("ranks: a calibration has at least 2 ranks, the file has ", out.ranks.size()));
+  if (out.ranks.size() < (all ? 2u : 1u)) {
+    return absl::InvalidArgumentError(absl::StrCat("ranks: a calibration has at least ",
+                                                   all ? 2 : 1, " ranks, the file has ",
+                                                   out.ranks.size()));
   }
   if (out.machine && out.machine->gpus != static_cast<int64_t>(out.ranks.size())) {
     return absl::InvalidArgumentError(absl::StrCat(

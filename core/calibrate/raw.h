@@ -81,6 +81,25 @@ struct RawMapCosts {
   friend bool operator==(const RawMapCosts&, const RawMapCosts&) = default;
 };
 
+// The routed-MoE layer of one model shape timed on rank 0's GPU over a grid of tokens per rank:
+// alone, and (with 2 ranks or more) while peer copies run into the GPU. Per token count, every
+// repetition.
+struct RawMoeCompute {
+  int64_t hidden = 0;
+  int64_t intermediate = 0;
+  int64_t num_experts = 0;
+  int64_t top_k = 0;
+  std::string kernel;           // what ran, e.g. the cuda backend's MoE layer
+  std::vector<int64_t> tokens;  // ascending
+  std::vector<std::vector<double>> alone_ns;
+  std::vector<std::vector<double>> under_copy_ns;  // empty: not measured (one rank)
+  // How long the inbound copies ran on after the layer ended (negative: part of the layer ran
+  // without them).
+  std::vector<std::vector<double>> copy_outlasts_kernel_by_ns;
+  std::vector<int64_t> skipped_tokens;  // token counts whose working set would not fit
+  friend bool operator==(const RawMoeCompute&, const RawMoeCompute&) = default;
+};
+
 struct RawRank {
   std::string hostname;  // empty in older files
   std::vector<std::string> warnings;
@@ -97,6 +116,7 @@ struct RawRank {
   // kind never blocked. Empty in older files.
   std::map<std::string, std::vector<double>> stream_queue_calls;
   RawMapCosts map_ns;
+  std::vector<RawMoeCompute> moe_compute;      // rank 0, when MoE shapes were given
   std::optional<double> device_memory_before;  // bytes in use, where the backend could tell
   std::optional<double> device_memory_after;
   // When more was in use after than before: after one more setup/teardown of the same buffers,
@@ -119,8 +139,12 @@ struct RawMachine {
   friend bool operator==(const RawMachine&, const RawMachine&) = default;
 };
 
+// `only` of a run that measured just some phases.
+inline constexpr char kOnlyCompute[] = "compute";  // only the MoE compute phase (1 rank is fine)
+
 struct CalibrationRaw {
   std::string measured_on;
+  std::string only;                   // empty: every phase ran; kOnlyCompute
   std::optional<RawMachine> machine;  // absent in files of 2026-11-28 and before
   std::vector<RawRank> ranks;
   friend bool operator==(const CalibrationRaw&, const CalibrationRaw&) = default;
