@@ -6,6 +6,7 @@
 #define BOOST_TEST_MODULE calibrate
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "backends/sim/copy_schedules.h"
 #include "core/calibrate/calibration.h"
+#include "core/calibrate/copy_schedule.h"
 #include "core/calibrate/derive.h"
 #include "core/calibrate/fit.h"
 #include "core/calibrate/raw.h"
@@ -140,12 +142,106 @@ BOOST_AUTO_TEST_CASE(summaries) {
   BOOST_TEST(none.median == 0);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The roofline fit to MoE layer times.
+
+// Times made by the roofline with 1 PFLOP/s x 0.55 and 3 TB/s x 0.85, plus 6 us of fixed cost:
+// math 1e12 FLOP takes 1e12 / 0.55e15 s = 1818181.8 ns, 1e9 bytes take 1e9 / 2.55e12 s
+// = 392156.9 ns.
+std::vector<RooflinePoint> SyntheticRoofline() {
+  std::vector<RooflinePoint> points;
+  for (const auto& [flops, bytes] : std::vector<std::pair<double, double>>{
+           {1e10, 1e9}, {2e10, 1.2e9}, {1e11, 1.5e9}, {1e12, 1e9}, {4e12, 2e9}, {8e12, 3e9}}) {
+    const double ns = std::max(flops / 0.55e15, bytes / 2.55e12) * 1e9 + 6000;
+    points.push_back({flops, bytes, 6000, ns});
+  }
+  return points;
+}
+
+BOOST_AUTO_TEST_CASE(roofline_fit_recovers_the_efficiencies_that_made_the_times) {
+  const absl::StatusOr<RooflineFit> fit = FitRoofline(SyntheticRoofline(), 1e15, 3e12);
+  BOOST_TEST_REQUIRE(fit.ok(), fit.status().ToString());
+  BOOST_REQUIRE(fit->compute_efficiency.has_value());
+  BOOST_REQUIRE(fit->memory_efficiency.has_value());
+  BOOST_TEST(*fit->compute_efficiency == 0.55, tt::tolerance(1e-9));
+  BOOST_TEST(*fit->memory_efficiency == 0.85, tt::tolerance(1e-9));
+  // 1e10 FLOP / 1e9 B: 18182 ns of math vs 392157 of memory; the first three points are
+  // memory-bound (1e11 / 1.5e9: 181818 vs 588235), the last three compute-bound.
+  BOOST_TEST(fit->memory_bound == 3);
+  BOOST_TEST(fit->compute_bound == 3);
+  BOOST_TEST(fit->max_relative_residual < 1e-9);
+}
+
+BOOST_AUTO_TEST_CASE(roofline_fit_with_noise_stays_close) {
+  // Every other time 2% slow: the efficiencies stay within a few percent.
+  std::vector<RooflinePoint> points = SyntheticRoofline();
+  for (size_t i = 0; i < points.size(); i += 2) points[i].measured_ns *= 1.02;
+  const absl::StatusOr<RooflineFit> fit = FitRoofline(points, 1e15, 3e12);
+  BOOST_TEST_REQUIRE(fit.ok(), fit.status().ToString());
+  BOOST_TEST(*fit->compute_efficiency == 0.55, tt::tolerance(0.03));
+  BOOST_TEST(*fit->memory_efficiency == 0.85, tt::tolerance(0.03));
+  BOOST_TEST(fit->rms_relative_residual > 0.001);
+}
+
+BOOST_AUTO_TEST_CASE(roofline_fit_leaves_a_side_no_point_reaches_unset) {
+  // Only the memory-bound points: nothing says how fast the math is.
+  std::vector<RooflinePoint> points = SyntheticRoofline();
+  points.resize(3);
+  const absl::StatusOr<RooflineFit> fit = FitRoofline(points, 1e15, 3e12);
+  BOOST_TEST_REQUIRE(fit.ok(), fit.status().ToString());
+  BOOST_TEST(!fit->compute_efficiency.has_value());
+  BOOST_TEST(*fit->memory_efficiency == 0.85, tt::tolerance(1e-9));
+  // A point no slower than its fixed cost says nothing either: left out and counted.
+  points.push_back({1e9, 1e6, 6000, 5000});
+  const absl::StatusOr<RooflineFit> with_fast = FitRoofline(points, 1e15, 3e12);
+  BOOST_TEST_REQUIRE(with_fast.ok());
+  BOOST_TEST(with_fast->below_fixed_cost == 1);
+  BOOST_TEST(*with_fast->memory_efficiency == 0.85, tt::tolerance(1e-9));
+  // Refused: too few points, a bad number, a bad peak.
+  BOOST_TEST(!FitRoofline({points[0]}, 1e15, 3e12).ok());
+  BOOST_TEST(!FitRoofline({points[0], {1e9, NAN, 0, 1000}}, 1e15, 3e12).ok());
+  BOOST_TEST(!FitRoofline(points, 0, 3e12).ok());
+}
+
 BOOST_AUTO_TEST_CASE(measured_on_line) {
   BOOST_TEST(MeasuredOnLine("NVIDIA H100 80GB HBM3", 4, "580.95.05", 13000, "2026-11-28") ==
              "NVIDIA H100 80GB HBM3 ×4, driver 580.95.05 / CUDA 13.0, 2026-11-28");
   BOOST_TEST(MeasuredOnLine("NVIDIA H200", 2, "", 12080, "2026-11-29") ==
              "NVIDIA H200 ×2, driver CUDA 12.8, 2026-11-29");
   BOOST_TEST(MeasuredOnLine("GPU", 2, "", 0, "2026-11-29") == "GPU ×2, 2026-11-29");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The copy schedules as calibrate times them and the simulator replays them.
+
+BOOST_AUTO_TEST_CASE(schedules_visit_the_peers_in_their_order) {
+  using C = ScheduledCopy;
+  // Rank 1 of 4, 8 MiB from each peer.
+  const uint64_t b = 8 * kMiB;
+  BOOST_TEST((ScheduleCopies(CopySchedule::kRotate, 1, 4, b, 2 * kMiB) ==
+              std::vector<C>{{0, 2, 0, b}, {0, 3, 0, b}, {0, 0, 0, b}}));
+  BOOST_TEST((ScheduleCopies(CopySchedule::kAscending, 1, 4, b, 2 * kMiB) ==
+              std::vector<C>{{0, 0, 0, b}, {0, 2, 0, b}, {0, 3, 0, b}}));
+  // One stream per peer, numbered by the peer's place in rank order.
+  BOOST_TEST((ScheduleCopies(CopySchedule::kConcurrentStreams, 1, 4, b, 2 * kMiB) ==
+              std::vector<C>{{0, 0, 0, b}, {1, 2, 0, b}, {2, 3, 0, b}}));
+}
+
+BOOST_AUTO_TEST_CASE(round_robin_takes_a_piece_of_every_peer_in_turn) {
+  using C = ScheduledCopy;
+  // 5 MiB per peer in 2 MiB pieces: two rounds, the last 1 MiB dropped.
+  const uint64_t p = 2 * kMiB;
+  BOOST_TEST((ScheduleCopies(CopySchedule::kRoundRobinPieces, 2, 3, 5 * kMiB, p) ==
+              std::vector<C>{{0, 0, 0, p}, {0, 1, 0, p}, {0, 0, p, p}, {0, 1, p, p}}));
+  BOOST_TEST((ScheduleCopies(CopySchedule::kRoundRobinPieces, 0, 3, 4 * kMiB, p) ==
+              std::vector<C>{{0, 1, 0, p}, {0, 2, 0, p}, {0, 1, p, p}, {0, 2, p, p}}));
+  // Rank order within a round: rank 1 of 3 starts every round on rank 0 (rotate: on rank 2).
+  BOOST_TEST((ScheduleCopies(CopySchedule::kRoundRobinPiecesAscending, 1, 3, 2 * kMiB, p) ==
+              std::vector<C>{{0, 0, 0, p}, {0, 2, 0, p}}));
+  BOOST_TEST((ScheduleCopies(CopySchedule::kRoundRobinPieces, 1, 3, 2 * kMiB, p) ==
+              std::vector<C>{{0, 2, 0, p}, {0, 0, 0, p}}));
+  BOOST_TEST(ScheduleCopies(CopySchedule::kRoundRobinPieces, 0, 1, 4 * kMiB, p).empty());
+  BOOST_TEST(ScheduleCopies(CopySchedule::kRotate, 0, 2, 0, p).empty());
 }
 
 // What a 4-GPU calibration could produce (numbers of the order of HARDWARE.md's).

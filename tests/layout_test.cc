@@ -7,6 +7,7 @@
 #include <map>
 #include <random>
 
+#include "core/layout/copy_order.h"
 #include "core/layout/layout.h"
 #include "core/util/bytes.h"
 
@@ -345,6 +346,54 @@ BOOST_AUTO_TEST_CASE(tiny_round_robin_slices_over_huge_experts_are_refused) {
   BOOST_TEST(std::string(tiny.message()).find("slice_bytes") != std::string::npos);
   BOOST_TEST(CheckCopyPlanSize(layout, {ContentionMode::kRoundRobin, 2 * kMiB}).ok());
   BOOST_TEST(CheckCopyPlanSize(layout, {ContentionMode::kRotate, 64}).ok());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(peer_order)
+
+namespace tt = boost::test_tools;
+
+BOOST_AUTO_TEST_CASE(rotate_starts_after_the_rank_and_wraps) {
+  using V = std::vector<int64_t>;
+  BOOST_TEST(PeerOrder(0, 4, PeerOrderKind::kRotate) == V({1, 2, 3}), tt::per_element());
+  BOOST_TEST(PeerOrder(1, 4, PeerOrderKind::kRotate) == V({2, 3, 0}), tt::per_element());
+  BOOST_TEST(PeerOrder(3, 4, PeerOrderKind::kRotate) == V({0, 1, 2}), tt::per_element());
+  BOOST_TEST(PeerOrder(1, 2, PeerOrderKind::kRotate) == V({0}), tt::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(ascending_is_rank_order_without_the_rank) {
+  using V = std::vector<int64_t>;
+  BOOST_TEST(PeerOrder(0, 4, PeerOrderKind::kAscending) == V({1, 2, 3}), tt::per_element());
+  BOOST_TEST(PeerOrder(2, 4, PeerOrderKind::kAscending) == V({0, 1, 3}), tt::per_element());
+  BOOST_TEST(PeerOrder(3, 4, PeerOrderKind::kAscending) == V({0, 1, 2}), tt::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(one_rank_has_no_peers) {
+  BOOST_TEST(PeerOrder(0, 1, PeerOrderKind::kRotate).empty());
+  BOOST_TEST(PeerOrder(0, 1, PeerOrderKind::kAscending).empty());
+}
+
+BOOST_AUTO_TEST_CASE(rotate_is_a_latin_square) {
+  // At every step every rank reads a different peer, so no GPU serves two pullers at once.
+  for (int64_t d = 2; d <= 9; ++d) {
+    for (int64_t step = 0; step < d - 1; ++step) {
+      std::vector<bool> read(d, false);
+      for (int64_t r = 0; r < d; ++r) {
+        const int64_t peer = PeerOrder(r, d, PeerOrderKind::kRotate)[step];
+        BOOST_TEST(peer != r);
+        BOOST_TEST(!read[peer], "d " << d << " step " << step << " peer " << peer);
+        read[peer] = true;
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(peer_slot_is_the_place_in_rank_order) {
+  BOOST_TEST(PeerSlot(2, 0) == 0);
+  BOOST_TEST(PeerSlot(2, 1) == 1);
+  BOOST_TEST(PeerSlot(2, 3) == 2);
+  BOOST_TEST(PeerSlot(0, 1) == 0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,11 +1,13 @@
 #include "backends/sim/copy_schedules.h"
 
 #include <algorithm>
+#include <map>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "backends/sim/sim_world.h"
+#include "core/layout/copy_order.h"
 
 namespace dwdp::sim {
 namespace {
@@ -74,50 +76,27 @@ absl::StatusOr<double> SimulateCopySchedule(const HardwareProfile& profile, int6
       if (!va.ok()) return fail(va.status());
       view[p] = *va;
     }
-    // Peer p's bytes land in the slot p has in ascending order, as in calibrate.
+    // Peer p's bytes land in the slot p has in rank order, as in calibrate.
     const auto slot = [&](int64_t p) {
-      return *dst + static_cast<uint64_t>(p < r ? p : p - 1) * bytes_per_peer;
+      return *dst + static_cast<uint64_t>(PeerSlot(r, p)) * bytes_per_peer;
     };
     SimStreams& streams = world.streams(r);
-    absl::StatusOr<StreamId> first = streams.CreateStream("schedule");  // the one-stream orders
-    if (!first.ok()) return fail(first.status());
+    std::map<int, StreamId> stream_of;  // the schedule's stream index -> this rank's stream
     absl::Status status;
-    const auto copy = [&](StreamId stream, int64_t peer, uint64_t offset, uint64_t bytes) {
-      if (!status.ok()) return;
+    for (const ScheduledCopy& c : ScheduleCopies(schedule, r, ranks, bytes_per_peer, piece_bytes)) {
+      auto [it, added] = stream_of.emplace(c.stream, 0);
+      if (added) {
+        absl::StatusOr<StreamId> created =
+            streams.CreateStream(absl::StrCat("schedule stream ", c.stream));
+        if (!created.ok()) return fail(created.status());
+        it->second = *created;
+      }
       OpTag tag;
       tag.kind = OpKind::kCopy;
-      tag.peer = peer;
-      status = streams.Copy(slot(peer) + offset, view[peer] + offset, bytes, stream, tag);
-    };
-    switch (schedule) {
-      case CopySchedule::kRotate:
-        for (int64_t k = 1; k < ranks; ++k) copy(*first, (r + k) % ranks, 0, bytes_per_peer);
-        break;
-      case CopySchedule::kAscending:
-        for (int64_t p = 0; p < ranks; ++p) {
-          if (p != r) copy(*first, p, 0, bytes_per_peer);
-        }
-        break;
-      case CopySchedule::kConcurrentStreams:
-        for (int64_t p = 0; p < ranks; ++p) {
-          if (p == r) continue;
-          absl::StatusOr<StreamId> own = streams.CreateStream(absl::StrCat("peer ", p));
-          if (!own.ok()) return fail(own.status());
-          copy(*own, p, 0, bytes_per_peer);
-        }
-        break;
-      case CopySchedule::kRoundRobinPieces:
-        for (uint64_t offset = 0; offset + piece_bytes <= bytes_per_peer; offset += piece_bytes) {
-          for (int64_t k = 1; k < ranks; ++k) copy(*first, (r + k) % ranks, offset, piece_bytes);
-        }
-        break;
-      case CopySchedule::kRoundRobinPiecesAscending:
-        for (uint64_t offset = 0; offset + piece_bytes <= bytes_per_peer; offset += piece_bytes) {
-          for (int64_t p = 0; p < ranks; ++p) {
-            if (p != r) copy(*first, p, offset, piece_bytes);
-          }
-        }
-        break;
+      tag.peer = c.peer;
+      status =
+          streams.Copy(slot(c.peer) + c.offset, view[c.peer] + c.offset, c.bytes, it->second, tag);
+      if (!status.ok()) break;
     }
     if (!status.ok()) return fail(status);
   }

@@ -69,7 +69,7 @@ absl::StatusOr<Engine::Stream*> Engine::FindStream(int64_t rank, StreamId stream
   return it->second;
 }
 
-absl::StatusOr<StreamId> Engine::CreateStream(int64_t rank, absl::string_view name) {
+absl::StatusOr<StreamId> Engine::CreateStream(int64_t rank, absl::string_view name, bool timed) {
   if (absl::Status status = CheckRank(rank, "CreateStream"); !status.ok()) return status;
   RankState& state = ranks_[rank];
   auto stream = std::make_unique<Stream>();
@@ -77,6 +77,7 @@ absl::StatusOr<StreamId> Engine::CreateStream(int64_t rank, absl::string_view na
   stream->rank = rank;
   stream->id = state.next_stream++;
   stream->name = std::string(name);
+  stream->timed = timed;
   state.streams.emplace(stream->id, stream.get());
   state.stream_list.push_back(stream.get());
   const StreamId id = stream->id;
@@ -120,24 +121,25 @@ const VectorClock& Engine::TickClock(Stream* stream) {
   return stream->clock;
 }
 
-int32_t Engine::EntriesOf(const Op& op) const {
-  if (!params_.timed_streams) return 1;
+int32_t Engine::EntriesOf(const Stream& stream, const Op& op) const {
+  const bool timed = params_.timed_streams && stream.timed;
   switch (op.type) {
     case OpType::kRecord:
-      return 2;  // the record and its timing event
+      return timed ? 2 : 1;  // the record and its timing event
     case OpType::kCopy:
     case OpType::kFill:
-      return op.bytes == 0 ? 0 : 3;  // the cuda backend enqueues nothing for 0 bytes
+      if (op.bytes == 0) return 0;  // the cuda backend enqueues nothing for 0 bytes
+      return timed ? 3 : 1;
     case OpType::kWait:
     case OpType::kKernel:
-      return 3;  // timing events before and after
+      return timed ? 3 : 1;  // timing events before and after
   }
   return 1;
 }
 
 Engine::Op* Engine::Enqueue(Stream* stream, std::unique_ptr<Op> op) {
   RankState& rank = ranks_[stream->rank];
-  op->entries = EntriesOf(*op);
+  op->entries = EntriesOf(*stream, *op);
   const int64_t depth = params_.stream_queue_entries;
   if (depth > 0 && !stream->queue.empty() && stream->queued_entries + op->entries > depth) {
     // The stream is full: the host blocks in this call until the earlier work that frees
@@ -493,6 +495,12 @@ void Engine::JoinHosts(const std::vector<int64_t>& ranks) {
       ++ranks_[rank].host_version;
     }
   }
+}
+
+double Engine::SettledHostNs(int64_t rank) {
+  RankState& state = ranks_[rank];
+  if (!state.gates.empty()) (void)Run([&state] { return state.gates.empty(); });
+  return state.host_ns;
 }
 
 void Engine::set_in_collective(int64_t rank, bool in_collective) {

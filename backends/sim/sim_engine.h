@@ -126,8 +126,9 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // The Streams interface, per rank.
-  absl::StatusOr<StreamId> CreateStream(int64_t rank, absl::string_view name);
+  // The Streams interface, per rank. A stream that is not `timed` holds one queue entry per
+  // operation (a cuda Streams object with its timing events off); see stream_queue_entries.
+  absl::StatusOr<StreamId> CreateStream(int64_t rank, absl::string_view name, bool timed = true);
   absl::StatusOr<EventId> CreateEvent(int64_t rank);
   absl::Status DestroyEvent(int64_t rank, EventId event);
   absl::Status DestroyStream(int64_t rank, StreamId stream);
@@ -154,6 +155,10 @@ class Engine {
   void JoinHosts(const std::vector<int64_t>& ranks);
   // While set, the rank is inside an incomplete collective and must not enqueue work.
   void set_in_collective(int64_t rank, bool in_collective);
+
+  // The rank's host clock as the host reads it: a host that blocked in an enqueue reads it once
+  // the call returned, so this runs the simulation until the rank's blocked enqueues return.
+  double SettledHostNs(int64_t rank);
 
   int64_t num_ranks() const { return static_cast<int64_t>(ranks_.size()); }
   double now_ns() const { return now_; }
@@ -240,6 +245,7 @@ class Engine {
     int64_t rank = 0;
     StreamId id = 0;
     std::string name;
+    bool timed = true;                      // brackets operations with timing events
     std::deque<std::unique_ptr<Op>> queue;  // front: running or next
     int64_t queued_entries = 0;             // entries of the operations in `queue`
     bool busy = false;
@@ -304,7 +310,7 @@ class Engine {
   // Resolves the rank's gates whose triggers completed, oldest first, and restarts the streams
   // that waited for them.
   void ResolveGates(RankState& rank);
-  int32_t EntriesOf(const Op& op) const;
+  int32_t EntriesOf(const Stream& stream, const Op& op) const;
   void Schedule(double t, TimerKind kind, Stream* stream, Op* op);
   void Kick(Stream* stream);
   void StartHead(Stream* stream);
@@ -355,13 +361,15 @@ class Engine {
   std::vector<uint8_t> gpu_has_kernel_;
 };
 
-// The Streams of one rank of an Engine.
+// The Streams of one rank of an Engine. With `timed` off its streams count one queue entry per
+// operation, as a cuda Streams object without timing events (the timeline is kept either way).
 class SimStreams : public Streams {
  public:
-  SimStreams(Engine* engine, int64_t rank) : engine_(engine), rank_(rank) {}
+  SimStreams(Engine* engine, int64_t rank, bool timed = true)
+      : engine_(engine), rank_(rank), timed_(timed) {}
 
   absl::StatusOr<StreamId> CreateStream(absl::string_view name) override {
-    return engine_->CreateStream(rank_, name);
+    return engine_->CreateStream(rank_, name, timed_);
   }
   absl::StatusOr<EventId> CreateEvent() override { return engine_->CreateEvent(rank_); }
   absl::Status DestroyEvent(EventId event) override { return engine_->DestroyEvent(rank_, event); }
@@ -394,6 +402,7 @@ class SimStreams : public Streams {
  private:
   Engine* engine_;
   int64_t rank_;
+  bool timed_;
 };
 
 }  // namespace dwdp::sim

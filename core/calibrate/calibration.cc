@@ -48,6 +48,23 @@ HardwareProfile ApplyCalibration(const HardwareProfile& base, const CalibrationM
     SetMeasured(hw.stream_queue_entries, std::round(std::max(0.0, *m.stream_queue_entries)));
   }
   if (m.imex_permitted) hw.imex_permitted = *m.imex_permitted;
+  for (const auto& [q, value] : {std::pair{&hw.compute_efficiency, m.compute_efficiency},
+                                 std::pair{&hw.memory_efficiency, m.memory_efficiency}}) {
+    if (value) SetMeasured(*q, std::clamp(*value, 1e-6, 1.0));
+  }
+  for (const MoeComputeTable& table : m.moe_compute) {
+    auto same =
+        std::find_if(hw.moe_compute.begin(), hw.moe_compute.end(), [&](const MoeComputeTable& t) {
+          return t.hidden == table.hidden && t.intermediate == table.intermediate &&
+                 t.num_experts == table.num_experts && t.top_k == table.top_k &&
+                 t.dtype == table.dtype;
+        });
+    if (same != hw.moe_compute.end()) {
+      *same = table;
+    } else {
+      hw.moe_compute.push_back(table);
+    }
+  }
   return hw;
 }
 

@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/config/scenario.h"
 
@@ -32,6 +33,9 @@ struct CalibrationMeasurements {
   std::optional<double> map_ns;                      // (map + set_access + unmap) / 3
   std::optional<double> stream_queue_entries;        // entries a stream took before blocking
   std::optional<bool> imex_permitted;                // FABRIC handles were usable
+  std::vector<MoeComputeTable> moe_compute;          // the routed-MoE layer, per shape
+  std::optional<double> compute_efficiency;          // roofline fitted to the MoE times
+  std::optional<double> memory_efficiency;
 };
 
 struct CalibrationIdentity {
@@ -44,7 +48,8 @@ struct CalibrationIdentity {
 // fields set. Values the simulator cannot take are brought into range here, with the reason:
 // concurrent_pull_efficiency above 1 (pulls from several peers beat one pair's fit by noise) is
 // 1; a negative latency or slowdown (fit or timing noise around zero) is 0; copy_latency_on_link
-// is a fraction, kept in [0, 1].
+// is a fraction, kept in [0, 1], and so are the roofline's efficiencies. A measured MoE table
+// replaces the base's table of the same shape and dtype; the base's other tables stay.
 HardwareProfile ApplyCalibration(const HardwareProfile& base, const CalibrationMeasurements& m,
                                  const CalibrationIdentity& identity);
 

@@ -4,11 +4,14 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/backend.h"
 #include "core/calibrate/fit.h"
+#include "core/perf/perf_model.h"
 #include "core/report/table.h"
 #include "core/util/bytes.h"
 
@@ -690,6 +693,141 @@ void MapCost(Work& w) {
                                   FormatNanos(access), FormatNanos(unmap))});
 }
 
+// A model of one MoE table's shape, as the perf model costs it: BF16 experts of 3 x hidden x
+// intermediate values (no weights listed), as the MoE phase times them.
+ModelSpec MoeShapeModel(const RawMoeCompute& raw) {
+  ModelSpec model;
+  model.hidden_size = raw.hidden;
+  model.moe_intermediate_size = raw.intermediate;
+  model.num_experts = raw.num_experts;
+  model.top_k = raw.top_k;
+  model.expert_dtype = DType::kBf16;
+  return model;
+}
+
+// The routed-MoE layer's times (median of the repetitions) as profile tables, and the roofline
+// (compute_efficiency, memory_efficiency) fitted to every shape's times alone, with the work and
+// the fixed cost the perf model gives each point (RoutedMoeCost).
+void MoeCompute(Work& w) {
+  const std::vector<RawMoeCompute>& tables = w.rank0().moe_compute;
+  if (tables.empty()) return;
+  CalibrationDerivation& d = w.d;
+  std::vector<RooflinePoint> points;
+  struct Row {
+    std::string shape;
+    int64_t tokens;
+    double alone, under;
+    size_t point;
+  };
+  std::vector<Row> rows;
+  for (const RawMoeCompute& raw : tables) {
+    const std::string shape =
+        absl::StrFormat("%d,%d,%d,%d", raw.hidden, raw.intermediate, raw.num_experts, raw.top_k);
+    if (!raw.skipped_tokens.empty()) {
+      d.notes.push_back(absl::StrFormat(
+          "MoE layer %s: %s tokens per rank left out, the working set would not fit on the GPU",
+          shape, absl::StrJoin(raw.skipped_tokens, ", ")));
+    }
+    if (raw.tokens.empty()) continue;
+    MoeComputeTable table;
+    table.hidden = raw.hidden;
+    table.intermediate = raw.intermediate;
+    table.num_experts = raw.num_experts;
+    table.top_k = raw.top_k;
+    table.dtype = DType::kBf16;
+    table.source = Provenance::kMeasured;
+    table.kernel = raw.kernel;
+    table.tokens = raw.tokens;
+    const bool under = raw.under_copy_ns.size() == raw.tokens.size();
+    const ModelSpec model = MoeShapeModel(raw);
+    for (size_t i = 0; i < raw.tokens.size(); ++i) {
+      const double tokens = static_cast<double>(raw.tokens[i]);
+      table.alone_ns.push_back(Median(raw.alone_ns[i]));
+      if (under) table.under_copy_ns.push_back(Median(raw.under_copy_ns[i]));
+      if (i < raw.copy_outlasts_kernel_by_ns.size() &&
+          Summarize(raw.copy_outlasts_kernel_by_ns[i]).min < 0) {
+        d.warnings.push_back(absl::StrFormat(
+            "MoE layer %s at %d tokens: the inbound copies ended before the layer in some "
+            "repetitions, so part of it ran without them (under_copy_ns underestimated)",
+            shape, raw.tokens[i]));
+      }
+      const OpCost cost = RoutedMoeCost(model, w.base, tokens * static_cast<double>(raw.top_k),
+                                        ExpectedActiveExperts(raw.num_experts, raw.top_k, tokens));
+      points.push_back({cost.flops, cost.bytes,
+                        static_cast<double>(cost.kernels) * w.base.kernel_overhead_ns.value,
+                        table.alone_ns.back()});
+      rows.push_back({shape, raw.tokens[i], table.alone_ns.back(),
+                      under ? table.under_copy_ns.back() : 0.0, points.size() - 1});
+    }
+    d.m.moe_compute.push_back(std::move(table));
+  }
+  if (points.empty()) return;
+  const double peak = PeakFlops(w.base, DType::kBf16).value;
+  absl::StatusOr<RooflineFit> fit = FitRoofline(points, peak, w.base.hbm_bw.value);
+  if (!fit.ok()) {
+    d.notes.push_back(
+        absl::StrCat("compute_efficiency and memory_efficiency kept from the base "
+                     "profile: the roofline fit to the MoE times failed: ",
+                     fit.status().message()));
+  } else {
+    const std::string fit_text = absl::StrFormat(
+        "rms %s, max %s (%d compute-, %d memory-bound points)", Pct(fit->rms_relative_residual),
+        Pct(fit->max_relative_residual), fit->compute_bound, fit->memory_bound);
+    for (const auto& [name, value, base_value, bound, what] :
+         {std::tuple{"compute_efficiency", fit->compute_efficiency, w.base.compute_efficiency.value,
+                     "compute-bound", "BF16 peak"},
+          std::tuple{"memory_efficiency", fit->memory_efficiency, w.base.memory_efficiency.value,
+                     "memory-bound", "hbm_bw"}}) {
+      if (!value) {
+        d.notes.push_back(absl::StrFormat(
+            "%s kept from the base profile: no MoE time was %s on the fitted roofline", name,
+            bound));
+        continue;
+      }
+      if (*value > 1) {
+        d.warnings.push_back(absl::StrFormat(
+            "the MoE layer ran at %.2f x the base profile's %s: written as 1 (is the base's %s "
+            "right?)",
+            *value, what, what));
+      }
+      (std::string(name) == "compute_efficiency" ? d.m.compute_efficiency : d.m.memory_efficiency) =
+          *value;
+      w.table.AddRow({name, absl::StrFormat("%.3f", *value), absl::StrFormat("%.3f", base_value),
+                      absl::StrFormat("roofline fitted to the MoE layer's times alone (%s)", what),
+                      fit_text});
+    }
+    d.summary["moe_roofline"] = {{"rms_relative_residual", fit->rms_relative_residual},
+                                 {"max_relative_residual", fit->max_relative_residual},
+                                 {"compute_bound", fit->compute_bound},
+                                 {"memory_bound", fit->memory_bound}};
+    if (fit->compute_efficiency) {
+      d.summary["moe_roofline"]["compute_efficiency"] = *fit->compute_efficiency;
+    }
+    if (fit->memory_efficiency) {
+      d.summary["moe_roofline"]["memory_efficiency"] = *fit->memory_efficiency;
+    }
+  }
+  // The fitted roofline (the base's where a side was not fitted) against every time.
+  HardwareProfile fitted = w.base;
+  if (d.m.compute_efficiency) fitted.compute_efficiency.value = *d.m.compute_efficiency;
+  if (d.m.memory_efficiency) fitted.memory_efficiency.value = *d.m.memory_efficiency;
+  TextTable t({"shape", "tokens", "alone", "under copies", "slowdown", "roofline", "error"});
+  for (const Row& r : rows) {
+    const RooflinePoint& p = points[r.point];
+    const double roofline =
+        Roofline(fitted, DType::kBf16, p.flops, p.bytes, 0).time_ns + p.fixed_ns;
+    t.AddRow({r.shape, absl::StrCat(r.tokens), FormatNanos(r.alone),
+              r.under > 0 ? FormatNanos(r.under) : "-",
+              r.under > 0 ? absl::StrFormat("%+.1f%%", 100 * (r.under / r.alone - 1)) : "-",
+              FormatNanos(roofline), absl::StrFormat("%+.1f%%", 100 * (roofline / r.alone - 1))});
+  }
+  absl::StrAppend(&w.details,
+                  "\nrouted-MoE layer on rank 0 (hidden,intermediate,experts,top_k; BF16; median "
+                  "of the repetitions; under copies: the peers' buffers pulled in meanwhile; "
+                  "roofline: the perf model with the written efficiencies):\n",
+                  t.Render());
+}
+
 // The driver's numbers: from the machine record, or what an older file still tells. Set first:
 // the simulated schedules need the granularity.
 void Machine(Work& w) {
@@ -736,31 +874,18 @@ std::string Header(const Work& w) {
       machine ? machine->repetitions : static_cast<int64_t>(any_run ? any_run->span_ns.size() : 0);
   // Without the record: the local copy is of the whole buffer.
   const double buffer = machine ? machine->buffer_bytes : w.rank0().local_copy.bytes;
-  return absl::StrFormat("calibrated on %s (%d ranks, %s%d repetitions, buffers of %s)\n",
-                         w.raw.measured_on, w.n,
+  // One rank measures no copy: it has no buffers.
+  const std::string buffers =
+      w.n > 1 ? absl::StrCat(", buffers of ", FormatBytes(static_cast<uint64_t>(buffer))) : "";
+  return absl::StrFormat("calibrated on %s (%d rank%s, %s%d repetitions%s%s)\n", w.raw.measured_on,
+                         w.n, w.n == 1 ? "" : "s",
                          machine ? absl::StrCat(machine->handle_kind, " handles, ") : "", reps,
-                         FormatBytes(static_cast<uint64_t>(buffer)));
+                         buffers, w.raw.only.empty() ? "" : ", only the MoE compute phase");
 }
 
-}  // namespace
-
-absl::StatusOr<CalibrationDerivation> DeriveCalibration(const CalibrationRaw& raw,
-                                                        const HardwareProfile& base,
-                                                        const CopyScheduleSimulator& simulate) {
-  if (raw.ranks.size() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a calibration needs the measurements of at least 2 ranks, got ", raw.ranks.size()));
-  }
-  Work w{raw, base, {}};
-  w.n = static_cast<int64_t>(raw.ranks.size());
-  w.per_peer = w.rank0().schedules.bytes_per_peer;
-  w.piece = w.rank0().schedules.piece_bytes;
+// Everything the copy phases give (not run with `only: compute`).
+absl::Status DeriveCopyTerms(Work& w, const CopyScheduleSimulator& simulate) {
   CalibrationDerivation& d = w.d;
-  d.measured_on = raw.measured_on;
-  for (const RawRank& r : raw.ranks) {
-    d.warnings.insert(d.warnings.end(), r.warnings.begin(), r.warnings.end());
-  }
-  Machine(w);
   if (absl::Status s = SinglePair(w); !s.ok()) return s;
   StreamQueue(w);
   LocalCopy(w);
@@ -785,8 +910,13 @@ absl::StatusOr<CalibrationDerivation> DeriveCalibration(const CalibrationRaw& ra
   ComputeStandIn(w);
   HostCosts(w);
   MapCost(w);
-  MachineRows(w);
+  return absl::OkStatus();
+}
 
+// The report and the derivation as DeriveCalibration returns them.
+CalibrationDerivation Finish(Work& w) {
+  CalibrationDerivation& d = w.d;
+  const HardwareProfile& base = w.base;
   d.report = Header(w);
   absl::StrAppend(&d.report, "\nprofile numbers (written as `measured`; base = the '", base.name,
                   "' preset):\n", w.table.Render({0, 3, 4}), w.details);
@@ -814,6 +944,35 @@ absl::StatusOr<CalibrationDerivation> DeriveCalibration(const CalibrationRaw& ra
                     count > 1 ? absl::StrFormat(" (%d times)", count) : "", "\n");
   }
   return std::move(d);
+}
+
+}  // namespace
+
+absl::StatusOr<CalibrationDerivation> DeriveCalibration(const CalibrationRaw& raw,
+                                                        const HardwareProfile& base,
+                                                        const CopyScheduleSimulator& simulate) {
+  const bool all = raw.only.empty();
+  if (raw.ranks.size() < (all ? 2u : 1u)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a calibration needs the measurements of at least ", all ? 2 : 1,
+                     " ranks, got ", raw.ranks.size()));
+  }
+  Work w{raw, base, {}};
+  w.n = static_cast<int64_t>(raw.ranks.size());
+  w.per_peer = w.rank0().schedules.bytes_per_peer;
+  w.piece = w.rank0().schedules.piece_bytes;
+  CalibrationDerivation& d = w.d;
+  d.measured_on = raw.measured_on;
+  for (const RawRank& r : raw.ranks) {
+    d.warnings.insert(d.warnings.end(), r.warnings.begin(), r.warnings.end());
+  }
+  Machine(w);
+  if (all) {
+    if (absl::Status s = DeriveCopyTerms(w, simulate); !s.ok()) return s;
+  }
+  MoeCompute(w);
+  MachineRows(w);
+  return Finish(w);
 }
 
 }  // namespace dwdp

@@ -4,6 +4,7 @@
 // robust summaries of repeated measurements. Pure functions, so they are tested without a GPU.
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -15,6 +16,7 @@ namespace dwdp {
 struct CopySample {
   double bytes = 0;
   double ns = 0;
+  friend bool operator==(const CopySample&, const CopySample&) = default;
 };
 
 // How much each sample counts in the fit.
@@ -60,5 +62,36 @@ struct Summary {
   double spread = 0;
 };
 Summary Summarize(std::vector<double> values);
+
+// One timed kernel for the roofline fit: its work, the fixed cost the model adds on top of the
+// roofline (kernel launch overheads) and the time it took.
+struct RooflinePoint {
+  double flops = 0;
+  double bytes = 0;  // HBM traffic
+  double fixed_ns = 0;
+  double measured_ns = 0;
+};
+
+// time = max(flops / (peak_flops · compute_efficiency), bytes / (hbm_bw · memory_efficiency))
+//        + fixed_ns, the perf model's roofline (core/perf/perf_model.h).
+struct RooflineFit {
+  // Unset when no point lies on that side of the fitted roofline: the points say nothing
+  // about it.
+  std::optional<double> compute_efficiency;
+  std::optional<double> memory_efficiency;
+  int64_t compute_bound = 0;  // points the fitted roofline puts on the math side
+  int64_t memory_bound = 0;
+  int64_t below_fixed_cost = 0;  // points no slower than their fixed cost, left out
+  double rms_relative_residual = 0;
+  double max_relative_residual = 0;
+};
+
+// Least squares on relative error (as the copy fit): the two efficiencies for which the
+// roofline comes closest to every point's time. The points sorted by arithmetic intensity split
+// into a memory-bound and a compute-bound part; every split is solved in closed form and the
+// best one, by the error of the roofline itself, kept. Fails (InvalidArgument) on a non-finite
+// or non-positive number or peak, or with fewer than two usable points.
+absl::StatusOr<RooflineFit> FitRoofline(absl::Span<const RooflinePoint> points, double peak_flops,
+                                        double hbm_bw);
 
 }  // namespace dwdp

@@ -116,7 +116,53 @@ class Reader {
   absl::Status status_;
 };
 
-RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first) {
+// A list of token counts; every element a whole number.
+std::vector<int64_t> Counts(Reader& in, const Json& object, const char* key,
+                            const std::string& path, bool required) {
+  std::vector<int64_t> out;
+  for (double x : in.Numbers(object, key, path, required)) {
+    if (x != std::floor(x)) {
+      in.Fail(Reader::Path(path, key), absl::StrCat("expected whole numbers, found ", x));
+      break;
+    }
+    out.push_back(static_cast<int64_t>(x));
+  }
+  return out;
+}
+
+// One list of repetitions per token count.
+std::vector<std::vector<double>> PerTokens(Reader& in, const Json& object, const char* key,
+                                           const std::string& path, size_t tokens, bool required) {
+  std::vector<std::vector<double>> out;
+  const Json* j = in.Member(object, key, path, required);
+  if (j == nullptr) return out;
+  const std::string p = Reader::Path(path, key);
+  in.Array(*j, p, [&](const Json& x, const std::string& xp) { out.push_back(in.Numbers(x, xp)); });
+  if (in.status().ok() && (required || !out.empty()) && out.size() != tokens) {
+    in.Fail(p,
+            absl::StrCat("expected one list per token count (", tokens, "), found ", out.size()));
+  }
+  return out;
+}
+
+RawMoeCompute ParseMoeCompute(Reader& in, const Json& j, const std::string& path) {
+  RawMoeCompute m;
+  m.hidden = static_cast<int64_t>(in.Number(j, "hidden", path));
+  m.intermediate = static_cast<int64_t>(in.Number(j, "intermediate", path));
+  m.num_experts = static_cast<int64_t>(in.Number(j, "experts", path));
+  m.top_k = static_cast<int64_t>(in.Number(j, "top_k", path));
+  m.kernel = in.String(j, "kernel", path, /*required=*/false);
+  m.tokens = Counts(in, j, "tokens", path, true);
+  m.alone_ns = PerTokens(in, j, "alone_ns", path, m.tokens.size(), true);
+  m.under_copy_ns = PerTokens(in, j, "under_copy_ns", path, m.tokens.size(), false);
+  m.copy_outlasts_kernel_by_ns =
+      PerTokens(in, j, "copy_outlasts_kernel_by_ns", path, m.tokens.size(), false);
+  m.skipped_tokens = Counts(in, j, "skipped_tokens", path, false);
+  return m;
+}
+
+// `all`: every phase ran, so its entries are required.
+RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first, bool all) {
   RawRank r;
   r.hostname = in.String(j, "hostname", path, /*required=*/false);
   if (const Json* w = in.Member(j, "warnings", path, false)) {
@@ -125,8 +171,9 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
       r.warnings.push_back(x.get<std::string>());
     });
   }
-  if (first) {
-    const Json* pair = in.Member(j, "single_pair", path, true);
+  // Rank 0 pulls from rank 1; the others have no (or an empty) entry.
+  {
+    const Json* pair = in.Member(j, "single_pair", path, first && all);
     if (pair != nullptr) {
       in.Array(*pair, Reader::Path(path, "single_pair"), [&](const Json& x, const std::string& p) {
         const auto [bytes, ns] = in.Pair(x, p);
@@ -134,12 +181,12 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
       });
     }
   }
-  if (const Json* local = in.Member(j, "local_copy", path, true)) {
+  if (const Json* local = in.Member(j, "local_copy", path, all)) {
     const std::string p = Reader::Path(path, "local_copy");
     r.local_copy = {in.Number(*local, "bytes", p), in.Numbers(*local, "ns", p)};
   }
   // Rank 0 is the one pulled from: it has no egress entry.
-  if (const Json* egress = in.Member(j, "egress", path, !first)) {
+  if (const Json* egress = in.Member(j, "egress", path, !first && all)) {
     const std::string p = Reader::Path(path, "egress");
     RawEgressPull e;
     e.bytes = in.Number(*egress, "bytes", p);
@@ -158,7 +205,7 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
                            static_cast<int64_t>(in.Number(*ingress, "peers", p)),
                            in.Numbers(*ingress, "span_ns", p)};
   }
-  if (const Json* s = in.Member(j, "schedules", path, true)) {
+  if (const Json* s = in.Member(j, "schedules", path, all)) {
     const std::string p = Reader::Path(path, "schedules");
     r.schedules.bytes_per_peer = in.Number(*s, "bytes_per_peer", p);
     r.schedules.piece_bytes = in.Number(*s, "piece_bytes", p);
@@ -172,7 +219,7 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
       }
     }
   }
-  if (const Json* k = in.Member(j, "kernel_accuracy", path, true)) {
+  if (const Json* k = in.Member(j, "kernel_accuracy", path, all)) {
     in.Array(*k, Reader::Path(path, "kernel_accuracy"), [&](const Json& x, const std::string& p) {
       r.kernel_accuracy.push_back(in.Pair(x, p));
     });
@@ -191,7 +238,7 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
       r.compute_under_copies[it.key()] = std::move(c);
     }
   }
-  if (const Json* host = in.Member(j, "host_ns_per_call", path, true)) {
+  if (const Json* host = in.Member(j, "host_ns_per_call", path, all)) {
     const std::string p = Reader::Path(path, "host_ns_per_call");
     if (!host->is_object()) in.Fail(p, "expected an object");
     for (auto it = host->begin(); host->is_object() && it != host->end(); ++it) {
@@ -205,17 +252,130 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
       r.stream_queue_calls[it.key()] = in.Numbers(it.value(), absl::StrCat(p, ".", it.key()));
     }
   }
-  if (const Json* map = in.Member(j, "map_ns", path, true)) {
+  if (const Json* map = in.Member(j, "map_ns", path, all)) {
     const std::string p = Reader::Path(path, "map_ns");
     r.map_ns = {in.Number(*map, "bytes", p), in.Numbers(*map, "map", p),
                 in.Numbers(*map, "set_access", p), in.Numbers(*map, "unmap", p)};
   }
+  if (const Json* moe = in.Member(j, "moe_compute", path, false)) {
+    in.Array(*moe, Reader::Path(path, "moe_compute"), [&](const Json& x, const std::string& p) {
+      r.moe_compute.push_back(ParseMoeCompute(in, x, p));
+    });
+  }
   r.device_memory_before = in.OptionalNumber(j, "device_memory_before", path);
   r.device_memory_after = in.OptionalNumber(j, "device_memory_after", path);
+  r.device_memory_after_second_setup =
+      in.OptionalNumber(j, "device_memory_after_second_setup", path);
+  r.driver_retained_bytes = in.OptionalNumber(j, "driver_retained_bytes", path);
   return r;
 }
 
+Json Pairs(const std::vector<std::pair<double, double>>& pairs) {
+  Json out = Json::array();
+  for (const auto& [a, b] : pairs) out.push_back({a, b});
+  return out;
+}
+
+Json NumberMap(const std::map<std::string, std::vector<double>>& values) {
+  Json out = Json::object();
+  for (const auto& [key, list] : values) out[key] = list;
+  return out;
+}
+
 }  // namespace
+
+Json RawRankToJson(const RawRank& r) {
+  Json j = Json::object();
+  if (!r.hostname.empty()) j["hostname"] = r.hostname;
+  j["warnings"] = r.warnings;
+  Json pair = Json::array();
+  for (const CopySample& s : r.single_pair) pair.push_back({s.bytes, s.ns});
+  j["single_pair"] = std::move(pair);
+  j["local_copy"] = {{"bytes", r.local_copy.bytes}, {"ns", r.local_copy.ns}};
+  if (r.egress) {
+    j["egress"] = {{"bytes", r.egress->bytes}, {"ns", r.egress->ns}};
+    if (!r.egress->start_ns.empty() || !r.egress->end_ns.empty()) {
+      j["egress"]["start_ns"] = r.egress->start_ns;
+      j["egress"]["end_ns"] = r.egress->end_ns;
+    }
+  }
+  if (r.ingress) {
+    j["ingress"] = {{"bytes_per_peer", r.ingress->bytes_per_peer},
+                    {"peers", r.ingress->peers},
+                    {"span_ns", r.ingress->span_ns}};
+  }
+  Json runs = Json::object();
+  for (const auto& [name, run] : r.schedules.runs) {
+    runs[name] = {{"bytes", run.bytes}, {"span_ns", run.span_ns}};
+  }
+  j["schedules"] = {{"bytes_per_peer", r.schedules.bytes_per_peer},
+                    {"piece_bytes", r.schedules.piece_bytes},
+                    {"runs", std::move(runs)}};
+  j["kernel_accuracy"] = Pairs(r.kernel_accuracy);
+  if (!r.compute_under_copies.empty()) {
+    Json cc = Json::object();
+    for (const auto& [label, c] : r.compute_under_copies) {
+      cc[label] = {{"requested_ns", c.requested_ns},
+                   {"read_bytes", c.read_bytes},
+                   {"alone_ns", c.alone_ns},
+                   {"with_copy_ns", c.with_copy_ns},
+                   {"copy_outlasts_kernel_by_ns", c.copy_outlasts_kernel_by_ns}};
+    }
+    j["compute_under_copies"] = std::move(cc);
+  }
+  j["host_ns_per_call"] = NumberMap(r.host_ns_per_call);
+  if (!r.stream_queue_calls.empty()) j["stream_queue_calls"] = NumberMap(r.stream_queue_calls);
+  j["map_ns"] = {{"bytes", r.map_ns.bytes},
+                 {"map", r.map_ns.map},
+                 {"set_access", r.map_ns.set_access},
+                 {"unmap", r.map_ns.unmap}};
+  const std::pair<const char*, const std::optional<double>*> memory[] = {
+      {"device_memory_before", &r.device_memory_before},
+      {"device_memory_after", &r.device_memory_after},
+      {"device_memory_after_second_setup", &r.device_memory_after_second_setup},
+      {"driver_retained_bytes", &r.driver_retained_bytes}};
+  for (const auto& [key, value] : memory) {
+    if (value->has_value()) j[key] = **value;
+  }
+  if (!r.moe_compute.empty()) {
+    Json tables = Json::array();
+    for (const RawMoeCompute& m : r.moe_compute) {
+      Json t = {{"hidden", m.hidden},
+                {"intermediate", m.intermediate},
+                {"experts", m.num_experts},
+                {"top_k", m.top_k},
+                {"tokens", m.tokens},
+                {"alone_ns", m.alone_ns},
+                {"under_copy_ns", m.under_copy_ns},
+                {"copy_outlasts_kernel_by_ns", m.copy_outlasts_kernel_by_ns},
+                {"skipped_tokens", m.skipped_tokens}};
+      if (!m.kernel.empty()) t["kernel"] = m.kernel;
+      tables.push_back(std::move(t));
+    }
+    j["moe_compute"] = std::move(tables);
+  }
+  return j;
+}
+
+Json CalibrationRawToJson(const CalibrationRaw& raw) {
+  Json j = Json::object();
+  j["measured_on"] = raw.measured_on;
+  if (!raw.only.empty()) j["only"] = raw.only;
+  if (raw.machine) {
+    const RawMachine& m = *raw.machine;
+    j["machine"] = {{"base", m.base},
+                    {"gpu_name", m.gpu_name},
+                    {"gpus", m.gpus},
+                    {"device_memory_bytes", m.device_memory_bytes},
+                    {"granularity", m.granularity},
+                    {"handle_kind", m.handle_kind},
+                    {"repetitions", m.repetitions},
+                    {"buffer_bytes", m.buffer_bytes}};
+  }
+  j["ranks"] = Json::array();
+  for (const RawRank& r : raw.ranks) j["ranks"].push_back(RawRankToJson(r));
+  return j;
+}
 
 absl::StatusOr<CalibrationRaw> ParseCalibrationRaw(const Json& raw) {
   Reader in;
@@ -225,6 +385,12 @@ absl::StatusOr<CalibrationRaw> ParseCalibrationRaw(const Json& raw) {
         absl::StrCat("expected a JSON object with 'ranks', found ", raw.type_name()));
   }
   out.measured_on = in.String(raw, "measured_on", "");
+  out.only = in.String(raw, "only", "", /*required=*/false);
+  if (!out.only.empty() && out.only != kOnlyCompute) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("only: expected \"", kOnlyCompute, "\" or nothing, found \"", out.only, "\""));
+  }
+  const bool all = out.only.empty();
   if (const Json* m = in.Member(raw, "machine", "", false)) {
     RawMachine machine;
     machine.base = in.String(*m, "base", "machine");
@@ -239,13 +405,14 @@ absl::StatusOr<CalibrationRaw> ParseCalibrationRaw(const Json& raw) {
   }
   if (const Json* ranks = in.Member(raw, "ranks", "", true)) {
     in.Array(*ranks, "ranks", [&](const Json& r, const std::string& path) {
-      out.ranks.push_back(ParseRank(in, r, path, out.ranks.empty()));
+      out.ranks.push_back(ParseRank(in, r, path, out.ranks.empty(), all));
     });
   }
   if (!in.status().ok()) return in.status();
-  if (out.ranks.size() < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("ranks: a calibration has at least 2 ranks, the file has ", out.ranks.size()));
+  if (out.ranks.size() < (all ? 2u : 1u)) {
+    return absl::InvalidArgumentError(absl::StrCat("ranks: a calibration has at least ",
+                                                   all ? 2 : 1, " ranks, the file has ",
+                                                   out.ranks.size()));
   }
   if (out.machine && out.machine->gpus != static_cast<int64_t>(out.ranks.size())) {
     return absl::InvalidArgumentError(absl::StrCat(

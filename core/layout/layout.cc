@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/layout/copy_order.h"
 #include "core/util/bytes.h"
 
 namespace dwdp {
@@ -212,8 +213,7 @@ CopyPlan MakeCopyPlan(const GroupLayout& layout, int64_t rank, const ContentionC
       break;
     case ContentionMode::kRotate: {
       // Owners r+1, r+2, ... (mod d): at every moment each rank reads a different peer.
-      for (int64_t step = 1; step < d; ++step) {
-        const int64_t owner = (rank + step) % d;
+      for (int64_t owner : PeerOrder(rank, d, PeerOrderKind::kRotate)) {
         for (const CopyOp& op : by_weight) {
           if (op.src_rank == owner) plan.ops.push_back(op);
         }
@@ -233,10 +233,12 @@ CopyPlan MakeCopyPlan(const GroupLayout& layout, int64_t rank, const ContentionC
           queues[op.src_rank].push_back(piece);
         }
       }
+      const std::vector<int64_t> owners = PeerOrder(rank, d, PeerOrderKind::kAscending);
       bool any = true;
       while (any) {
         any = false;
-        for (auto& [owner, queue] : queues) {
+        for (int64_t owner : owners) {
+          std::deque<CopyOp>& queue = queues[owner];
           if (queue.empty()) continue;
           plan.ops.push_back(queue.front());
           queue.pop_front();
