@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The GPU checks that need only ONE GPU: several ranks share it (local rank modulo the device
+# count), so everything is functional; timings of shared runs mean nothing, so compute is timed
+# by `dwdp calibrate --only compute` with one rank. Needs a bundle (scripts/bundle.sh).
+# Logs, JSON reports and profiles go to $OUT (default: gpu-out/).
+#
+#   ./scripts/gpu_one.sh tests      # the bundle's unit tests (GPU cases run here)
+#   ./scripts/gpu_one.sh moe        # MoE kernel benchmark and functional runs of the BF16 scenarios
+#   ./scripts/gpu_one.sh options    # --no-gpu-timing, --align-forwards, --timeout shown to act
+#   ./scripts/gpu_one.sh calibrate  # measured MoE compute tables (and held-out token counts)
+#   ./scripts/gpu_one.sh torch      # the PyTorch package: bitwise logits, memory per rank
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu-out}"
+mkdir -p "$out"
+source scripts/gpu_env.sh
+b="$bundle"
+export DWDP_SOURCE_DIR="$PWD"
+mpi=(mpirun --allow-run-as-root --oversubscribe --bind-to none -x LD_LIBRARY_PATH -x DWDP_CUDA_MODULE
+     -x NCCL_NVLS_ENABLE -x DWDP_TEST_EXIT_AFTER_EXPORT_RANK -x DWDP_SOURCE_DIR)
+step() {  # step NAME EXPECTED_EXIT TIMEOUT CMD...
+  local name="$1" expected="$2" limit="$3"
+  shift 3
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$out/step.txt" 2>&1
+  local rc=$?
+  local verdict=ok
+  [ "$rc" = "$expected" ] || verdict="UNEXPECTED (wanted $expected)"
+  { echo "== $name: exit $rc $verdict ($((SECONDS - t0)) s)"; cat "$out/step.txt"; } >>"$out/gpu-one.log"
+  echo "== $name: exit $rc $verdict ($((SECONDS - t0)) s)"
+  grep -E "^(error:|forward |  rank [0-9]+:|no hazard|\*\*\*|rank [0-9]+: )" "$out/step.txt" | head -8
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+for stage in "$@"; do
+  case "$stage" in
+    tests)
+      for t in moe_layer_test cuda_backend_test run_path_test test_paths_test conformance_test; do
+        step "$t" 0 240 "$b/$t" --report_level=short
+      done
+      step "engine_api_test" 0 60 "$b/engine_api_test"
+      step "engine example, 2 ranks on one GPU" 0 120 "${mpi[@]}" -np 2 "$b/engine_example"
+      ;;
+    moe)
+      step "MoE kernel benchmark" 0 240 "$b/moe_bench" --strategy all
+      cp "$out/step.txt" "$out/moe-bench.txt"
+      step "MoE kernel benchmark, json" 0 240 "$b/moe_bench" --format json
+      cp "$out/step.txt" "$out/moe-bench.json"
+      for s in moe-small-d3-6x5-modeb:3 qwen3-30b-bf16-h200x2-64x64:2 qwen3-30b-bf16-h200x2-66x62-modeb:2 \
+               qwen3-30b-bf16-h200x4-35x31-modeb:4 dsv3-lite-bf16-h200x2-40x32-modeb:2 \
+               gpt-oss-120b-bf16-h200x4-32x32:4; do
+        for k in 2 3; do
+          step "functional ${s%%:*} k=$k, ${s##*:} ranks on one GPU" 0 300 "${mpi[@]}" -np "${s##*:}" "$b/dwdp" run \
+            "scenarios/${s%%:*}.yaml" --backend cuda --mode functional --forwards 3 --num-buffers "$k"
+        done
+      done
+      ;;
+    options)
+      s=scenarios/qwen3-30b-h100x2-66x62-modeb.yaml
+      step "timing, 2 ranks on one GPU" 0 120 "${mpi[@]}" -np 2 "$b/dwdp" run $s --backend cuda --forwards 3 \
+        --format json
+      cp "$out/step.txt" "$out/options-default.json"
+      step "--no-gpu-timing" 0 120 "${mpi[@]}" -np 2 "$b/dwdp" run $s --backend cuda --forwards 3 --no-gpu-timing \
+        --format json
+      cp "$out/step.txt" "$out/options-no-gpu-timing.json"
+      step "--align-forwards with a trace" 0 120 "${mpi[@]}" -np 2 "$b/dwdp" run $s --backend cuda --forwards 3 \
+        --align-forwards --trace "$out/aligned-trace.json" --format json
+      cp "$out/step.txt" "$out/options-aligned.json"
+      export DWDP_TEST_EXIT_AFTER_EXPORT_RANK=1
+      step "--timeout 7 with rank 1 gone after export" 3 60 "${mpi[@]}" -np 2 "$b/dwdp" run $s --backend cuda \
+        --timeout 7
+      unset DWDP_TEST_EXIT_AFTER_EXPORT_RANK
+      step "--timeout on the simulator is refused" 2 30 "$b/dwdp" run $s --timeout 7
+      ;;
+    calibrate)
+      shapes=(--moe-shape 2048,768,128,8 --moe-shape 2880,2880,128,4 --moe-shape 7168,2048,256,8)
+      step "calibrate compute, 1 rank" 0 420 "${mpi[@]}" -np 1 "$b/dwdp" calibrate --only compute --base h200-sxm \
+        "${shapes[@]}" --moe-tokens 256,1024,4096,16384,65536 --out "$out/h200-moe.yaml" \
+        --raw "$out/h200-moe-raw.json"
+      step "calibrate compute at held-out token counts" 0 300 "${mpi[@]}" -np 1 "$b/dwdp" calibrate --only compute \
+        --base h200-sxm "${shapes[@]}" --moe-tokens 512,2048,8192,32768 --out "$out/h200-moe-heldout.yaml" \
+        --raw "$out/h200-moe-heldout-raw.json"
+      ;;
+    torch)
+      export DWDP_LIBRARY="$b/lib/libdwdp.so" PYTHONPATH="$PWD/python" PYTHONUNBUFFERED=1
+      step "torch example, 2 ranks on one GPU" 0 300 torchrun --nproc-per-node 2 examples/torch_moe.py --all
+      cp "$out/step.txt" "$out/torch-example.txt"
+      step "torch GPU tests, 2 ranks on one GPU" 0 300 torchrun --nproc-per-node 2 \
+        tests/python/gpu_torch_test.py -v
+      ;;
+    *) echo "unknown stage $stage"; exit 2 ;;
+  esac
+done
