@@ -35,7 +35,6 @@ std::optional<ContentionMode> ParseContention(const std::string& name) {
   return std::nullopt;
 }
 
-
 }  // namespace
 
 namespace {
@@ -44,8 +43,7 @@ namespace {
 // left out of the table.
 std::vector<SimulatedCandidate> SimulateCandidates(const Scenario& scenario,
                                                    const std::vector<PlanCandidate>& candidates,
-                                                   ContentionMode contention,
-                                                   CommandContext& ctx) {
+                                                   ContentionMode contention, CommandContext& ctx) {
   std::vector<SimulatedCandidate> out;
   for (const PlanCandidate& c : candidates) {
     auto simulated = sim::SimulateCandidate(scenario, c, contention);
