@@ -5,6 +5,8 @@
 #define BOOST_TEST_MODULE compute_table_test
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
+
 #include "backends/sim/simulate.h"
 #include "core/config/loader.h"
 #include "core/perf/compute_table.h"
@@ -117,6 +119,39 @@ BOOST_AUTO_TEST_CASE(plan_reports_whether_compute_was_measured_or_roofline) {
   BOOST_TEST(MoeComputeMeasured(*measured));
   BOOST_TEST(PlanToText(*measured, {}).find("routed-MoE compute: measured") != std::string::npos);
   BOOST_TEST(PlanToJson(*measured, {})["moe_compute"] == "measured");
+}
+
+// The committed measurement (tests/data/README.md): the MoE layer timed on one GPU at the
+// calibration grid (the profile under scenarios/profiles/) and, separately, at token counts half
+// way between its points. The table, interpolated as the perf model does, predicts every
+// held-out count within 10% of what was measured there.
+BOOST_AUTO_TEST_CASE(measured_table_predicts_held_out_token_counts_within_ten_percent) {
+  auto profile = ResolveHardware(
+      testing::SourcePath("scenarios/profiles/h100-sxm-moe-measured-2026-12-06.yaml"));
+  BOOST_REQUIRE_MESSAGE(profile.ok(), profile.status().message());
+  auto held_out =
+      ResolveHardware(testing::SourcePath("tests/data/h100-moe-heldout-2026-12-06.yaml"));
+  BOOST_REQUIRE_MESSAGE(held_out.ok(), held_out.status().message());
+  int checked = 0;
+  for (const MoeComputeTable& measured : held_out->moe_compute) {
+    for (const MoeComputeTable& table : profile->moe_compute) {
+      if (table.hidden != measured.hidden || table.intermediate != measured.intermediate ||
+          table.num_experts != measured.num_experts || table.top_k != measured.top_k) {
+        continue;
+      }
+      for (size_t i = 0; i < measured.tokens.size(); ++i) {
+        const double predicted = InterpolateMoeTime(table.tokens, table.alone_ns,
+                                                    static_cast<double>(measured.tokens[i]));
+        const double error = (predicted - measured.alone_ns[i]) / measured.alone_ns[i];
+        BOOST_TEST(std::abs(error) <= 0.10, measured.hidden << "," << measured.intermediate << ","
+                                                            << measured.num_experts << " at "
+                                                            << measured.tokens[i]
+                                                            << " tokens: " << 100 * error << "%");
+        ++checked;
+      }
+    }
+  }
+  BOOST_TEST(checked >= 12);  // 3 shapes x 4 held-out counts
 }
 
 }  // namespace dwdp

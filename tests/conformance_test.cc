@@ -229,6 +229,35 @@ class FaultyRankCoordinator : public Coordinator {
   FaultyDriver& faulty_;
 };
 
+// A group whose rank `failing` reports, at the n-th allgather of setup (a phase's vote), that the
+// phase failed there: what a peer process sees of a rank that ran out of memory alone.
+class RemoteFailureCoordinator : public Coordinator {
+ public:
+  RemoteFailureCoordinator(TestGroup& group, int64_t failing, int64_t at_allgather)
+      : group_(group), failing_(failing), at_allgather_(at_allgather) {}
+  std::vector<int64_t> hosted_ranks() const override { return group_.hosted_ranks(); }
+  Driver& driver(int64_t rank) override { return group_.driver(rank); }
+  Streams& streams(int64_t rank) override { return group_.streams(rank); }
+  HandleExchange& exchange() override { return group_.exchange(); }
+  absl::StatusOr<std::vector<std::vector<uint8_t>>> Allgather(
+      std::vector<std::vector<uint8_t>> per_hosted) override {
+    auto all = group_.Allgather(std::move(per_hosted));
+    if (all.ok() && ++allgathers_ == at_allgather_) {
+      const std::string message = "CUDA_ERROR_OUT_OF_MEMORY on its GPU";
+      std::vector<uint8_t> vote = {static_cast<uint8_t>(absl::StatusCode::kResourceExhausted)};
+      vote.insert(vote.end(), message.begin(), message.end());
+      (*all)[static_cast<size_t>(failing_)] = vote;
+    }
+    return all;
+  }
+
+ private:
+  TestGroup& group_;
+  int64_t failing_;
+  int64_t at_allgather_;
+  int64_t allgathers_ = 0;
+};
+
 // Open file descriptors of this process (exported POSIX handles are fds).
 int64_t OpenFds() {
   int64_t count = 0;
@@ -448,6 +477,33 @@ BOOST_DATA_TEST_CASE(a_failing_driver_call_anywhere_is_reported_and_rolled_back,
   }
   BOOST_TEST_MESSAGE(backend << ": " << total_calls
                              << " failure points of rank 1, each rolled back");
+}
+
+// Every setup phase ends in a vote: a rank that failed it alone (out of device memory) fails it
+// for every rank, with its rank and reason, instead of leaving its peers in the next collective
+// (MPI pairs their messages with its teardown's: "message truncated", or a hang). Each rank rolls
+// back what it had made.
+BOOST_AUTO_TEST_CASE(a_setup_phase_that_failed_on_another_rank_fails_here_and_rolls_back) {
+  const Scenario scenario = LoadScenario("scenarios/sim-small-d3-6x5-modeb.yaml");
+  auto layout = ComputeGroupLayout(scenario);
+  BOOST_REQUIRE(layout.ok());
+  const std::vector<std::string> phases = {"create local handles", "import peer handles",
+                                           "create the pool and the MoE kernels"};
+  for (size_t phase = 0; phase < phases.size(); ++phase) {
+    std::string skip;
+    auto group = MakeGroup("sim", scenario, 3, true, skip);
+    BOOST_REQUIRE(group);
+    RemoteFailureCoordinator coordinator(*group, 1, static_cast<int64_t>(phase) + 1);
+    RuntimeOptions options;
+    options.functional = true;
+    auto runtime = GroupRuntime::Setup(*layout, coordinator, options);
+    BOOST_REQUIRE(!runtime.ok());
+    BOOST_TEST(runtime.status().code() == absl::StatusCode::kResourceExhausted);
+    BOOST_TEST(std::string(runtime.status().message()) ==
+                   phases[phase] + " failed on rank 1: CUDA_ERROR_OUT_OF_MEMORY on its GPU",
+               runtime.status().message());
+    BOOST_TEST(group->Leaks().empty(), phases[phase] << ": " << group->Leaks());
+  }
 }
 
 }  // namespace dwdp

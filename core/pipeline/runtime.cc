@@ -133,13 +133,36 @@ absl::Status GroupRuntime::Step(RankState& rank, absl::string_view step) {
                      absl::StrFormat("setup step '%s' on rank %d", step, rank.rank));
 }
 
+absl::Status GroupRuntime::AgreeOn(absl::string_view phase, absl::Status local) {
+  // Every rank learns whether every rank finished the phase, so all go on to the next collective
+  // or none does. A rank that failed alone (out of device memory, a refused map) would otherwise
+  // tear down while its peers wait in the next collective, and MPI would pair their messages
+  // with its teardown's: truncated messages or a hang instead of one sentence.
+  std::vector<uint8_t> vote = {static_cast<uint8_t>(local.code())};
+  vote.insert(vote.end(), local.message().begin(), local.message().end());
+  auto votes = coordinator_.Allgather(std::vector<std::vector<uint8_t>>(ranks_.size(), vote));
+  if (!local.ok()) return local;
+  if (!votes.ok()) return WithContext(votes.status(), absl::StrCat("agree on ", phase));
+  for (size_t r = 0; r < votes->size(); ++r) {
+    const std::vector<uint8_t>& v = (*votes)[r];
+    const auto code = v.empty() ? absl::StatusCode::kInternal : static_cast<absl::StatusCode>(v[0]);
+    if (code == absl::StatusCode::kOk) continue;
+    return absl::Status(code,
+                        absl::StrFormat("%s failed on rank %d: %s", phase, r,
+                                        std::string(v.begin() + (v.empty() ? 0 : 1), v.end())));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status GroupRuntime::RunSetup() {
+  absl::Status local;
   for (auto& rank : ranks_) {
-    if (auto st = SetupStreams(*rank); !st.ok()) return st;
+    if (local.ok()) local = SetupStreams(*rank);
   }
   for (auto& rank : ranks_) {
-    if (auto st = CreateLocalHandles(*rank); !st.ok()) return st;
+    if (local.ok()) local = CreateLocalHandles(*rank);
   }
+  if (auto st = AgreeOn("create local handles", local); !st.ok()) return st;
   // Exchange: every rank's exported handles, position-major, to every rank.
   std::vector<std::vector<SharedHandle>> exported;
   for (auto& rank : ranks_) exported.push_back(std::move(rank->exported));
@@ -149,25 +172,27 @@ absl::Status GroupRuntime::RunSetup() {
     return absl::InternalError("exchange handles: wrong number of hosted ranks in the result");
   }
   for (size_t i = 0; i < ranks_.size(); ++i) {
-    if (auto st = ImportPeerViews(*ranks_[i], (*exchanged)[i]); !st.ok()) return st;
+    if (local.ok()) local = ImportPeerViews(*ranks_[i], (*exchanged)[i]);
   }
+  if (auto st = AgreeOn("import peer handles", local); !st.ok()) return st;
   if (auto st = coordinator_.exchange().Barrier(); !st.ok()) {
     return WithContext(st, "barrier after importing peer handles");
   }
   // Exported (and any unimported) fds are closed only now, after every peer has imported.
   exchanged->clear();
   for (auto& rank : ranks_) {
-    if (auto st = CreatePoolAndComposites(*rank); !st.ok()) return st;
+    if (local.ok()) local = CreatePoolAndComposites(*rank);
   }
   for (auto& rank : ranks_) {
-    if (auto st = FillEdgeBytes(*rank); !st.ok()) return st;
+    if (local.ok()) local = FillEdgeBytes(*rank);
   }
   for (auto& rank : ranks_) {
-    if (auto st = CreateWeightManager(*rank); !st.ok()) return st;
+    if (local.ok()) local = CreateWeightManager(*rank);
   }
   for (auto& rank : ranks_) {
-    if (auto st = PrepareMoeKernels(*rank); !st.ok()) return st;
+    if (local.ok()) local = PrepareMoeKernels(*rank);
   }
+  if (auto st = AgreeOn("create the pool and the MoE kernels", local); !st.ok()) return st;
   return ScatterSmallVectors();
 }
 

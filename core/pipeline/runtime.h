@@ -149,6 +149,8 @@ class GroupRuntime {
  private:
   struct RankState;
   GroupRuntime(const GroupLayout& layout, Coordinator& coordinator, RuntimeOptions options);
+  // Allgathers every rank's result of a setup phase; an error of any rank is everyone's.
+  absl::Status AgreeOn(absl::string_view phase, absl::Status local);
   absl::Status RunSetup();
   absl::Status SetupStreams(RankState& rank);
   absl::Status CreateLocalHandles(RankState& rank);
