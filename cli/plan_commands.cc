@@ -29,6 +29,7 @@ std::optional<ContentionMode> ParseContention(const std::string& name) {
   if (name == "rotate") return ContentionMode::kRotate;
   if (name == "ascending") return ContentionMode::kAscending;
   if (name == "round_robin") return ContentionMode::kRoundRobin;
+  if (name == "staggered") return ContentionMode::kStaggered;
   return std::nullopt;
 }
 
@@ -282,7 +283,7 @@ void RegisterPlan(CLI::App& app, CommandContext& ctx) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   cmd->add_option("--contention", opts->contention,
                   "Copy schedule to estimate (default: the scenario's)")
-      ->check(CLI::IsMember({"rotate", "ascending", "round_robin"}));
+      ->check(CLI::IsMember({"rotate", "ascending", "round_robin", "staggered"}));
   cmd->add_option("--tokens-cv", opts->tokens_cv,
                   "Coefficient of variation of per-rank tokens (DEP sync term)")
       ->check(CLI::Range(0.0, 10.0));

@@ -92,7 +92,9 @@ class RankCalibration {
     CalibrationRaw header;
     header.measured_on = MeasuredOnLine(info.device_name, group_->size(), KernelDriverVersion(),
                                         info.driver_version, Today());
-    header.only = options_.measure.only_compute ? kOnlyCompute : "";
+    header.only = options_.measure.only_compute    ? kOnlyCompute
+                  : options_.measure.only_prefetch ? kOnlyPrefetch
+                                                   : "";
     header.machine = Machine();
     absl::StatusOr<std::optional<CalibrationRaw>> gathered =
         GatherCalibrationRaw(*group_, measured, header);
