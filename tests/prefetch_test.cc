@@ -5,14 +5,30 @@
 #define BOOST_TEST_MODULE prefetch
 #include "core/calibrate/prefetch.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include <boost/test/unit_test.hpp>
+
+#include "absl/strings/match.h"
+#include "backends/sim/copy_schedules.h"
+#include "backends/sim/sim_calibrate.h"
+#include "core/calibrate/derive.h"
+#include "core/calibrate/raw.h"
+#include "core/config/loader.h"
+#include "core/util/bytes.h"
+#include "tests/support/run_process.h"
 
 namespace dwdp {
 namespace {
 
 namespace tt = boost::test_tools;
+
+Quantity Q(double value) { return Quantity{value, Provenance::kAssumed}; }
 
 BOOST_AUTO_TEST_CASE(start_names_parse_back_and_a_wrong_one_is_named) {
   for (PrefetchStart s : {PrefetchStart::kSync, PrefetchStart::kBarrier, PrefetchStart::kFree}) {
@@ -150,11 +166,154 @@ BOOST_AUTO_TEST_CASE(fanout_fit_is_capped_at_one_when_the_port_is_the_pair_rate)
   BOOST_TEST(fit->capped);
 }
 
+BOOST_AUTO_TEST_CASE(fanout_fit_takes_the_part_alone_at_the_pair_rate) {
+  // A: rank 1 <- 0 over [0, 100 us], alone for its first 5 us (5,000 B at 1 B/ns), then with B
+  // for 95 us at 0.4 B/ns (38,000 B): 43,000 B. B (rank 2 <- 0, [5, 200 us]) is shared for
+  // under 90% of its time and stays out. A while shared: 38,000 B / 95 us = 0.4 of the pair
+  // rate, two readers -> 2 x 0.4 = 0.8 of a 1e9 B/s port.
+  const std::vector<std::vector<CopyInterval>> v = {
+      {{1, 0, 1, 43e3, 0, 100e3}, {2, 0, 1, 100e3, 5e3, 200e3}}};
+  const auto fit = FitEgressFanout(v, EvenPairs(), 1e9);
+  BOOST_TEST_REQUIRE(fit.has_value());
+  BOOST_TEST(fit->copies == 1);
+  BOOST_TEST(fit->per_reader == 0.4, tt::tolerance(1e-9));
+  BOOST_TEST(fit->mean_readers == 2.0, tt::tolerance(1e-9));
+  BOOST_TEST(fit->egress_fanout_efficiency == 0.8, tt::tolerance(1e-9));
+}
+
 BOOST_AUTO_TEST_CASE(fanout_fit_needs_a_source_shared_for_most_of_a_copy) {
   // The two readers overlap for half of each copy only: nothing to fit.
   const std::vector<std::vector<CopyInterval>> half = {
       {{1, 0, 2, 100e3, 0, 100e3}, {2, 0, 1, 100e3, 50e3, 150e3}}};
   BOOST_TEST(!FitEgressFanout(half, EvenPairs(), 2e9).has_value());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The phase on the simulator (backends/sim/sim_calibrate.h), 4 ranks.
+
+// The h100-sxm preset without the pooled fabric port and random shares, its egress port the pair
+// rate, and a source read by two GPUs or more serving `fanout` of that in all: the only thing
+// that slows a copy is a shared source.
+HardwareProfile FanoutProfile(double fanout) {
+  HardwareProfile p = HardwarePreset("h100-sxm").value();
+  p.name = "fanout";
+  p.fabric_bw = Q(0);
+  p.fabric_share_spread = Q(0);
+  p.egress_bw = Q(0);
+  p.egress_fanout_efficiency = Q(fanout);
+  return p;
+}
+
+sim::SimCalibrationOptions PrefetchOptions(std::vector<double> drifts) {
+  sim::SimCalibrationOptions o;
+  o.ranks = 4;
+  // 256 MiB pieces: a copy's 4 us fixed cost is under 1% of its time (the fit takes whole
+  // copies, fixed cost included).
+  o.measure.max_bytes = 512 * kMiB;
+  o.measure.repetitions = 2;
+  o.measure.only_prefetch = true;
+  o.measure.prefetch_drift_steps = std::move(drifts);
+  o.base = "fanout";
+  o.check_hazards = true;
+  return o;
+}
+
+CalibrationRaw Measure(const HardwareProfile& profile, const sim::SimCalibrationOptions& o) {
+  absl::StatusOr<CalibrationRaw> raw = sim::MeasureOnSimulator(profile, o);
+  BOOST_TEST_REQUIRE(raw.ok(), raw.status().ToString());
+  return *std::move(raw);
+}
+
+CalibrationDerivation Derive(const CalibrationRaw& raw, const HardwareProfile& base) {
+  absl::StatusOr<CalibrationDerivation> d = DeriveCalibration(raw, base, sim::SimulateCopySchedule);
+  BOOST_TEST_REQUIRE(d.ok(), d.status().ToString());
+  return *std::move(d);
+}
+
+BOOST_AUTO_TEST_CASE(simulated_rotation_keeps_one_reader_per_source_when_started_together) {
+  const HardwareProfile profile = FanoutProfile(0.8);
+  const CalibrationDerivation d = Derive(Measure(profile, PrefetchOptions({0})), profile);
+  // sync, barrier, free (no drift): every rank in step, each source read by one GPU, every
+  // piece at its pair rate.
+  BOOST_TEST_REQUIRE(d.prefetch.size() == 3u);
+  for (const PrefetchRunSummary& run : d.prefetch) {
+    BOOST_TEST(run.mean_readers == 1.0, tt::tolerance(1e-9));
+    BOOST_TEST(run.efficiency == 1.0, tt::tolerance(0.01));
+    BOOST_TEST(run.steps.size() == 3u);  // d - 1 steps
+  }
+  BOOST_TEST(d.prefetch[0].name == "sync");
+  BOOST_TEST(d.prefetch[1].name == "barrier");
+  BOOST_TEST(absl::StrContains(d.report, "prefetch rotation"));
+  // Nothing shared: the term is not fitted.
+  BOOST_TEST(!d.m.egress_fanout_efficiency.has_value());
+}
+
+BOOST_AUTO_TEST_CASE(simulated_drift_recovers_the_fanout_term_the_simulator_was_given) {
+  // Rank r starts r steps late: each rank reads, one step late, the source the rank before it
+  // reads, so sources have two readers nearly all the time; the fit gives back the 0.8 the
+  // simulator was given (the copies' fixed cost and the edges of the overlaps: within 2%).
+  for (double given : {0.8, 0.6}) {
+    const HardwareProfile profile = FanoutProfile(given);
+    const CalibrationDerivation d = Derive(Measure(profile, PrefetchOptions({1})), profile);
+    BOOST_TEST_REQUIRE(d.m.egress_fanout_efficiency.has_value());
+    BOOST_TEST(*d.m.egress_fanout_efficiency == given, tt::tolerance(0.02));
+    BOOST_TEST_REQUIRE(d.prefetch.size() == 3u);  // sync, barrier, free with the drift
+    const PrefetchRunSummary& drifted = d.prefetch.back();
+    BOOST_TEST(drifted.mean_readers > 1.3);
+    BOOST_TEST(drifted.efficiency < 0.8);
+    const HardwareProfile written = ApplyCalibration(profile, d.m, {"x", "", ""});
+    BOOST_TEST((written.egress_fanout_efficiency.source == Provenance::kMeasured));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_drift_option_sets_the_free_runs) {
+  const HardwareProfile profile = FanoutProfile(0.8);
+  const CalibrationRaw few = Measure(profile, PrefetchOptions({0}));
+  const CalibrationRaw more = Measure(profile, PrefetchOptions({0, 0.5, 1}));
+  BOOST_TEST_REQUIRE(few.ranks[1].prefetch.has_value());
+  BOOST_TEST(few.ranks[1].prefetch->runs.size() == 3u);
+  BOOST_TEST(more.ranks[1].prefetch->runs.size() == 5u);
+  BOOST_TEST(more.ranks[1].prefetch->runs[4].start == "free");
+  BOOST_TEST(more.ranks[1].prefetch->runs[4].drift_ns > more.ranks[1].prefetch->runs[3].drift_ns);
+  BOOST_TEST(few.only == kOnlyPrefetch);
+  // The raw record reads back as written.
+  const absl::StatusOr<CalibrationRaw> again = ParseCalibrationRaw(CalibrationRawToJson(more));
+  BOOST_TEST_REQUIRE(again.ok(), again.status().ToString());
+  BOOST_TEST((*again == more));
+}
+
+BOOST_AUTO_TEST_CASE(calibrate_only_prefetch_on_the_command_line) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("dwdp-prefetch-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string out = dir / "p.yaml";
+  const std::string raw = dir / "p.json";
+  const testing::ProcessResult run =
+      testing::RunDwdp({"calibrate", "--backend", "sim", "--hardware", "h100-sxm", "--ranks", "4",
+                        "--only", "prefetch", "--prefetch-drift", "0,1", "--max-bytes", "64MiB",
+                        "--repetitions", "1", "--out", out, "--raw", raw});
+  BOOST_TEST_REQUIRE(run.exit_code == 0, run.err);
+  BOOST_TEST(absl::StrContains(run.out, "only the prefetch rotation"));
+  BOOST_TEST(absl::StrContains(run.out, "sync"));
+  BOOST_TEST(absl::StrContains(run.out, "(1 step)"));
+  // The raw file derives the same again.
+  const std::string again = dir / "again.yaml";
+  const testing::ProcessResult from_raw =
+      testing::RunDwdp({"calibrate", "--from-raw", raw, "--out", again, "--name", "p"});
+  BOOST_TEST_REQUIRE(from_raw.exit_code == 0, from_raw.err);
+  BOOST_TEST(testing::ReadWholeFile(again) == testing::ReadWholeFile(out));
+  // A drift without the phase, and a bad drift, are usage errors.
+  const testing::ProcessResult stray =
+      testing::RunDwdp({"calibrate", "--backend", "sim", "--hardware", "h100-sxm",
+                        "--prefetch-drift", "1", "--out", out});
+  BOOST_TEST(stray.exit_code == 2);
+  BOOST_TEST(absl::StrContains(stray.err, "--only prefetch"));
+  const testing::ProcessResult bad =
+      testing::RunDwdp({"calibrate", "--backend", "sim", "--hardware", "h100-sxm", "--only",
+                        "prefetch", "--prefetch-drift", "0,fast", "--out", out});
+  BOOST_TEST(bad.exit_code == 2);
+  BOOST_TEST(absl::StrContains(bad.err, "'fast'"));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

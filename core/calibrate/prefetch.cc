@@ -4,8 +4,8 @@
 #include <cmath>
 #include <limits>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "core/calibrate/fit.h"
@@ -47,8 +47,7 @@ absl::StatusOr<std::vector<double>> ParsePrefetchDrifts(absl::string_view text) 
     drifts.push_back(v);
   }
   if (drifts.size() > 16) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("at most 16 drifts, got ", drifts.size()));
+    return absl::InvalidArgumentError(absl::StrCat("at most 16 drifts, got ", drifts.size()));
   }
   return drifts;
 }
@@ -123,9 +122,9 @@ absl::StatusOr<PrefetchRunSummary> SummarizePrefetchRun(
   for (const std::vector<CopyInterval>& rep : repetitions) {
     for (const CopyInterval& c : rep) {
       if (!(c.end_ns >= c.start_ns) || !std::isfinite(c.start_ns) || !std::isfinite(c.end_ns)) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "%s: the copy of rank %d from rank %d (step %d) ends before it starts", name, c.reader,
-            c.source, c.step));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s: the copy of rank %d from rank %d (step %d) ends before it starts",
+                            name, c.reader, c.source, c.step));
       }
     }
     const std::vector<SourceReaders> readers = ReadersPerSource(rep, kPrefetchMinOverlapNs);
@@ -178,8 +177,9 @@ absl::StatusOr<PrefetchRunSummary> SummarizePrefetchRun(
   }
   run.mean_readers = readers_sum / static_cast<double>(copies);
   run.efficiency = Median(rank_efficiency);
-  run.worst_efficiency =
-      rank_efficiency.empty() ? 0 : *std::min_element(rank_efficiency.begin(), rank_efficiency.end());
+  run.worst_efficiency = rank_efficiency.empty()
+                             ? 0
+                             : *std::min_element(rank_efficiency.begin(), rank_efficiency.end());
   run.start_skew_ns = Median(skews);
   return run;
 }
@@ -195,11 +195,18 @@ std::optional<FanoutFit> FitEgressFanout(const std::vector<std::vector<CopyInter
       const std::optional<double> pair = PairRate(pairs, c);
       const double took_s = (c.end_ns - c.start_ns) * 1e-9;
       if (!pair || !(took_s > 0) || readers[i].shared_fraction < kFanoutSharedFraction) continue;
-      const double rate = c.bytes / took_s;
+      // The part of the copy with its source to itself ran at the pair rate; the rest of its
+      // bytes moved while shared, among (mean - alone part) / shared part readers on average.
+      const double f = readers[i].shared_fraction;
+      const double shared_s = f * took_s;
+      const double shared_bytes = c.bytes - *pair * (1 - f) * took_s;
+      if (!(shared_bytes > 0)) continue;
+      const double rate = shared_bytes / shared_s;
+      const double readers_while_shared = (readers[i].mean - (1 - f)) / f;
       const double port = egress_bw > 0 ? egress_bw : *pair;
       per_reader.push_back(rate / *pair);
-      port_share.push_back(readers[i].mean * rate / port);
-      readers_sum += readers[i].mean;
+      port_share.push_back(readers_while_shared * rate / port);
+      readers_sum += readers_while_shared;
     }
   }
   if (per_reader.empty()) return std::nullopt;

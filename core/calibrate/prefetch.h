@@ -114,13 +114,14 @@ absl::StatusOr<PrefetchRunSummary> SummarizePrefetchRun(
 // The simulator's egress fan-out term fitted to the copies whose source had two readers or
 // more for nearly all of their time (shared_fraction >= kFanoutSharedFraction): with n readers
 // the simulator gives each reader egress_bw x egress_fanout_efficiency / n (when that is below
-// its pair rate), so per_reader = n x rate / egress_bw for each such copy, and the fit is their
-// median, capped at 1.
+// its pair rate), so each such copy gives n x rate / egress_bw, where rate is what it got while
+// shared (its bytes less those of its part alone, taken at the pair rate, over its shared
+// time) and n its readers then; the fit is their median, capped at 1.
 inline constexpr double kFanoutSharedFraction = 0.9;
 struct FanoutFit {
-  int64_t copies = 0;             // copies that entered the fit
-  double per_reader = 0;          // median achieved / pair rate of those copies
-  double mean_readers = 0;        // their readers, averaged
+  int64_t copies = 0;       // copies that entered the fit
+  double per_reader = 0;    // median rate while shared / pair rate of those copies
+  double mean_readers = 0;  // their readers while shared, averaged
   double egress_fanout_efficiency = 0;
   bool capped = false;  // the fit came out above 1: egress_bw alone already explains it
 };
