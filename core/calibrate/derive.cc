@@ -1009,6 +1009,12 @@ absl::Status Prefetch(Work& w) {
   d.summary["prefetch"] = std::move(summary);
   const double egress_bw = w.base.egress_bw.value;
   d.fanout = FitEgressFanout(free_runs, pairs, egress_bw);
+  if (!d.fanout && w.n == 2) {
+    d.notes.push_back(
+        "egress_fanout_efficiency kept from the base profile: with two ranks each reads the "
+        "other, so no source ever has two readers");
+    return absl::OkStatus();
+  }
   if (!d.fanout) {
     d.notes.push_back(absl::StrFormat(
         "egress_fanout_efficiency kept from the base profile: no copy of the free runs had a "
