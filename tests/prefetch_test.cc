@@ -316,5 +316,18 @@ BOOST_AUTO_TEST_CASE(calibrate_only_prefetch_on_the_command_line) {
   std::filesystem::remove_all(dir);
 }
 
+BOOST_AUTO_TEST_CASE(plan_prices_the_staggered_schedule_when_asked) {
+  const std::string scenario =
+      std::string(DWDP_SOURCE_DIR) + "/scenarios/qwen3-30b-h100x4-32x32-full.yaml";
+  const testing::ProcessResult staggered =
+      testing::RunDwdp({"plan", scenario, "--contention", "staggered", "--max-dwdp-size", "4"});
+  BOOST_TEST_REQUIRE(staggered.exit_code == 0, staggered.err);
+  BOOST_TEST(absl::StrContains(staggered.out, "staggered copy schedule"));
+  const testing::ProcessResult rotate =
+      testing::RunDwdp({"plan", scenario, "--max-dwdp-size", "4"});
+  BOOST_TEST_REQUIRE(rotate.exit_code == 0, rotate.err);
+  BOOST_TEST(absl::StrContains(rotate.out, "rotate copy schedule"));
+}
+
 }  // namespace
 }  // namespace dwdp
