@@ -31,6 +31,7 @@
 #include "core/calibrate/calibration.h"
 #include "core/calibrate/derive.h"
 #include "core/calibrate/measure.h"
+#include "core/calibrate/prefetch.h"
 #include "core/calibrate/raw.h"
 #include "core/config/loader.h"
 #include "core/util/bytes.h"
@@ -57,6 +58,7 @@ struct CalibrateOptions {
   std::vector<std::string> moe_shapes;
   std::string moe_tokens;
   std::string only;
+  std::string prefetch_drift;
 };
 
 // What every backend measures, from the options.
@@ -65,6 +67,20 @@ absl::StatusOr<MeasureOptions> MeasureOptionsOf(const CalibrateOptions& opts, ui
   measure.max_bytes = max_bytes;
   measure.repetitions = opts.repetitions;
   measure.only_compute = opts.only == kOnlyCompute;
+  measure.only_prefetch = opts.only == kOnlyPrefetch;
+  if (!opts.prefetch_drift.empty()) {
+    if (!measure.only_prefetch) {
+      return absl::InvalidArgumentError(
+          "--prefetch-drift sets the free starts of the prefetch rotation: use it with --only "
+          "prefetch");
+    }
+    absl::StatusOr<std::vector<double>> drifts = ParsePrefetchDrifts(opts.prefetch_drift);
+    if (!drifts.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--prefetch-drift: ", drifts.status().message()));
+    }
+    measure.prefetch_drift_steps = *drifts;
+  }
   for (const std::string& text : opts.moe_shapes) {
     absl::StatusOr<MoeShape> shape = ParseMoeShape(text);
     if (!shape.ok()) {
@@ -309,8 +325,15 @@ void RegisterCalibrate(CLI::App& app, CommandContext& ctx) {
       "--moe-tokens", opts->moe_tokens,
       "Tokens per rank the MoE layer is timed at (default 256,512,1K,...,64K; capped by memory)");
   CLI::Option* only = cmd->add_option(
-      "--only", opts->only, "compute: only the MoE compute phase (one rank is then enough)");
-  only->check(CLI::IsMember({std::string(kOnlyCompute)}));
+      "--only", opts->only,
+      "compute: only the MoE compute phase (one rank is then enough); prefetch: only the "
+      "prefetch rotation (every rank pulls a piece from every peer in rotation order, started "
+      "by one flag, after a barrier and free with drift) and the fan-out fit");
+  only->check(CLI::IsMember({std::string(kOnlyCompute), std::string(kOnlyPrefetch)}));
+  CLI::Option* prefetch_drift = cmd->add_option(
+      "--prefetch-drift", opts->prefetch_drift,
+      "With --only prefetch: the free starts' drifts in steps (one piece at the pair rate): "
+      "rank r starts r times the drift late (default 0,0.25,1)");
   cmd->add_option("--from-raw", opts->from_raw,
                   "Derive the profile from a --raw file of an earlier run instead of measuring "
                   "(no GPU needed)")
@@ -323,7 +346,8 @@ void RegisterCalibrate(CLI::App& app, CommandContext& ctx) {
       ->excludes(ranks)
       ->excludes(moe_shape)
       ->excludes(moe_tokens)
-      ->excludes(only);
+      ->excludes(only)
+      ->excludes(prefetch_drift);
   cmd->callback([opts, base_option, timeout, hardware, ranks, &ctx] {
     if (!opts->from_raw.empty()) {
       ctx.exit_code = CalibrateFromRaw(*opts, base_option->count() > 0);

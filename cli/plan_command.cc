@@ -29,7 +29,8 @@ namespace {
 
 std::optional<ContentionMode> ParseContention(const std::string& name) {
   for (ContentionMode m :
-       {ContentionMode::kRotate, ContentionMode::kAscending, ContentionMode::kRoundRobin}) {
+       {ContentionMode::kRotate, ContentionMode::kAscending, ContentionMode::kRoundRobin,
+        ContentionMode::kStaggered}) {
     if (name == ContentionModeName(m)) return m;
   }
   return std::nullopt;
@@ -182,7 +183,7 @@ void RegisterPlan(CLI::App& app, CommandContext& ctx) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   cmd->add_option("--contention", opts->contention,
                   "Copy schedule to estimate (default: the scenario's)")
-      ->check(CLI::IsMember({"rotate", "ascending", "round_robin"}));
+      ->check(CLI::IsMember({"rotate", "ascending", "round_robin", "staggered"}));
   cmd->add_option("--tokens-cv", opts->tokens_cv,
                   "Coefficient of variation of per-rank tokens (DEP sync term)")
       ->check(CLI::Range(0.0, 10.0));

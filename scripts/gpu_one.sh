@@ -10,6 +10,8 @@
 #   ./scripts/gpu_one.sh calibrate  # measured MoE compute tables (and held-out token counts)
 #   ./scripts/gpu_one.sh reference  # torch._grouped_mm on this GPU next to our MoE kernel
 #   ./scripts/gpu_one.sh torch      # the PyTorch package: bitwise logits, memory per rank
+#   ./scripts/gpu_one.sh prefetch   # calibrate --only prefetch, 2 ranks on one GPU: the flag start,
+#                                   # the rotation and the fit run (functional only: shared timings)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu-out}"
@@ -101,6 +103,12 @@ for stage in "$@"; do
       step "torch example, 2 ranks on one GPU" 0 300 torchrun --nproc-per-node 2 examples/torch_moe.py --all
       step "torch GPU tests, 2 ranks on one GPU" 0 300 torchrun --nproc-per-node 2 \
         tests/python/gpu_torch_test.py -v
+      ;;
+    prefetch)
+      step "calibrate --only prefetch, 2 ranks on one GPU (functional)" 0 300 "${mpi[@]}" -np 2 "$b/dwdp" \
+        calibrate --only prefetch --base h200-sxm --max-bytes 64MiB --repetitions 2 --prefetch-drift 0,1 \
+        --out "$out/prefetch-shared.yaml" --raw "$out/prefetch-shared-raw.json"
+      cp "$out/step.txt" "$out/prefetch-shared.txt"
       ;;
     *) echo "unknown stage $stage"; exit 2 ;;
   esac

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <map>
 #include <random>
+#include <set>
 
 #include "core/layout/copy_order.h"
 #include "core/layout/layout.h"
@@ -394,6 +395,46 @@ BOOST_AUTO_TEST_CASE(peer_slot_is_the_place_in_rank_order) {
   BOOST_TEST(PeerSlot(2, 1) == 1);
   BOOST_TEST(PeerSlot(2, 3) == 2);
   BOOST_TEST(PeerSlot(0, 1) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(staggered_starts_each_layer_at_the_next_owner_visit) {
+  // Visits: owner 1 (ops 0, 1), owner 2 (op 2), owner 3 (ops 3, 4).
+  CopyPlan plan;
+  for (int64_t owner : {1, 1, 2, 3, 3}) plan.ops.push_back({0, 0, owner, 0, 1});
+  using V = std::vector<size_t>;
+  BOOST_TEST((LayerCopyOrder(plan, 0, ContentionMode::kStaggered) == V{0, 1, 2, 3, 4}));
+  BOOST_TEST((LayerCopyOrder(plan, 1, ContentionMode::kStaggered) == V{2, 3, 4, 0, 1}));
+  BOOST_TEST((LayerCopyOrder(plan, 2, ContentionMode::kStaggered) == V{3, 4, 0, 1, 2}));
+  BOOST_TEST((LayerCopyOrder(plan, 3, ContentionMode::kStaggered) == V{0, 1, 2, 3, 4}));
+  // Every other schedule issues the plan as it is, whatever the layer.
+  BOOST_TEST((LayerCopyOrder(plan, 2, ContentionMode::kRotate) == V{0, 1, 2, 3, 4}));
+  BOOST_TEST(LayerCopyOrder(CopyPlan{}, 5, ContentionMode::kStaggered).empty());
+}
+
+BOOST_AUTO_TEST_CASE(staggered_keeps_a_latin_square_in_every_layer) {
+  // d = 4, uniform: at every visit index of every layer the four ranks read four different
+  // owners, and a layer's first owner moves on by one from layer to layer.
+  const GroupLayout layout = DeepSeek(4, 64, 64);
+  const ContentionConfig staggered{ContentionMode::kStaggered, 2 * kMiB};
+  for (int64_t position = 0; position < 4; ++position) {
+    std::vector<std::vector<int64_t>> owners;
+    for (int64_t r = 0; r < 4; ++r) {
+      const CopyPlan plan = MakeCopyPlan(layout, r, staggered);
+      std::vector<int64_t> visits;
+      for (size_t i : LayerCopyOrder(plan, position, staggered.mode)) {
+        if (visits.empty() || visits.back() != plan.ops[i].src_rank) {
+          visits.push_back(plan.ops[i].src_rank);
+        }
+      }
+      owners.push_back(visits);
+    }
+    for (size_t k = 0; k < owners[0].size(); ++k) {
+      std::set<int64_t> at_k;
+      for (const auto& v : owners) at_k.insert(v.at(k));
+      BOOST_TEST(at_k.size() == 4u);
+    }
+    BOOST_TEST(owners[0].front() == 1 + position % 3);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -479,6 +479,15 @@ hardware:
   BOOST_TEST(s->dwdp.pool_page_bytes == 33554432u);
   BOOST_TEST(ContentionModeName(s->dwdp.contention.mode) == std::string("round_robin"));
   BOOST_TEST(s->dwdp.contention.slice_bytes == 524288u);
+  // The staggered schedule by name, as a map and as a scalar.
+  for (const char* form : {"{mode: staggered, slice_bytes: 512KiB}", "staggered"}) {
+    std::string text = yaml;
+    const std::string old_line = "{mode: round_robin, slice_bytes: 512KiB}";
+    text.replace(text.find(old_line), old_line.size(), form);
+    const absl::StatusOr<Scenario> staggered = LoadScenarioString(text, "units.yaml");
+    BOOST_REQUIRE_MESSAGE(staggered.ok(), staggered.status().ToString());
+    BOOST_TEST((staggered->dwdp.contention.mode == ContentionMode::kStaggered));
+  }
   BOOST_TEST(s->hardware.hbm_bytes.value == 80e9);
   BOOST_TEST(ProvenanceName(s->hardware.hbm_bytes.source) == std::string("assumed"));
   BOOST_TEST(ProvenanceName(s->hardware.granularity.source) == std::string("measured"));
@@ -731,7 +740,7 @@ BOOST_AUTO_TEST_CASE(errors_name_file_line_column_and_key) {
                   "t.yaml:6:16: key 'dwdp.num_buffers': must be between 2 and 64");
   ExpectLoadError(Replace(base, "dwdp_size: 4", "dwdp_size: 4\n  contention: {mode: fastest}"),
                   "t.yaml:6:22: key 'dwdp.contention.mode': must be one of rotate, ascending, "
-                  "round_robin; got 'fastest'");
+                  "round_robin, staggered; got 'fastest'");
   ExpectLoadError(Replace(base, "dwdp_size: 4", "dwdp_size: 4\n  contention: {slices: 2MiB}"),
                   "t.yaml:6:16: key 'dwdp.contention.slices': unknown key; did you mean "
                   "'slice_bytes'?");

@@ -224,6 +224,35 @@ BOOST_AUTO_TEST_CASE(egress_fanout_efficiency_slows_a_source_with_several_reader
   BOOST_TEST(slower->forward_ns > 1.5 * fast->forward_ns);
 }
 
+BOOST_AUTO_TEST_CASE(staggered_changes_the_fluid_price_only_where_sources_are_shared) {
+  // The planner's copy model (core/perf/copy_flow.h) with copies that outlast compute. A Latin
+  // square (d = 4, 64 x 64) keeps one reader per source in every layer whatever the layer's
+  // first owner: staggered prices as rotate. The redundant d = 4 recipe (70 x 62) under the
+  // lowest owner shares sources; staggered starts each layer at another owner visit, and the
+  // fluid model prices that differently.
+  const ModelSpec model = *ModelPreset("deepseek-v3-nvfp4");
+  HardwareProfile hw = *HardwarePreset("gb200-nvl72");
+  hw.egress_fanout_efficiency.value = 0.5;
+  PipelineCompute compute;
+  compute.pre_moe_ns = 50e3;
+  compute.moe_ns = 100e3;
+  compute.moe_layers = 8;
+  compute.num_buffers = 2;
+  std::vector<int64_t> layers;
+  for (int64_t l = 0; l < compute.moe_layers; ++l) layers.push_back(3 + l);
+  const auto price = [&](int64_t size, int64_t stride, ContentionMode mode) {
+    auto partition = Partition::Create(4, size, stride, model.num_experts);
+    BOOST_REQUIRE(partition.ok());
+    auto layout = ComputeGroupLayout(*partition, model.weights, layers, 2 << 20, 16 << 20, 2);
+    BOOST_REQUIRE(layout.ok());
+    const GroupCopies copies = GroupCopiesOf(*layout, {mode, 2 << 20});
+    BOOST_TEST(copies.staggered == (mode == ContentionMode::kStaggered));
+    return PriceGroupPipeline(copies, hw, compute).slowest_forward_ns();
+  };
+  BOOST_TEST(price(64, 64, ContentionMode::kStaggered) == price(64, 64, ContentionMode::kRotate));
+  BOOST_TEST(price(70, 62, ContentionMode::kStaggered) != price(70, 62, ContentionMode::kRotate));
+}
+
 // The planner's price of a candidate against the simulator running it (timing mode, one
 // forward, the slowest rank): within 10% for candidates the planner can recommend.
 double Simulated(const Scenario& base, const PlanCandidate& c) {

@@ -764,5 +764,40 @@ BOOST_AUTO_TEST_CASE(per_rank_allgather_and_barrier_work_in_rounds) {
   DWDP_REQUIRE_OK(world->streams(0).Launch(Kernel(1), s0, Tag(OpKind::kCompute)));
 }
 
+BOOST_AUTO_TEST_CASE(a_flag_wait_holds_its_stream_until_another_rank_writes_the_value) {
+  // Rank 1 waits on a word of rank 0's memory (through its view) for 7, then runs a 500 ns
+  // kernel. Rank 0 first writes 6 (not the value), then runs a 1 ms kernel, then writes 7 to
+  // the word: rank 1's kernel starts when that write completes, at 1 ms (no event or issue
+  // costs in RoundProfile), not at 0.
+  auto world = MakeWorld(RoundProfile(), 2);
+  const Buffer flag = MakeBuffer(world->driver(0), kG);
+  const Buffer view = MapPeerView(*world, 0, flag, 1);
+  const StreamId waiter = NewStream(*world, 1, "waiter");
+  const StreamId writer = NewStream(*world, 0, "writer");
+  DWDP_REQUIRE_OK(world->streams(1).WaitFlag(waiter, view.va, 7, Tag(OpKind::kWait, -1, "wait")));
+  DWDP_REQUIRE_OK(
+      world->streams(1).Launch(Kernel(500), waiter, Tag(OpKind::kCompute, -1, "after")));
+  const DevPtr words[] = {flag.va};
+  DWDP_REQUIRE_OK(
+      world->streams(0).WriteFlags(words, 6, writer, Tag(OpKind::kRecord, -1, "write 6")));
+  DWDP_REQUIRE_OK(world->streams(0).Launch(Kernel(1e6), writer, Tag(OpKind::kCompute, -1, "long")));
+  DWDP_REQUIRE_OK(
+      world->streams(0).WriteFlags(words, 7, writer, Tag(OpKind::kRecord, -1, "write 7")));
+  DWDP_REQUIRE_OK(world->engine().RunUntilIdle());
+  const TimedOp after = Find(world->streams(1).TakeTimeline(), "after");
+  BOOST_TEST(after.start_ns == 1e6, boost::test_tools::tolerance(1e-9));
+  // A second wait for 7 finds the word holding it and passes at once.
+  DWDP_REQUIRE_OK(world->streams(1).WaitFlag(waiter, view.va, 7, Tag(OpKind::kWait, -1, "again")));
+  DWDP_REQUIRE_OK(world->streams(1).Synchronize());
+  const TimedOp again = Find(world->streams(1).TakeTimeline(), "again");
+  BOOST_TEST(again.end_ns - again.start_ns == 0.0);
+  // A word that is not mapped is named.
+  const absl::Status bad = world->streams(1).WaitFlag(waiter, 0x10, 1, Tag(OpKind::kWait));
+  BOOST_TEST(!bad.ok());
+  BOOST_TEST(Contains(bad, "flag word"));
+  DestroyBuffer(world->driver(1), view);
+  DestroyBuffer(world->driver(0), flag);
+}
+
 }  // namespace
 }  // namespace dwdp::testing

@@ -92,6 +92,34 @@ BOOST_AUTO_TEST_CASE(each_layer_is_copied_once_per_forward_with_its_remote_bytes
   }
 }
 
+BOOST_AUTO_TEST_CASE(staggered_contention_starts_each_layer_at_another_peer) {
+  // d = 4, 4 MoE layers: under rotate every layer of rank 0 starts with rank 1; under staggered
+  // layer position p starts with rank 1 + p mod 3. Functional, so every byte is still checked.
+  for (ContentionMode mode : {ContentionMode::kRotate, ContentionMode::kStaggered}) {
+    Loaded loaded = Load("scenarios/sim-small-d4-4x4.yaml");
+    loaded.scenario.dwdp.contention.mode = mode;
+    sim::SimulateOptions options = Options(loaded.scenario, /*functional=*/true);
+    options.keep_timeline = true;
+    const auto result = Simulate(loaded, options);
+    BOOST_TEST_REQUIRE(result.report.ok, Joined(result.report.errors));
+    std::map<int64_t, std::pair<double, int64_t>> first;  // layer -> (start, peer), earliest
+    for (const TimedOp& op : result.timeline) {
+      if (op.rank != 0 || op.tag.kind != OpKind::kCopy || op.tag.layer < 0) continue;
+      auto it = first.find(op.tag.layer);
+      if (it == first.end() || op.start_ns < it->second.first) {
+        first[op.tag.layer] = {op.start_ns, op.tag.peer};
+      }
+    }
+    BOOST_TEST_REQUIRE(first.size() == loaded.layout.moe_layers.size());
+    int64_t position = 0;
+    for (const auto& [layer, start] : first) {
+      const int64_t expected = mode == ContentionMode::kRotate ? 1 : 1 + position % 3;
+      BOOST_TEST(start.second == expected, ContentionModeName(mode) << " layer " << layer);
+      ++position;
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(free_at_bind_is_a_write_after_read_race) {
   const Loaded loaded = Load("scenarios/sim-small-d3-6x5-modeb.yaml");
   const auto result = Simulate(loaded, Options(loaded.scenario, true, Fault::kFreeAtBind));

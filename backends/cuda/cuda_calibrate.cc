@@ -92,7 +92,9 @@ class RankCalibration {
     CalibrationRaw header;
     header.measured_on = MeasuredOnLine(info.device_name, group_->size(), KernelDriverVersion(),
                                         info.driver_version, Today());
-    header.only = options_.measure.only_compute ? kOnlyCompute : "";
+    header.only = options_.measure.only_compute    ? kOnlyCompute
+                  : options_.measure.only_prefetch ? kOnlyPrefetch
+                                                   : "";
     header.machine = Machine();
     absl::StatusOr<std::optional<CalibrationRaw>> gathered =
         GatherCalibrationRaw(*group_, measured, header);
@@ -128,6 +130,16 @@ class RankCalibration {
       if (!(*votes)[r].empty() && (*votes)[r][0] == 1) sharers.push_back(static_cast<int64_t>(r));
     }
     if (sharers.empty()) return kExitOk;
+    if (options_.measure.only_prefetch) {
+      // The rotation's code path (flag start, peer views, timeline) runs all the same; only
+      // its numbers mean nothing.
+      if (group_->rank() == 0) {
+        std::cerr << "warning: ranks " << absl::StrJoin(sharers, ", ")
+                  << " share their GPU with another rank: the prefetch rotation runs as a "
+                     "functional check, its timings and the fitted profile mean nothing\n";
+      }
+      return kExitOk;
+    }
     if (group_->rank() == 0) {
       std::cerr << "error: ranks " << absl::StrJoin(sharers, ", ")
                 << " share their GPU with another rank; run one rank per GPU (-np at most the "

@@ -371,6 +371,61 @@ absl::Status CudaStreams::Fill(DevPtr dst, uint64_t bytes, const PatternRef& pat
   return absl::OkStatus();
 }
 
+// A rank that never releases the start line would otherwise hold the GPU for good.
+constexpr uint64_t kFlagWaitTimeoutNs = 60'000'000'000;
+
+absl::Status CudaStreams::WaitFlag(StreamId stream, DevPtr flag, uint32_t value, const OpTag& tag) {
+  absl::StatusOr<const StreamEntry*> entry = FindStream(stream, "flag wait");
+  if (!entry.ok()) return entry.status();
+  const double issue_ns = HostNowNs();
+  absl::StatusOr<CUevent_st*> start = Stamp((*entry)->stream, "flag wait");
+  if (!start.ok()) return start.status();
+  const int error = LaunchSpinUntil((*entry)->stream, flag, value, kFlagWaitTimeoutNs);
+  if (absl::Status s = RuntimeStatus(
+          error,
+          [&] {
+            return absl::StrFormat("flag wait on %s for %d on stream '%s' (%s) %s", Hex(flag),
+                                   value, (*entry)->name, Describe(tag), Where());
+          });
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<CUevent_st*> end = Stamp((*entry)->stream, "flag wait");
+  if (!end.ok()) return end.status();
+  Finish(stream, tag, 0, issue_ns, *start, *end);
+  return absl::OkStatus();
+}
+
+absl::Status CudaStreams::WriteFlags(absl::Span<const DevPtr> flags, uint32_t value,
+                                     StreamId stream, const OpTag& tag) {
+  absl::StatusOr<const StreamEntry*> entry = FindStream(stream, "flag write");
+  if (!entry.ok()) return entry.status();
+  if (flags.empty()) return absl::OkStatus();
+  if (flags.size() > static_cast<size_t>(kMaxFlagTargets)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "a flag write reaches at most %d words, got %d", kMaxFlagTargets, flags.size()));
+  }
+  const double issue_ns = HostNowNs();
+  absl::StatusOr<CUevent_st*> start = Stamp((*entry)->stream, "flag write");
+  if (!start.ok()) return start.status();
+  const std::vector<uint64_t> words(flags.begin(), flags.end());
+  const int error =
+      LaunchWriteFlags((*entry)->stream, words.data(), static_cast<int>(words.size()), value);
+  if (absl::Status s = RuntimeStatus(
+          error,
+          [&] {
+            return absl::StrFormat("flag write of %d to %d word(s) on stream '%s' (%s) %s", value,
+                                   words.size(), (*entry)->name, Describe(tag), Where());
+          });
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<CUevent_st*> end = Stamp((*entry)->stream, "flag write");
+  if (!end.ok()) return end.status();
+  Finish(stream, tag, 0, issue_ns, *start, *end);
+  return absl::OkStatus();
+}
+
 namespace {
 MoeExtensionFactory moe_extension_factory = nullptr;
 }  // namespace

@@ -79,6 +79,9 @@ class CudaStreams : public Streams {
   absl::Status Fill(DevPtr dst, uint64_t bytes, const PatternRef& pattern, uint64_t tensor_offset,
                     StreamId stream, const OpTag& tag) override;
   absl::Status Launch(const KernelLaunch& kernel, StreamId stream, const OpTag& tag) override;
+  absl::Status WaitFlag(StreamId stream, DevPtr flag, uint32_t value, const OpTag& tag) override;
+  absl::Status WriteFlags(absl::Span<const DevPtr> flags, uint32_t value, StreamId stream,
+                          const OpTag& tag) override;
   absl::Status PrepareMoe(const MoeKernel& kernel) override;
   void ReleaseMoe() override { moe_.reset(); }
 

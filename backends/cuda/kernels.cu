@@ -173,6 +173,44 @@ int LaunchFill(void* stream, uint64_t dst, uint64_t bytes, int64_t layer, int64_
   return static_cast<int>(cudaGetLastError());
 }
 
+namespace {
+
+__global__ void SpinUntilKernel(const volatile uint32_t* flag, uint32_t value,
+                                uint64_t timeout_ns) {
+  const uint64_t start = GlobalTimerNs();
+  while (*flag != value) {
+    if (GlobalTimerNs() - start > timeout_ns) return;
+  }
+}
+
+struct FlagTargets {
+  uint64_t va[kMaxFlagTargets];
+  int32_t count;
+};
+
+__global__ void WriteFlagsKernel(FlagTargets targets, uint32_t value) {
+  const int i = static_cast<int>(threadIdx.x);
+  if (i < targets.count) *reinterpret_cast<volatile uint32_t*>(targets.va[i]) = value;
+  __threadfence_system();
+}
+
+}  // namespace
+
+int LaunchSpinUntil(void* stream, uint64_t flag, uint32_t value, uint64_t timeout_ns) {
+  SpinUntilKernel<<<1, 1, 0, static_cast<cudaStream_t>(stream)>>>(
+      reinterpret_cast<const volatile uint32_t*>(flag), value, timeout_ns);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int LaunchWriteFlags(void* stream, const uint64_t* flags, int count, uint32_t value) {
+  if (count < 1 || count > kMaxFlagTargets) return static_cast<int>(cudaErrorInvalidValue);
+  FlagTargets targets{};
+  for (int i = 0; i < count; ++i) targets.va[i] = flags[i];
+  targets.count = count;
+  WriteFlagsKernel<<<1, kMaxFlagTargets, 0, static_cast<cudaStream_t>(stream)>>>(targets, value);
+  return static_cast<int>(cudaGetLastError());
+}
+
 int ComputeBlocksPerSm(int* blocks_per_sm) {
   int blocks = 0;
   const cudaError_t error =

@@ -52,6 +52,16 @@ int LaunchFill(void* stream, uint64_t dst, uint64_t bytes, int64_t layer, int64_
 // duration_ns has passed since it started. Returns the launch's cudaError_t value.
 int LaunchCompute(void* stream, const ComputeArgs& args, int blocks);
 
+// The start line of the calibration's synchronised phases (Streams::WaitFlag / WriteFlags).
+// One thread polls the 32-bit word at `flag` (local or a peer's, over NVLink) until it equals
+// `value`; it gives up after `timeout_ns` so that a rank that never writes cannot hang the GPU
+// (the phase's times then show the late start). Returns the launch's cudaError_t value.
+int LaunchSpinUntil(void* stream, uint64_t flag, uint32_t value, uint64_t timeout_ns);
+// Writes `value` into the 32-bit word at each of `flags[0 .. count)`, one thread each, then
+// fences so that every reader sees it. At most kMaxFlagTargets words.
+inline constexpr int kMaxFlagTargets = 128;
+int LaunchWriteFlags(void* stream, const uint64_t* flags, int count, uint32_t value);
+
 // How many blocks of the compute kernel fit on one SM at once (at most kComputeBlocksPerSm).
 // Launching no more than that per SM keeps every block resident from the start, so that the
 // duration is measured from a common start. Returns a cudaError_t value.

@@ -59,7 +59,9 @@ absl::StatusOr<CalibrationRaw> MeasureOnSimulator(const HardwareProfile& profile
                               .src_bytes);
   CalibrationRaw header;
   header.measured_on = absl::StrFormat("the simulator of '%s' ×%d", profile.name, options.ranks);
-  header.only = options.measure.only_compute ? kOnlyCompute : "";
+  header.only = options.measure.only_compute    ? kOnlyCompute
+                : options.measure.only_prefetch ? kOnlyPrefetch
+                                                : "";
   header.machine = machine;
   MeasureOptions measure = options.measure;
   measure.device_memory_bytes = static_cast<uint64_t>(std::max(0.0, profile.hbm_bytes.value));

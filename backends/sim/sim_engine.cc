@@ -313,6 +313,67 @@ absl::Status Engine::Wait(int64_t rank, StreamId stream, EventId event, const Op
   return absl::OkStatus();
 }
 
+absl::StatusOr<Engine::FlagKey> Engine::ResolveFlag(int64_t rank, DevPtr flag, uint32_t value,
+                                                    absl::string_view call) const {
+  std::vector<Segment> segments;
+  if (absl::Status s = drivers_[rank]->Resolve(flag, sizeof(uint32_t), &segments); !s.ok()) {
+    return absl::Status(s.code(), absl::StrFormat("%s on rank %d: the flag word at 0x%x: %s", call,
+                                                  rank, flag, s.message()));
+  }
+  if (segments.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s on rank %d: the flag word at 0x%x straddles two allocations", call, rank, flag));
+  }
+  return FlagKey{segments[0].allocation_id, segments[0].offset, value};
+}
+
+absl::Status Engine::WaitFlag(int64_t rank, StreamId stream, DevPtr flag, uint32_t value,
+                              const OpTag& tag) {
+  absl::StatusOr<Stream*> found = FindStream(rank, stream, "WaitFlag");
+  if (!found.ok()) return found.status();
+  absl::StatusOr<FlagKey> key = ResolveFlag(rank, flag, value, "WaitFlag");
+  if (!key.ok()) return key.status();
+  std::shared_ptr<RecordState>& state = flags_[*key];
+  if (state == nullptr) state = std::make_shared<RecordState>();
+  auto op = std::make_unique<Op>();
+  op->type = OpType::kWait;
+  op->tag = tag;
+  op->record = state;
+  if (hazards_) TickClock(*found);
+  Enqueue(*found, std::move(op));
+  return absl::OkStatus();
+}
+
+absl::Status Engine::WriteFlags(int64_t rank, absl::Span<const DevPtr> flags, uint32_t value,
+                                StreamId stream, const OpTag& tag) {
+  absl::StatusOr<Stream*> found = FindStream(rank, stream, "WriteFlags");
+  if (!found.ok()) return found.status();
+  if (flags.empty()) return absl::OkStatus();
+  // One operation writes every word at once (one kernel on a GPU).
+  auto op = std::make_unique<Op>();
+  op->type = OpType::kRecord;
+  op->tag = tag;
+  for (DevPtr flag : flags) {
+    absl::StatusOr<FlagKey> key = ResolveFlag(rank, flag, value, "WriteFlags");
+    if (!key.ok()) return key.status();
+    // The word holds one value: a completed write of another value is no longer true.
+    absl::erase_if(flags_, [&](const auto& entry) {
+      return entry.first.allocation == key->allocation && entry.first.offset == key->offset &&
+             entry.first.value != value && entry.second->done;
+    });
+    std::shared_ptr<RecordState>& state = flags_[*key];
+    if (state == nullptr || state->done) state = std::make_shared<RecordState>();
+    if (op->record == nullptr) {
+      op->record = state;
+    } else {
+      op->also_records.push_back(state);
+    }
+  }
+  if (hazards_) TickClock(*found);
+  Enqueue(*found, std::move(op));
+  return absl::OkStatus();
+}
+
 absl::Status Engine::Copy(int64_t rank, DevPtr dst, DevPtr src, uint64_t bytes, StreamId stream,
                           const OpTag& tag) {
   absl::StatusOr<Stream*> found = FindStream(rank, stream, "Copy");
@@ -641,13 +702,16 @@ void Engine::CompleteOp(Op* op) {
   RankState& rank = ranks_[stream->rank];
   switch (op->type) {
     case OpType::kRecord:
-      op->record->done = true;
-      op->record->end_ns = now_;
-      for (Op* waiter : op->record->waiters) {
-        Schedule(std::max(now_, waiter->start_ns + params_.event_ns), TimerKind::kComplete,
-                 waiter->stream, waiter);
+      op->also_records.push_back(op->record);
+      for (const std::shared_ptr<RecordState>& record : op->also_records) {
+        record->done = true;
+        record->end_ns = now_;
+        for (Op* waiter : record->waiters) {
+          Schedule(std::max(now_, waiter->start_ns + params_.event_ns), TimerKind::kComplete,
+                   waiter->stream, waiter);
+        }
+        record->waiters.clear();
       }
-      op->record->waiters.clear();
       break;
     case OpType::kCopy:
     case OpType::kFill:

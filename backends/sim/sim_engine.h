@@ -64,6 +64,7 @@
 #include <memory>
 #include <queue>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -139,6 +140,14 @@ class Engine {
   absl::Status Fill(int64_t rank, DevPtr dst, uint64_t bytes, const PatternRef& pattern,
                     uint64_t tensor_offset, StreamId stream, const OpTag& tag);
   absl::Status Launch(int64_t rank, const KernelLaunch& kernel, StreamId stream, const OpTag& tag);
+  // The flag start line (Streams::WaitFlag / WriteFlags). A flag word is the physical location
+  // [allocation, offset] its address resolves to, whichever rank's view names it; a wait for a
+  // value completes when a write of that value to that word completes (at once when one already
+  // has, and no other value was written since).
+  absl::Status WaitFlag(int64_t rank, StreamId stream, DevPtr flag, uint32_t value,
+                        const OpTag& tag);
+  absl::Status WriteFlags(int64_t rank, absl::Span<const DevPtr> flags, uint32_t value,
+                          StreamId stream, const OpTag& tag);
   absl::Status Synchronize(int64_t rank);
   // Called by the rank's driver before it unmaps [va, va + bytes): every operation of the rank
   // still queued (not known complete to the host) that uses those addresses would read or write
@@ -216,6 +225,8 @@ class Engine {
     double start_ns = 0;
     double end_ns = 0;
     std::shared_ptr<RecordState> record;  // kRecord: its own; kWait: the one it waits for
+    // kRecord of a flag write to several words: their states complete with `record`.
+    std::vector<std::shared_ptr<RecordState>> also_records;
     // kCopy / kFill
     int64_t src_gpu = -1;
     int64_t dst_gpu = -1;
@@ -334,6 +345,20 @@ class Engine {
   std::vector<RankState> ranks_;
   std::vector<std::unique_ptr<Stream>> streams_;  // by world-wide index
   std::priority_queue<Timer, std::vector<Timer>, TimerLater> timers_;
+  // The flag words' states by (allocation, offset, value) (WaitFlag / WriteFlags).
+  struct FlagKey {
+    uint64_t allocation = 0;
+    uint64_t offset = 0;
+    uint32_t value = 0;
+    template <typename H>
+    friend H AbslHashValue(H h, const FlagKey& k) {
+      return H::combine(std::move(h), k.allocation, k.offset, k.value);
+    }
+    friend bool operator==(const FlagKey&, const FlagKey&) = default;
+  };
+  absl::StatusOr<FlagKey> ResolveFlag(int64_t rank, DevPtr flag, uint32_t value,
+                                      absl::string_view call) const;
+  absl::flat_hash_map<FlagKey, std::shared_ptr<RecordState>> flags_;
   std::vector<Op*> flows_;    // copies and fills moving bytes now
   std::vector<Op*> kernels_;  // kernels running now
   std::vector<Op*> finished_;
@@ -392,6 +417,13 @@ class SimStreams : public Streams {
   }
   absl::Status Launch(const KernelLaunch& kernel, StreamId stream, const OpTag& tag) override {
     return engine_->Launch(rank_, kernel, stream, tag);
+  }
+  absl::Status WaitFlag(StreamId stream, DevPtr flag, uint32_t value, const OpTag& tag) override {
+    return engine_->WaitFlag(rank_, stream, flag, value, tag);
+  }
+  absl::Status WriteFlags(absl::Span<const DevPtr> flags, uint32_t value, StreamId stream,
+                          const OpTag& tag) override {
+    return engine_->WriteFlags(rank_, flags, value, stream, tag);
   }
   absl::Status Synchronize() override { return engine_->Synchronize(rank_); }
   std::vector<TimedOp> TakeTimeline() override { return engine_->TakeTimeline(rank_); }

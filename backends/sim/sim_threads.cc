@@ -127,6 +127,13 @@ class ThreadStreams : public Streams {
     return inner_.Launch(kernel, stream, tag);
   }
   absl::Status PrepareMoe(const MoeKernel& kernel) override { return inner_.PrepareMoe(kernel); }
+  absl::Status WaitFlag(StreamId stream, DevPtr flag, uint32_t value, const OpTag& tag) override {
+    return inner_.WaitFlag(stream, flag, value, tag);
+  }
+  absl::Status WriteFlags(absl::Span<const DevPtr> flags, uint32_t value, StreamId stream,
+                          const OpTag& tag) override {
+    return inner_.WriteFlags(flags, value, stream, tag);
+  }
   absl::Status Synchronize() override {
     return threads_->Block(rank_, SimThreads::Waiting::kSynchronize, {}).status();
   }

@@ -33,6 +33,10 @@ HardwareProfile ApplyCalibration(const HardwareProfile& base, const CalibrationM
     SetMeasured(hw.concurrent_pull_efficiency, std::clamp(*m.concurrent_pull_efficiency, 0.0, 1.0));
   }
   SetMeasured(hw.egress_bw, m.egress_bw);
+  if (m.egress_fanout_efficiency) {
+    // The simulator takes a fraction in (0, 1].
+    SetMeasured(hw.egress_fanout_efficiency, std::clamp(*m.egress_fanout_efficiency, 1e-3, 1.0));
+  }
   SetMeasured(hw.fabric_bw, m.fabric_bw);
   SetMeasured(hw.fabric_share_spread, m.fabric_share_spread);
   SetMeasured(hw.copy_latency_loaded_ns, m.copy_latency_loaded_ns);

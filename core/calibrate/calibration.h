@@ -22,6 +22,7 @@ struct CalibrationMeasurements {
   std::optional<double> hbm_bytes;                   // total device memory
   std::optional<double> concurrent_pull_efficiency;  // ingress from >1 peer / peer_copy_bw
   std::optional<double> egress_bw;                   // bytes/s one GPU served to all its pullers
+  std::optional<double> egress_fanout_efficiency;    // egress share with >= 2 readers (prefetch)
   std::optional<double> fabric_bw;                   // bytes/s per GPU, all pulling; 0: no limit
   std::optional<double> fabric_share_spread;         // CV of a rank's rotate rate over repetitions
   std::optional<double> copy_latency_on_link;        // fitted by simulating round robin pieces

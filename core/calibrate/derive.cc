@@ -880,7 +880,10 @@ std::string Header(const Work& w) {
   return absl::StrFormat("calibrated on %s (%d rank%s, %s%d repetitions%s%s)\n", w.raw.measured_on,
                          w.n, w.n == 1 ? "" : "s",
                          machine ? absl::StrCat(machine->handle_kind, " handles, ") : "", reps,
-                         buffers, w.raw.only.empty() ? "" : ", only the MoE compute phase");
+                         buffers,
+                         w.raw.only == kOnlyCompute    ? ", only the MoE compute phase"
+                         : w.raw.only == kOnlyPrefetch ? ", only the prefetch rotation"
+                                                       : "");
 }
 
 // Everything the copy phases give (not run with `only: compute`).
@@ -910,6 +913,135 @@ absl::Status DeriveCopyTerms(Work& w, const CopyScheduleSimulator& simulate) {
   ComputeStandIn(w);
   HostCosts(w);
   MapCost(w);
+  return absl::OkStatus();
+}
+
+// The prefetch rotation: readers per source and prefetch efficiency per way of starting, and the
+// simulator's fan-out term fitted to the free runs.
+absl::Status Prefetch(Work& w) {
+  CalibrationDerivation& d = w.d;
+  PairRates pairs;
+  std::vector<double> all_rates;
+  double piece = 0;
+  for (int64_t reader = 0; reader < w.n; ++reader) {
+    const std::optional<RawPrefetch>& p = w.raw.ranks[reader].prefetch;
+    if (!p) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("rank %d has no prefetch measurements", reader));
+    }
+    piece = p->piece_bytes;
+    for (const auto& [source, ns] : p->pair_ns) {
+      const double median = Median(ns);
+      if (median > 0) {
+        pairs[{reader, source}] = p->piece_bytes / median * 1e9;
+        all_rates.push_back(pairs[{reader, source}]);
+      }
+    }
+  }
+  const std::vector<RawPrefetchRun>& runs0 = w.rank0().prefetch->runs;
+  std::vector<std::vector<CopyInterval>> free_runs;
+  nlohmann::json summary = nlohmann::json::array();
+  TextTable table({"start", "drift per rank", "efficiency", "worst", "readers", "start skew",
+                   "per step: readers max / efficiency"});
+  for (size_t i = 0; i < runs0.size(); ++i) {
+    std::vector<std::vector<CopyInterval>> reps;
+    for (int64_t reader = 0; reader < w.n; ++reader) {
+      const std::vector<RawPrefetchRun>& runs = w.raw.ranks[reader].prefetch->runs;
+      if (runs.size() != runs0.size() || runs[i].start != runs0[i].start) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("rank %d's prefetch runs differ from rank 0's (run %d)", reader, i));
+      }
+      for (size_t rep = 0; rep < runs[i].repetitions.size(); ++rep) {
+        if (reps.size() <= rep) reps.resize(rep + 1);
+        for (const RawPrefetchCopy& c : runs[i].repetitions[rep]) {
+          reps[rep].push_back({reader, c.source, c.step, piece, c.start_ns, c.end_ns});
+        }
+      }
+    }
+    const RawPrefetchRun& run = runs0[i];
+    const double step_ns = all_rates.empty() ? 0 : piece / Median(all_rates) * 1e9;
+    const std::string name =
+        run.start == PrefetchStartName(PrefetchStart::kFree) && run.drift_ns > 0
+            ? absl::StrFormat("free, drift %.2g step", step_ns > 0 ? run.drift_ns / step_ns : 0)
+            : run.start;
+    absl::StatusOr<PrefetchRunSummary> s = SummarizePrefetchRun(name, reps, pairs);
+    if (!s.ok()) return s.status();
+    std::vector<std::string> steps;
+    nlohmann::json step_json = nlohmann::json::array();
+    for (const PrefetchStepSummary& st : s->steps) {
+      steps.push_back(
+          absl::StrFormat("%.2f %d / %.2f", st.mean_readers, st.max_readers, st.efficiency));
+      step_json.push_back({{"step", st.step},
+                           {"mean_readers", st.mean_readers},
+                           {"max_readers", st.max_readers},
+                           {"shared_fraction", st.shared_fraction},
+                           {"efficiency", st.efficiency}});
+    }
+    table.AddRow(
+        {run.start,
+         run.drift_ns > 0 && step_ns > 0
+             ? absl::StrFormat("%.0f us (%.2g step)", run.drift_ns * 1e-3, run.drift_ns / step_ns)
+             : "-",
+         absl::StrFormat("%.3f", s->efficiency), absl::StrFormat("%.3f", s->worst_efficiency),
+         absl::StrFormat("%.2f", s->mean_readers),
+         absl::StrFormat("%.1f us", s->start_skew_ns * 1e-3), absl::StrJoin(steps, "  ")});
+    summary.push_back({{"start", run.start},
+                       {"drift_ns", run.drift_ns},
+                       {"efficiency", s->efficiency},
+                       {"worst_efficiency", s->worst_efficiency},
+                       {"mean_readers", s->mean_readers},
+                       {"start_skew_ns", s->start_skew_ns},
+                       {"steps", std::move(step_json)}});
+    if (run.start == PrefetchStartName(PrefetchStart::kFree)) {
+      free_runs.insert(free_runs.end(), reps.begin(), reps.end());
+    }
+    d.prefetch.push_back(*std::move(s));
+  }
+  absl::StrAppendFormat(
+      &w.details,
+      "\nprefetch rotation: every rank pulls %s from every peer, step s from rank + s; pair rate "
+      "%s (median of %d pairs alone); efficiency = the pieces' time at the pair rates / the "
+      "rotation's span, median and worst rank; readers = readers of a copy's source while it ran "
+      "(1 = a Latin square)\n%s",
+      FormatBytes(static_cast<uint64_t>(piece)),
+      FormatBandwidth(all_rates.empty() ? 0 : Median(all_rates)), all_rates.size(),
+      table.Render({0, 6}));
+  d.summary["prefetch"] = std::move(summary);
+  const double egress_bw = w.base.egress_bw.value;
+  d.fanout = FitEgressFanout(free_runs, pairs, egress_bw);
+  if (!d.fanout && w.n == 2) {
+    d.notes.push_back(
+        "egress_fanout_efficiency kept from the base profile: with two ranks each reads the "
+        "other, so no source ever has two readers");
+    return absl::OkStatus();
+  }
+  if (!d.fanout) {
+    d.notes.push_back(absl::StrFormat(
+        "egress_fanout_efficiency kept from the base profile: no copy of the free runs had a "
+        "source shared for %.0f%% of its time (try larger --prefetch-drift)",
+        100 * kFanoutSharedFraction));
+    return absl::OkStatus();
+  }
+  d.m.egress_fanout_efficiency = d.fanout->egress_fanout_efficiency;
+  w.table.AddRow({"egress_fanout_efficiency",
+                  absl::StrFormat("%.3f", d.fanout->egress_fanout_efficiency),
+                  absl::StrFormat("%.3f", w.base.egress_fanout_efficiency.value),
+                  absl::StrFormat("prefetch free runs, %d copies with %.2f readers",
+                                  d.fanout->copies, d.fanout->mean_readers),
+                  absl::StrFormat("%.3f of the pair rate each", d.fanout->per_reader)});
+  d.summary["egress_fanout"] = {{"copies", d.fanout->copies},
+                                {"per_reader", d.fanout->per_reader},
+                                {"mean_readers", d.fanout->mean_readers},
+                                {"egress_bw", egress_bw},
+                                {"egress_fanout_efficiency", d.fanout->egress_fanout_efficiency},
+                                {"capped", d.fanout->capped}};
+  if (d.fanout->capped) {
+    d.notes.push_back(absl::StrFormat(
+        "egress_fanout_efficiency: the readers of a shared source got %.3f of the pair rate each, "
+        "more than the profile's egress port (%s) shared by them gives; written as 1 (a larger "
+        "egress_bw would fit better)",
+        d.fanout->per_reader, FormatBandwidth(egress_bw > 0 ? egress_bw : Median(all_rates))));
+  }
   return absl::OkStatus();
 }
 
@@ -952,10 +1084,11 @@ absl::StatusOr<CalibrationDerivation> DeriveCalibration(const CalibrationRaw& ra
                                                         const HardwareProfile& base,
                                                         const CopyScheduleSimulator& simulate) {
   const bool all = raw.only.empty();
-  if (raw.ranks.size() < (all ? 2u : 1u)) {
+  const size_t min_ranks = raw.only == kOnlyCompute ? 1u : 2u;
+  if (raw.ranks.size() < min_ranks) {
     return absl::InvalidArgumentError(
-        absl::StrCat("a calibration needs the measurements of at least ", all ? 2 : 1,
-                     " ranks, got ", raw.ranks.size()));
+        absl::StrCat("a calibration needs the measurements of at least ", min_ranks, " ranks, got ",
+                     raw.ranks.size()));
   }
   Work w{raw, base, {}};
   w.n = static_cast<int64_t>(raw.ranks.size());
@@ -969,6 +1102,11 @@ absl::StatusOr<CalibrationDerivation> DeriveCalibration(const CalibrationRaw& ra
   Machine(w);
   if (all) {
     if (absl::Status s = DeriveCopyTerms(w, simulate); !s.ok()) return s;
+  }
+  if (raw.ranks[0].prefetch) {
+    if (absl::Status s = Prefetch(w); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("prefetch rotation: ", s.message()));
+    }
   }
   MoeCompute(w);
   MachineRows(w);

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "core/calibrate/calibration.h"
 #include "core/calibrate/copy_schedule.h"
+#include "core/calibrate/prefetch.h"
 #include "core/calibrate/raw.h"
 #include "core/config/scenario.h"
 
@@ -46,6 +47,10 @@ struct CalibrationDerivation {
   double round_robin_at_on_link_0_ns = 0;
   double round_robin_at_on_link_1_ns = 0;
   std::map<CopySchedule, ScheduleFit> schedules;
+  // The prefetch rotation (`--only prefetch`), one summary per way of starting, in run order,
+  // and the fan-out fit of its free runs (unset when no copy shared its source long enough).
+  std::vector<PrefetchRunSummary> prefetch;
+  std::optional<FanoutFit> fanout;
   // The summary as calibrate prints it: header, the profile table, the details, notes and
   // warnings (one per line, prefixed "note: " / "warning: ").
   std::string report;

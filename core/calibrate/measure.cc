@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "core/calibrate/copy_schedule.h"
 #include "core/calibrate/fit.h"
+#include "core/calibrate/prefetch.h"
 #include "core/layout/copy_order.h"
 #include "core/util/bytes.h"
 
@@ -163,13 +164,23 @@ double GateNs(size_t jobs, size_t moe_jobs) {
 
 absl::StatusOr<PhaseOutcome> RunPhase(const MeasureContext& c, const std::string& name,
                                       const std::vector<Job>& jobs) {
+  return RunPhase(c, name, jobs, PhaseStart{});
+}
+
+absl::StatusOr<PhaseOutcome> RunPhase(const MeasureContext& c, const std::string& name,
+                                      const std::vector<Job>& jobs, const PhaseStart& start) {
+  const bool flag_start = start.kind == PhaseStart::Kind::kFlag;
   const auto fail = [&](const absl::Status& s) {
     return absl::Status(s.code(),
                         absl::StrFormat("rank %d: phase '%s': %s", c.rank(), name, s.message()));
   };
   std::unique_ptr<Streams> streams;
   std::vector<StreamId> ids;
+  StreamId release_stream = 0;
   EventId gate_done = 0;
+  if (flag_start && jobs.empty()) {
+    return fail(absl::InternalError("a phase released by a flag needs jobs on every rank"));
+  }
   if (!jobs.empty()) {
     auto created = c.new_streams(/*timing=*/true);
     if (!created.ok()) return fail(created.status());
@@ -180,6 +191,11 @@ absl::StatusOr<PhaseOutcome> RunPhase(const MeasureContext& c, const std::string
       auto id = streams->CreateStream(absl::StrCat(name, " ", i));
       if (!id.ok()) return fail(id.status());
       ids.push_back(*id);
+    }
+    if (flag_start && c.rank() == 0) {
+      auto id = streams->CreateStream(absl::StrCat(name, " release"));
+      if (!id.ok()) return fail(id.status());
+      release_stream = *id;
     }
     auto event = streams->CreateEvent();
     if (!event.ok()) return fail(event.status());
@@ -197,7 +213,9 @@ absl::StatusOr<PhaseOutcome> RunPhase(const MeasureContext& c, const std::string
       prepared.push_back(j.moe->tokens);
     }
   }
-  if (absl::Status s = c.group.Barrier(); !s.ok()) return fail(Prefixed(s, "barrier before"));
+  if (start.kind == PhaseStart::Kind::kGate) {
+    if (absl::Status s = c.group.Barrier(); !s.ok()) return fail(Prefixed(s, "barrier before"));
+  }
   PhaseOutcome outcome;
   if (!jobs.empty()) {
     OpTag gate_tag;
@@ -208,11 +226,12 @@ absl::StatusOr<PhaseOutcome> RunPhase(const MeasureContext& c, const std::string
     const double gate_host_ns = c.host_now_ns();
     const size_t moe_jobs = static_cast<size_t>(
         std::count_if(jobs.begin(), jobs.end(), [](const Job& j) { return j.moe.has_value(); }));
-    if (absl::Status s = streams->Launch({"calibration gate", {}, GateNs(jobs.size(), moe_jobs)},
-                                         ids[0], gate_tag);
-        !s.ok()) {
-      return fail(s);
-    }
+    const absl::Status gated =
+        flag_start ? streams->WaitFlag(ids[0], start.flag, start.value, gate_tag)
+                   : streams->Launch(
+                         {"calibration gate", {}, GateNs(jobs.size(), moe_jobs) + start.delay_ns},
+                         ids[0], gate_tag);
+    if (!gated.ok()) return fail(gated);
     OpTag event_tag;
     event_tag.kind = OpKind::kRecord;
     event_tag.label = "gate";
@@ -238,6 +257,22 @@ absl::StatusOr<PhaseOutcome> RunPhase(const MeasureContext& c, const std::string
         s = streams->Launch(kernel, ids[j.stream], tag);
       }
       if (!s.ok()) return fail(s);
+    }
+    if (flag_start) {
+      // Every rank's jobs wait behind its flag; rank 0 releases them all at once.
+      if (absl::Status s = c.group.Barrier(); !s.ok()) {
+        return fail(Prefixed(s, "barrier after queueing behind the flag"));
+      }
+      if (c.rank() == 0) {
+        OpTag release_tag;
+        release_tag.kind = OpKind::kRecord;
+        release_tag.label = "release";
+        if (absl::Status s =
+                streams->WriteFlags(start.release, start.value, release_stream, release_tag);
+            !s.ok()) {
+          return fail(s);
+        }
+      }
     }
     if (absl::Status s = streams->Synchronize(); !s.ok()) return fail(s);
     outcome.jobs.assign(jobs.size(), {});
@@ -416,6 +451,126 @@ absl::Status Calibrator::Schedules() {
     for (const PhaseOutcome& o : *reps) run.span_ns.push_back(o.span_ns());
     out_.schedules.runs[name] = std::move(run);
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<RawPrefetchCopy>> Calibrator::PrefetchRotation(
+    const std::string& name, const std::vector<Job>& jobs, const PhaseStart& start) {
+  absl::StatusOr<PhaseOutcome> o = RunPhase(c_, name, jobs, start);
+  if (!o.ok()) return o.status();
+  Warn(name, o->host_fell_behind);
+  if (!std::isfinite(o->host_origin_ns)) {
+    return absl::InternalError(
+        absl::StrFormat("rank %d, phase '%s': the timeline has no gate to put the copies on the "
+                        "host's clock",
+                        c_.rank(), name));
+  }
+  std::vector<RawPrefetchCopy> copies;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    copies.push_back({jobs[i].peer, static_cast<int64_t>(i) + 1,
+                      o->host_origin_ns + o->jobs[i].start_ns,
+                      o->host_origin_ns + o->jobs[i].end_ns});
+  }
+  return copies;
+}
+
+absl::Status Calibrator::Prefetch() {
+  const int64_t d = c_.size(), me = c_.rank();
+  const uint64_t piece = per_peer_bytes();
+  RawPrefetch out;
+  out.piece_bytes = static_cast<double>(piece);
+  // This rank's rotation: step s pulls the piece of (rank + s) mod d into its own region.
+  std::vector<Job> rotation;
+  for (int64_t p : PeerOrder(me, d, PeerOrderKind::kRotate)) {
+    const uint64_t region = static_cast<uint64_t>(PeerSlot(me, p)) * piece;
+    rotation.push_back({Job::Kind::kCopy, 0, b().dst() + region, b().peer(p), piece, p, 0});
+  }
+  // Every pair alone: one reader at a time pulls its pieces one after the other, repeatedly
+  // (the first round is a warm-up).
+  for (int64_t reader = 0; reader < d; ++reader) {
+    std::vector<Job> jobs;
+    if (me == reader) {
+      for (int rep = 0; rep <= repetitions_; ++rep) {
+        jobs.insert(jobs.end(), rotation.begin(), rotation.end());
+      }
+    }
+    const std::string name = absl::StrCat("prefetch pairs of rank ", reader);
+    absl::StatusOr<PhaseOutcome> o = RunPhase(c_, name, jobs);
+    if (!o.ok()) return o.status();
+    if (me != reader) continue;
+    Warn(name, o->host_fell_behind);
+    for (size_t i = rotation.size(); i < jobs.size(); ++i) {
+      out.pair_ns[jobs[i].peer].push_back(o->jobs[i].duration());
+    }
+  }
+  // One step at this rank's own pair rates (the median piece time): the unit of the drifts.
+  std::vector<double> piece_ns;
+  for (const auto& [peer, ns] : out.pair_ns) piece_ns.insert(piece_ns.end(), ns.begin(), ns.end());
+  const double step_ns = Summarize(piece_ns).median;
+
+  // The start line: one flag word per rank in a shareable allocation every rank maps.
+  absl::StatusOr<std::unique_ptr<CalibrationBuffers>> flags =
+      CalibrationBuffers::Setup(c_, c_.driver.granularity(), c_.driver.granularity());
+  if (!flags.ok()) return Prefixed(flags.status(), "set up the prefetch start flags");
+  std::vector<DevPtr> release;
+  for (int64_t p = 0; p < d; ++p) release.push_back(p == me ? (*flags)->src() : (*flags)->peer(p));
+  absl::Status status;
+  {
+    // Every rank clears its own word before anyone waits on it.
+    absl::StatusOr<std::unique_ptr<Streams>> streams = c_.new_streams(/*timing=*/false);
+    if (!streams.ok()) return streams.status();
+    absl::StatusOr<StreamId> id = (*streams)->CreateStream("prefetch flag clear");
+    status = id.status();
+    if (status.ok()) {
+      const DevPtr own = (*flags)->src();
+      status = (*streams)->WriteFlags(absl::MakeConstSpan(&own, 1), 0, *id, OpTag{});
+    }
+    if (status.ok()) status = (*streams)->Synchronize();
+  }
+  status.Update(c_.group.Barrier());
+
+  struct Run {
+    PrefetchStart start;
+    double drift_steps;
+  };
+  std::vector<Run> runs = {{PrefetchStart::kSync, 0}, {PrefetchStart::kBarrier, 0}};
+  for (double drift : options_.prefetch_drift_steps) runs.push_back({PrefetchStart::kFree, drift});
+  uint32_t epoch = 0;
+  for (const Run& run : runs) {
+    if (!status.ok()) break;
+    RawPrefetchRun raw;
+    raw.start = PrefetchStartName(run.start);
+    raw.drift_ns = run.drift_steps * step_ns;
+    const std::string name =
+        run.start == PrefetchStart::kFree
+            ? absl::StrFormat("prefetch rotation, free, drift %g step", run.drift_steps)
+            : absl::StrCat("prefetch rotation, ", raw.start);
+    for (int rep = 0; rep <= repetitions_ && status.ok(); ++rep) {
+      PhaseStart start;
+      switch (run.start) {
+        case PrefetchStart::kSync:
+          start.kind = PhaseStart::Kind::kFlag;
+          start.flag = (*flags)->src();
+          if (me == 0) start.release = release;
+          start.value = ++epoch;
+          break;
+        case PrefetchStart::kBarrier:
+          start.kind = PhaseStart::Kind::kGate;
+          break;
+        case PrefetchStart::kFree:
+          start.kind = PhaseStart::Kind::kFree;
+          start.delay_ns = PrefetchStartDelayNs(me, raw.drift_ns);
+          break;
+      }
+      absl::StatusOr<std::vector<RawPrefetchCopy>> copies = PrefetchRotation(name, rotation, start);
+      status = copies.status();
+      if (status.ok() && rep > 0) raw.repetitions.push_back(*std::move(copies));
+    }
+    out.runs.push_back(std::move(raw));
+  }
+  status.Update((*flags)->Teardown());
+  if (!status.ok()) return status;
+  out_.prefetch = std::move(out);
   return absl::OkStatus();
 }
 
@@ -970,7 +1125,12 @@ absl::StatusOr<RawRank> MeasureRank(const MeasureContext& c, const MeasureOption
       status = Prefixed(buffers.status(), "setup");
     } else {
       Calibrator calibrator(c, buffers->get(), options);
-      if (!options.only_compute) status = calibrator.RunAll();
+      if (options.only_prefetch) {
+        status = calibrator.WarmUp();
+        if (status.ok()) status = calibrator.Prefetch();
+      } else if (!options.only_compute) {
+        status = calibrator.RunAll();
+      }
       if (status.ok()) status = calibrator.MoeCompute();
       out = calibrator.TakeResult();
       if (*buffers != nullptr) {

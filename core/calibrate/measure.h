@@ -95,6 +95,11 @@ struct MeasureOptions {
   int repetitions = 5;                     // timed repetitions of every measurement
   // Only the MoE compute phase (`--only compute`); one rank is then enough.
   bool only_compute = false;
+  // Only the prefetch rotation (`--only prefetch`, Calibrator::Prefetch).
+  bool only_prefetch = false;
+  // The free starts of the prefetch rotation: the injected drifts, in steps (one piece at the
+  // rank's pair rate); rank r starts r times the drift late. 0: no drift.
+  std::vector<double> prefetch_drift_steps = {0, 0.25, 1};
   // The MoE compute phase: rank 0 times the layer of every shape over `moe_tokens`.
   std::vector<MoeShape> moe_shapes;
   std::vector<int64_t> moe_tokens = DefaultMoeTokens();
@@ -198,11 +203,32 @@ struct PhaseOutcome {
 // bounded so a phase stays short.
 double GateNs(size_t jobs, size_t moe_jobs = 0);
 
+// How a phase's jobs are released on every rank.
+struct PhaseStart {
+  enum class Kind {
+    // A group barrier, then the gate kernel (delay_ns longer than GateNs) in front of the jobs.
+    kGate,
+    // No barrier before: the gate kernel, delay_ns longer than GateNs, then the jobs.
+    kFree,
+    // The jobs wait behind a flag wait (Streams::WaitFlag) on this rank's flag word for
+    // `value`; once every rank has queued its jobs (a group barrier), rank 0 writes `value` into
+    // every rank's word (`release`, as rank 0 maps them) and every rank starts at once. Every
+    // rank must have jobs.
+    kFlag,
+  } kind = Kind::kGate;
+  double delay_ns = 0;
+  DevPtr flag = 0;
+  std::vector<DevPtr> release;  // rank 0 only
+  uint32_t value = 0;
+};
+
 // Runs one phase on every rank: each rank passes its own jobs (none when it only watches). The
 // barriers make the ranks start together and keep an idle rank from starting the next phase
 // while others still copy.
 absl::StatusOr<PhaseOutcome> RunPhase(const MeasureContext& c, const std::string& name,
                                       const std::vector<Job>& jobs);
+absl::StatusOr<PhaseOutcome> RunPhase(const MeasureContext& c, const std::string& name,
+                                      const std::vector<Job>& jobs, const PhaseStart& start);
 
 // The phases one rank takes part in; what it measured goes to result(). Every rank calls the
 // same phases in the same order (they synchronise through the group).
@@ -241,6 +267,11 @@ class Calibrator {
   // Rank 0 times the routed-MoE layer of every shape of the options over the token grid, alone
   // and (2 ranks or more) while its peers' buffers are pulled into it. Nothing without shapes.
   absl::Status MoeCompute();
+  // The prefetch rotation (`--only prefetch`, core/calibrate/prefetch.h): every rank pulls one
+  // piece (per_peer_bytes) from every peer alone, then all ranks pull their pieces from every
+  // peer in rotation order (step s from rank + s) started three ways: released by one flag,
+  // after a barrier, and free with each injected drift of the options.
+  absl::Status Prefetch();
 
   const RawRank& result() const { return out_; }
   RawRank TakeResult() { return std::move(out_); }
@@ -257,6 +288,9 @@ class Calibrator {
                                                    const std::vector<Job>& jobs);
   absl::Status IssueOne(Streams& s, const std::string& kind, StreamId stream, EventId event,
                         const std::string& label);
+  absl::StatusOr<std::vector<RawPrefetchCopy>> PrefetchRotation(const std::string& name,
+                                                                const std::vector<Job>& jobs,
+                                                                const PhaseStart& start);
 
   const MeasureContext& c_;
   const CalibrationBuffers* b_;

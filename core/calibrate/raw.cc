@@ -262,6 +262,37 @@ RawRank ParseRank(Reader& in, const Json& j, const std::string& path, bool first
       r.moe_compute.push_back(ParseMoeCompute(in, x, p));
     });
   }
+  if (const Json* pf = in.Member(j, "prefetch", path, false)) {
+    const std::string p = Reader::Path(path, "prefetch");
+    RawPrefetch prefetch;
+    prefetch.piece_bytes = in.Number(*pf, "piece_bytes", p);
+    if (const Json* pairs = in.Member(*pf, "pairs", p, true)) {
+      in.Array(*pairs, Reader::Path(p, "pairs"), [&](const Json& x, const std::string& xp) {
+        prefetch.pair_ns[static_cast<int64_t>(in.Number(x, "source", xp))] =
+            in.Numbers(x, "ns", xp);
+      });
+    }
+    if (const Json* runs = in.Member(*pf, "runs", p, true)) {
+      in.Array(*runs, Reader::Path(p, "runs"), [&](const Json& x, const std::string& xp) {
+        RawPrefetchRun run;
+        run.start = in.String(x, "start", xp);
+        run.drift_ns = in.Number(x, "drift_ns", xp);
+        if (const Json* reps = in.Member(x, "repetitions", xp, true)) {
+          in.Array(*reps, Reader::Path(xp, "repetitions"),
+                   [&](const Json& rep, const std::string& rp) {
+                     std::vector<RawPrefetchCopy>& copies = run.repetitions.emplace_back();
+                     in.Array(rep, rp, [&](const Json& c, const std::string& cp) {
+                       copies.push_back({static_cast<int64_t>(in.Number(c, "source", cp)),
+                                         static_cast<int64_t>(in.Number(c, "step", cp)),
+                                         in.Number(c, "start_ns", cp), in.Number(c, "end_ns", cp)});
+                     });
+                   });
+        }
+        prefetch.runs.push_back(std::move(run));
+      });
+    }
+    r.prefetch = std::move(prefetch);
+  }
   r.device_memory_before = in.OptionalNumber(j, "device_memory_before", path);
   r.device_memory_after = in.OptionalNumber(j, "device_memory_after", path);
   r.device_memory_after_second_setup =
@@ -354,6 +385,31 @@ Json RawRankToJson(const RawRank& r) {
     }
     j["moe_compute"] = std::move(tables);
   }
+  if (r.prefetch) {
+    Json pairs = Json::array();
+    for (const auto& [source, ns] : r.prefetch->pair_ns) {
+      pairs.push_back({{"source", source}, {"ns", ns}});
+    }
+    Json runs = Json::array();
+    for (const RawPrefetchRun& run : r.prefetch->runs) {
+      Json reps = Json::array();
+      for (const std::vector<RawPrefetchCopy>& rep : run.repetitions) {
+        Json copies = Json::array();
+        for (const RawPrefetchCopy& c : rep) {
+          copies.push_back({{"source", c.source},
+                            {"step", c.step},
+                            {"start_ns", c.start_ns},
+                            {"end_ns", c.end_ns}});
+        }
+        reps.push_back(std::move(copies));
+      }
+      runs.push_back(
+          {{"start", run.start}, {"drift_ns", run.drift_ns}, {"repetitions", std::move(reps)}});
+    }
+    j["prefetch"] = {{"piece_bytes", r.prefetch->piece_bytes},
+                     {"pairs", std::move(pairs)},
+                     {"runs", std::move(runs)}};
+  }
   return j;
 }
 
@@ -386,9 +442,10 @@ absl::StatusOr<CalibrationRaw> ParseCalibrationRaw(const Json& raw) {
   }
   out.measured_on = in.String(raw, "measured_on", "");
   out.only = in.String(raw, "only", "", /*required=*/false);
-  if (!out.only.empty() && out.only != kOnlyCompute) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("only: expected \"", kOnlyCompute, "\" or nothing, found \"", out.only, "\""));
+  if (!out.only.empty() && out.only != kOnlyCompute && out.only != kOnlyPrefetch) {
+    return absl::InvalidArgumentError(absl::StrCat("only: expected \"", kOnlyCompute, "\", \"",
+                                                   kOnlyPrefetch, "\" or nothing, found \"",
+                                                   out.only, "\""));
   }
   const bool all = out.only.empty();
   if (const Json* m = in.Member(raw, "machine", "", false)) {
@@ -409,10 +466,10 @@ absl::StatusOr<CalibrationRaw> ParseCalibrationRaw(const Json& raw) {
     });
   }
   if (!in.status().ok()) return in.status();
-  if (out.ranks.size() < (all ? 2u : 1u)) {
-    return absl::InvalidArgumentError(absl::StrCat("ranks: a calibration has at least ",
-                                                   all ? 2 : 1, " ranks, the file has ",
-                                                   out.ranks.size()));
+  const size_t min_ranks = out.only == kOnlyCompute ? 1u : 2u;
+  if (out.ranks.size() < min_ranks) {
+    return absl::InvalidArgumentError(absl::StrCat("ranks: a calibration has at least ", min_ranks,
+                                                   " ranks, the file has ", out.ranks.size()));
   }
   if (out.machine && out.machine->gpus != static_cast<int64_t>(out.ranks.size())) {
     return absl::InvalidArgumentError(absl::StrCat(

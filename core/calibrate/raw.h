@@ -100,6 +100,33 @@ struct RawMoeCompute {
   friend bool operator==(const RawMoeCompute&, const RawMoeCompute&) = default;
 };
 
+// One copy of the prefetch rotation (`--only prefetch`): this rank pulling its piece of
+// `source` at rotation step `step`, on the host's steady clock (comparable between the ranks of
+// one host).
+struct RawPrefetchCopy {
+  int64_t source = 0;
+  int64_t step = 0;
+  double start_ns = 0;
+  double end_ns = 0;
+  friend bool operator==(const RawPrefetchCopy&, const RawPrefetchCopy&) = default;
+};
+
+// One way of starting the rotation (PrefetchStartName) as this rank ran it, every repetition.
+struct RawPrefetchRun {
+  std::string start;
+  double drift_ns = 0;  // free: rank r started r x drift_ns late
+  std::vector<std::vector<RawPrefetchCopy>> repetitions;
+  friend bool operator==(const RawPrefetchRun&, const RawPrefetchRun&) = default;
+};
+
+struct RawPrefetch {
+  double piece_bytes = 0;  // pulled from each peer
+  // This rank pulling the piece from each peer alone (no other copy anywhere), every repetition.
+  std::map<int64_t, std::vector<double>> pair_ns;
+  std::vector<RawPrefetchRun> runs;
+  friend bool operator==(const RawPrefetch&, const RawPrefetch&) = default;
+};
+
 struct RawRank {
   std::string hostname;  // empty in older files
   std::vector<std::string> warnings;
@@ -117,6 +144,7 @@ struct RawRank {
   std::map<std::string, std::vector<double>> stream_queue_calls;
   RawMapCosts map_ns;
   std::vector<RawMoeCompute> moe_compute;      // rank 0, when MoE shapes were given
+  std::optional<RawPrefetch> prefetch;         // `--only prefetch`
   std::optional<double> device_memory_before;  // bytes in use, where the backend could tell
   std::optional<double> device_memory_after;
   // When more was in use after than before: after one more setup/teardown of the same buffers,
@@ -140,11 +168,12 @@ struct RawMachine {
 };
 
 // `only` of a run that measured just some phases.
-inline constexpr char kOnlyCompute[] = "compute";  // only the MoE compute phase (1 rank is fine)
+inline constexpr char kOnlyCompute[] = "compute";    // only the MoE compute phase (1 rank is fine)
+inline constexpr char kOnlyPrefetch[] = "prefetch";  // only the prefetch rotation (2 ranks+)
 
 struct CalibrationRaw {
   std::string measured_on;
-  std::string only;                   // empty: every phase ran; kOnlyCompute
+  std::string only;                   // empty: every phase ran; kOnlyCompute, kOnlyPrefetch
   std::optional<RawMachine> machine;  // absent in files of 2026-11-28 and before
   std::vector<RawRank> ranks;
   friend bool operator==(const CalibrationRaw&, const CalibrationRaw&) = default;

@@ -101,7 +101,8 @@ constexpr absl::string_view kIslDistributions[] = {"fixed", "uniform", "lognorma
 constexpr absl::string_view kQuantityKeys[] = {"value", "source"};
 constexpr absl::string_view kSources[] = {"spec", "measured", "assumed"};
 constexpr absl::string_view kDTypes[] = {"fp4", "fp8", "bf16"};
-constexpr absl::string_view kContentionModes[] = {"rotate", "ascending", "round_robin"};
+constexpr absl::string_view kContentionModes[] = {"rotate", "ascending", "round_robin",
+                                                  "staggered"};
 constexpr absl::string_view kOwnerPolicies[] = {"lowest", "balanced"};
 
 // ---------------------------------------------------------------------------------------
@@ -971,6 +972,8 @@ absl::Status ParseContention(const Field& field, ContentionConfig* out) {
     out->mode = ContentionMode::kRoundRobin;
   } else if (mode == "rotate") {
     out->mode = ContentionMode::kRotate;
+  } else if (mode == "staggered") {
+    out->mode = ContentionMode::kStaggered;
   }
   return absl::OkStatus();
 }

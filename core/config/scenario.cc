@@ -40,6 +40,8 @@ const char* ContentionModeName(ContentionMode m) {
       return "ascending";
     case ContentionMode::kRoundRobin:
       return "round_robin";
+    case ContentionMode::kStaggered:
+      return "staggered";
   }
   return "?";
 }

@@ -75,7 +75,13 @@ struct ModelSpec {
   uint64_t expert_bytes() const;  // sum over weights (bytes of one expert)
 };
 
-enum class ContentionMode { kRotate, kAscending, kRoundRobin };
+// The order of a layer's copies (DWDP_SPEC §4, core/layout MakeCopyPlan):
+//   rotate:      owners r+1, r+2, ... (mod d), every layer alike;
+//   ascending:   owners in rank order;
+//   round_robin: slice_bytes pieces interleaved across owners in rank order;
+//   staggered:   rotate, with the layer at position p starting at its (p mod visits)-th owner
+//                visit, so that consecutive layers start at different peers.
+enum class ContentionMode { kRotate, kAscending, kRoundRobin, kStaggered };
 const char* ContentionModeName(ContentionMode m);
 
 struct ContentionConfig {

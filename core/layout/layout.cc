@@ -211,8 +211,10 @@ CopyPlan MakeCopyPlan(const GroupLayout& layout, int64_t rank, const ContentionC
     case ContentionMode::kAscending:
       plan.ops = std::move(by_weight);
       break;
-    case ContentionMode::kRotate: {
-      // Owners r+1, r+2, ... (mod d): at every moment each rank reads a different peer.
+    case ContentionMode::kRotate:
+    case ContentionMode::kStaggered: {
+      // Owners r+1, r+2, ... (mod d): at every moment each rank reads a different peer. Staggered
+      // shifts this order per layer when the copies are issued (LayerCopyOrder).
       for (int64_t owner : PeerOrder(rank, d, PeerOrderKind::kRotate)) {
         for (const CopyOp& op : by_weight) {
           if (op.src_rank == owner) plan.ops.push_back(op);
@@ -249,6 +251,26 @@ CopyPlan MakeCopyPlan(const GroupLayout& layout, int64_t rank, const ContentionC
     }
   }
   return plan;
+}
+
+std::vector<size_t> LayerCopyOrder(const CopyPlan& plan, int64_t position, ContentionMode mode) {
+  std::vector<size_t> order(plan.ops.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  if (mode != ContentionMode::kStaggered || plan.ops.empty()) return order;
+  // Visits: maximal runs of consecutive copies from one owner.
+  std::vector<size_t> visit_begin = {0};
+  for (size_t i = 1; i < plan.ops.size(); ++i) {
+    if (plan.ops[i].src_rank != plan.ops[i - 1].src_rank) visit_begin.push_back(i);
+  }
+  const size_t visits = visit_begin.size();
+  const size_t shift = static_cast<size_t>(std::max<int64_t>(position, 0)) % visits;
+  order.clear();
+  for (size_t v = 0; v < visits; ++v) {
+    const size_t visit = (v + shift) % visits;
+    const size_t end = visit + 1 < visits ? visit_begin[visit + 1] : plan.ops.size();
+    for (size_t i = visit_begin[visit]; i < end; ++i) order.push_back(i);
+  }
+  return order;
 }
 
 absl::Status CheckCopyPlanSize(const GroupLayout& layout, const ContentionConfig& contention) {

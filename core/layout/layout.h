@@ -124,6 +124,14 @@ CopyPlan MakeCopyPlan(const GroupLayout& layout, int64_t rank, const ContentionC
 CopyPlan MakeCopyPlan(const GroupLayout& layout, int64_t rank, const ContentionConfig& contention,
                       OwnerPolicy owner);
 
+// The order in which the copies of the MoE layer at `position` (in the sorted MoE-layer list)
+// are issued, as indices into plan.ops: the plan's own order, except under staggered, where the
+// plan's owner visits (maximal runs of consecutive copies from one owner) are rotated to start at
+// visit (position mod visits). Every rank's order stays a rotation of a Latin square, so the
+// ranks still read different peers while they keep in step; consecutive layers start at
+// different peers.
+std::vector<size_t> LayerCopyOrder(const CopyPlan& plan, int64_t position, ContentionMode mode);
+
 // Copies per layer are bounded so that a tiny round_robin slice over huge experts is an error
 // with advice, not a plan that exhausts memory. Checks every rank of the group.
 inline constexpr uint64_t kMaxCopiesPerLayer = 1'000'000;

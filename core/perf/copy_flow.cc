@@ -139,8 +139,17 @@ class Pipeline {
   static int64_t CopyId(int64_t r) { return 3 * r; }
   static int64_t CompId(int64_t r) { return 3 * r + 1; }
   static int64_t SourceId(int64_t s) { return 3 * s + 2; }
+  // The k-th visit of rank r's copy of `layer`: the plan's order, rotated by the layer under
+  // the staggered schedule (LayerCopyOrder).
+  const CopyVisit& VisitAt(int64_t r, int64_t layer, size_t k) const {
+    const std::vector<CopyVisit>& visits = copies_.ranks[static_cast<size_t>(r)];
+    const size_t shift =
+        copies_.staggered ? static_cast<size_t>(std::max<int64_t>(layer, 0)) % visits.size() : 0;
+    return visits[(k + shift) % visits.size()];
+  }
   const CopyVisit& VisitOf(int64_t r) const {
-    return copies_.ranks[static_cast<size_t>(r)][copy_[static_cast<size_t>(r)].visit];
+    const Copy& c = copy_[static_cast<size_t>(r)];
+    return VisitAt(r, c.layer, c.visit);
   }
 
   void Advance(Copy& c) {
@@ -283,12 +292,12 @@ class Pipeline {
   void StartVisit(int64_t r) {
     Copy& c = copy_[static_cast<size_t>(r)];
     const auto& visits = copies_.ranks[static_cast<size_t>(r)];
-    while (c.visit < visits.size() && visits[c.visit].bytes == 0) ++c.visit;
+    while (c.visit < visits.size() && VisitAt(r, c.layer, c.visit).bytes == 0) ++c.visit;
     if (c.visit >= visits.size()) {
       LayerCopied(r);
       return;
     }
-    const CopyVisit& v = visits[c.visit];
+    const CopyVisit& v = VisitAt(r, c.layer, c.visit);
     c.phase = CopyPhase::kLatency;
     c.remaining = static_cast<double>(v.copies) * rates_.latency_ns;
     c.rate = 1;
@@ -438,6 +447,7 @@ class Pipeline {
 
 GroupCopies GroupCopiesOf(const GroupLayout& layout, const ContentionConfig& contention) {
   GroupCopies out;
+  out.staggered = contention.mode == ContentionMode::kStaggered;
   const int64_t d = static_cast<int64_t>(layout.ranks.size());
   out.ranks.resize(static_cast<size_t>(d));
   out.served_bytes.assign(static_cast<size_t>(d), 0);

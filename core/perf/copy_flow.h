@@ -41,6 +41,9 @@ struct GroupCopies {
   uint64_t pulled_bytes_max = 0;              // the most any rank pulls per layer
   int64_t copies_max = 0;                     // the most copies any rank issues per layer
   bool latin_square = false;
+  // The staggered schedule: the layer at position p starts at visit p mod visits (every rank
+  // alike, so a Latin square stays one in every layer).
+  bool staggered = false;
 };
 
 // The copy plans (MakeCopyPlan with the layout's owner policy and this schedule) of every rank.

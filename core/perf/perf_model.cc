@@ -278,6 +278,7 @@ CopyEstimate EstimateLayerCopy(const ModelSpec& model, const HardwareProfile& hw
   double transfer_ns = bytes / pair_rate * 1e9;
   switch (contention.mode) {
     case ContentionMode::kRotate:
+    case ContentionMode::kStaggered:  // a Latin square in every layer, like rotate
       break;
     case ContentionMode::kAscending:
       transfer_ns *= std::max(1.0, d / 2.0);

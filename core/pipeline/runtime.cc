@@ -568,7 +568,7 @@ absl::Status GroupRuntime::CreateWeightManager(RankState& rank) {
 absl::Status GroupRuntime::IssueLayerCopies(RankState& rank, int64_t position, StreamId stream,
                                             const OpTag& layer_tag) {
   const RankLayout& rl = layout_.ranks[rank.rank];
-  for (size_t i = 0; i < rank.copy_plan.ops.size(); ++i) {
+  for (size_t i : LayerCopyOrder(rank.copy_plan, position, options_.contention.mode)) {
     const CopyOp& op = rank.copy_plan.ops[i];
     const WeightLayout& wl = rl.weights[op.weight];
     OpTag tag = layer_tag;
