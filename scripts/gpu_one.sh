@@ -106,9 +106,8 @@ for stage in "$@"; do
       ;;
     prefetch)
       step "calibrate --only prefetch, 2 ranks on one GPU (functional)" 0 300 "${mpi[@]}" -np 2 "$b/dwdp" \
-        calibrate --only prefetch --base h200-sxm --max-bytes 64MiB --repetitions 2 --prefetch-drift 0,1 \
+        calibrate --only prefetch --base "$gpu-sxm" --max-bytes 64MiB --repetitions 2 --prefetch-drift 0,1 \
         --out "$out/prefetch-shared.yaml" --raw "$out/prefetch-shared-raw.json"
-      cp "$out/step.txt" "$out/prefetch-shared.txt"
       ;;
     *) echo "unknown stage $stage"; exit 2 ;;
   esac
