@@ -1,7 +1,7 @@
 // dwdp compare SIM.json GPU.json: how well the simulator predicted a GPU run of the same
 // scenario (core/report/compare.h). dwdp compare DWDP.json DEP.json: the measured DEP/DWDP
-// forward ratio next to the planner's (core/dep/dep_compare.h). Exit 0 within the tolerance, 1 beyond it, 2 when a report
-// cannot be read or the two do not describe the same run.
+// forward ratio next to the planner's (core/dep/dep_compare.h). Exit 0 within the tolerance, 1
+// beyond it, 2 when a report cannot be read or the two do not describe the same run.
 
 #include <fstream>
 #include <iostream>

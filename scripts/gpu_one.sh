@@ -9,6 +9,7 @@
 #   ./scripts/gpu_one.sh options    # --no-gpu-timing, --align-forwards, --timeout shown to act
 #   ./scripts/gpu_one.sh calibrate  # measured MoE compute tables (and held-out token counts)
 #   ./scripts/gpu_one.sh torch      # the PyTorch package: bitwise logits, memory per rank
+#   ./scripts/gpu_one.sh dep        # the DEP baseline at ep_size 1, and its refusal of a shared GPU
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu-out}"
@@ -79,6 +80,20 @@ for stage in "$@"; do
       step "calibrate compute at held-out token counts" 0 300 "${mpi[@]}" -np 1 "$b/dwdp" calibrate --only compute \
         --base h200-sxm "${shapes[@]}" --moe-tokens 512,2048,8192,32768 --out "$out/h200-moe-heldout.yaml" \
         --raw "$out/h200-moe-heldout-raw.json"
+      ;;
+    dep)
+      # The DEP baseline's path at ep_size 1 (one rank, the NCCL communicator of one, the MoE
+      # kernel on every expert, combine), checked against the resident-weights kernel; and the
+      # refusal of two ranks on one GPU (NCCL needs one GPU per rank).
+      step "DEP ep_size 1 functional, small model" 0 120 "$b/dwdp" run scenarios/moe-small-d3-6x5-modeb.yaml \
+        --backend cuda --baseline dep --ep-size 1 --mode functional
+      step "DEP ep_size 1 functional, gpt-oss-120b BF16 4 layers" 0 300 "$b/dwdp" run \
+        scenarios/gpt-oss-120b-bf16-h200x4-32x32.yaml --backend cuda --baseline dep --ep-size 1 --mode functional
+      step "DEP ep_size 1 timing" 0 300 "$b/dwdp" run scenarios/gpt-oss-120b-bf16-h200x4-32x32.yaml \
+        --backend cuda --baseline dep --ep-size 1 --format json
+      cp "$out/step.txt" "$out/dep-ep1.json"
+      step "DEP with 2 ranks on one GPU is refused" 2 120 "${mpi[@]}" -np 2 "$b/dwdp" run \
+        scenarios/moe-small-d3-6x5-modeb.yaml --backend cuda --baseline dep --ep-size 2
       ;;
     torch)
       export DWDP_LIBRARY="$b/lib/libdwdp.so" PYTHONPATH="$PWD/python" PYTHONUNBUFFERED=1

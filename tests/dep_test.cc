@@ -184,8 +184,7 @@ BOOST_AUTO_TEST_CASE(the_dep_layer_agrees_with_the_resident_weights_layer_within
   int64_t exact = 0;
   int64_t compared = 0;
   for (int64_t r = 0; r < 4; ++r) {
-    const std::vector<float> resident =
-        dep::ResidentLayer(shape, seed, r, all[r], input, weights);
+    const std::vector<float> resident = dep::ResidentLayer(shape, seed, r, all[r], input, weights);
     const dep::Agreement a = dep::OutputsAgree(dep_out[r], resident, shape.hidden);
     BOOST_TEST(a.ok, "rank " << r << ": " << a.first_outside);
     BOOST_TEST(a.scale > 0);
@@ -393,6 +392,7 @@ BOOST_AUTO_TEST_CASE(the_binary_refuses_bad_values_with_one_sentence_and_exit_2)
   BOOST_TEST(j["ranks"].size() == 4u);
   BOOST_TEST(j["ranks"][0]["layers"][0].contains("wait_ns"));
   BOOST_TEST(j["options"]["ep_size"] == 4);
+  BOOST_TEST(j["options"]["baseline"] == "dep");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -400,12 +400,13 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(compare)
 
 BOOST_AUTO_TEST_CASE(the_measured_ratio_sits_next_to_the_planners) {
-  const nlohmann::json dwdp = {{"backend", "cuda"},
-                               {"scenario", "s"},
-                               {"ok", true},
-                               {"totals", {{"forward_ns", 200.0}}}};
-  const nlohmann::json layer = {{"attention_ns", 1.0}, {"wait_ns", 2.0}, {"dispatch_ns", 3.0},
-                                {"compute_ns", 4.0},   {"combine_ns", 5.0}};
+  const nlohmann::json dwdp = {
+      {"backend", "cuda"}, {"scenario", "s"}, {"ok", true}, {"totals", {{"forward_ns", 200.0}}}};
+  const nlohmann::json layer = {{"attention_ns", 1.0},
+                                {"wait_ns", 2.0},
+                                {"dispatch_ns", 3.0},
+                                {"compute_ns", 4.0},
+                                {"combine_ns", 5.0}};
   nlohmann::json dep_json = {{"baseline", "dep"},
                              {"backend", "cuda"},
                              {"scenario", "s"},
@@ -432,12 +433,11 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(scenarios)
 
 BOOST_AUTO_TEST_CASE(the_eight_gpu_scenarios_load_and_lay_out) {
-  for (const char* name : {"gpt-oss-120b-bf16-h200x8-16x16.yaml",
-                           "gpt-oss-120b-bf16-h200x8-d7-20x18-modeb.yaml",
-                           "gpt-oss-120b-bf16-h200x8-d5-28x25-modeb.yaml",
-                           "gpt-oss-120b-bf16-h200x8-d2-64x64-l12.yaml",
-                           "gpt-oss-120b-bf16-h200x8-d4-32x32-l12.yaml",
-                           "gpt-oss-120b-bf16-h200x8-d8-16x16-l12.yaml"}) {
+  for (const char* name :
+       {"gpt-oss-120b-bf16-h200x8-16x16.yaml", "gpt-oss-120b-bf16-h200x8-d7-20x18-modeb.yaml",
+        "gpt-oss-120b-bf16-h200x8-d5-28x25-modeb.yaml",
+        "gpt-oss-120b-bf16-h200x8-d2-64x64-l12.yaml", "gpt-oss-120b-bf16-h200x8-d4-32x32-l12.yaml",
+        "gpt-oss-120b-bf16-h200x8-d8-16x16-l12.yaml"}) {
     BOOST_TEST_CONTEXT(name) {
       const Scenario s = Load(name);
       BOOST_TEST((s.workload.compute == ComputeKind::kMoe));

@@ -11,9 +11,9 @@
 #include "backends/cuda/cuda_session.h"
 #include "core/dep/dep_report.h"
 #include "core/partition/partition.h"
-#include "core/run/run_dep.h"
 #include "core/run/exit_code.h"
 #include "core/run/memory_check.h"
+#include "core/run/run_dep.h"
 #include "core/util/bytes.h"
 
 namespace dwdp::cuda {
@@ -343,8 +343,8 @@ class CudaDepSession : public DepSession {
         group_->Allgather(std::vector<uint8_t>(text.begin(), text.end()));
     if (!all.ok()) return all.status();
     DepOutcome outcome;
-    nlohmann::json check = {{"ok", true}, {"compared", 0}, {"exact", 0}, {"max_error", 0.0},
-                            {"scale", 0.0}, {"first_outside", ""}};
+    nlohmann::json check = {{"ok", true},       {"compared", 0}, {"exact", 0},
+                            {"max_error", 0.0}, {"scale", 0.0},  {"first_outside", ""}};
     bool checked = false;
     for (const std::vector<uint8_t>& bytes : *all) {
       const nlohmann::json rank = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);

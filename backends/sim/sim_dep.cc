@@ -22,8 +22,8 @@ class SimDepSession : public DepSession {
       plans.push_back(spec.Plan(static_cast<int64_t>(p)));
       if (spec.functional) {
         if (absl::Status s = dep::CheckDispatchPlan(plans.back()); !s.ok()) {
-          outcome.errors.push_back(absl::StrFormat("layer %d: %s", spec.moe_layers[p],
-                                                   s.message()));
+          outcome.errors.push_back(
+              absl::StrFormat("layer %d: %s", spec.moe_layers[p], s.message()));
         }
       }
     }
@@ -33,9 +33,10 @@ class SimDepSession : public DepSession {
     if (spec.functional && !spec.moe_layers.empty()) {
       outcome.check = CheckDepLayer(spec, 0, kDepCheckTokensPerRank);
       if (!outcome.check.value("ok", false)) {
-        outcome.errors.push_back(absl::StrCat("the DEP output differs from the resident-weights "
-                                              "reference beyond the tolerance: ",
-                                              outcome.check.value("first_outside", "")));
+        outcome.errors.push_back(
+            absl::StrCat("the DEP output differs from the resident-weights "
+                         "reference beyond the tolerance: ",
+                         outcome.check.value("first_outside", "")));
       }
     }
     return outcome;
@@ -57,7 +58,8 @@ std::unique_ptr<DepSession> OpenSimDepSession(const Scenario& scenario) {
 nlohmann::json CheckDepLayer(const DepRunSpec& spec, int64_t position, int64_t sample) {
   const dep::DispatchPlan plan = spec.Plan(position);
   if (absl::Status s = dep::CheckDispatchPlan(plan); !s.ok()) {
-    return {{"ok", false}, {"summary", std::string(s.message())},
+    return {{"ok", false},
+            {"summary", std::string(s.message())},
             {"first_outside", std::string(s.message())}};
   }
   const int64_t layer = spec.moe_layers[static_cast<size_t>(position)];

@@ -10,7 +10,8 @@ bool IsDepReport(const nlohmann::json& report) {
   return report.is_object() && report.value("baseline", std::string()) == "dep";
 }
 
-absl::StatusOr<DepVsDwdp> CompareDepWithDwdp(const nlohmann::json& dwdp, const nlohmann::json& dep) {
+absl::StatusOr<DepVsDwdp> CompareDepWithDwdp(const nlohmann::json& dwdp,
+                                             const nlohmann::json& dep) {
   if (!IsDepReport(dep)) {
     return absl::InvalidArgumentError(
         "the second report is not a DEP baseline's (write it with `dwdp run --baseline dep "
@@ -24,9 +25,9 @@ absl::StatusOr<DepVsDwdp> CompareDepWithDwdp(const nlohmann::json& dwdp, const n
   try {
     c.scenario = dep.at("scenario").get<std::string>();
     if (dwdp.at("scenario").get<std::string>() != c.scenario) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the reports are of different scenarios: '", dwdp.at("scenario").get<std::string>(),
-          "' (DWDP) and '", c.scenario, "' (DEP)"));
+      return absl::InvalidArgumentError(absl::StrCat("the reports are of different scenarios: '",
+                                                     dwdp.at("scenario").get<std::string>(),
+                                                     "' (DWDP) and '", c.scenario, "' (DEP)"));
     }
     c.dwdp_backend = dwdp.at("backend").get<std::string>();
     c.dep_backend = dep.at("backend").get<std::string>();

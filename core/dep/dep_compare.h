@@ -21,7 +21,7 @@ struct DepVsDwdp {
   double tokens_cv = 0;
   double dwdp_forward_ns = 0;
   double dep_forward_ns = 0;
-  double measured_dep_over_dwdp = 0;  // > 1: DWDP faster
+  double measured_dep_over_dwdp = 0;   // > 1: DWDP faster
   double predicted_dep_over_dwdp = 0;  // the planner's; 0 when the report has none
   double attention_ns = 0, wait_ns = 0, dispatch_ns = 0, compute_ns = 0, combine_ns = 0;
   std::vector<std::string> warnings;

@@ -116,16 +116,16 @@ DispatchPlan PlanDispatch(const DepShape& shape, uint64_t routing_seed,
       const int64_t d = OwnerOf(e, epr);
       const auto& list = by_expert[static_cast<size_t>(e)];
       src.send_counts[static_cast<size_t>(d)] += static_cast<int64_t>(list.size());
-      plan.destinations[static_cast<size_t>(d)].counts_from[static_cast<size_t>(s * epr + e % epr)] =
-          static_cast<int32_t>(list.size());
+      plan.destinations[static_cast<size_t>(d)]
+          .counts_from[static_cast<size_t>(s * epr + e % epr)] = static_cast<int32_t>(list.size());
       for (int32_t entry : list) {
         src.entry_row[static_cast<size_t>(entry)] = static_cast<int32_t>(src.send_token.size());
         src.send_token.push_back(entry / k);
       }
     }
     for (int64_t d = 1; d < ep; ++d) {
-      src.send_offsets[static_cast<size_t>(d)] =
-          src.send_offsets[static_cast<size_t>(d - 1)] + src.send_counts[static_cast<size_t>(d - 1)];
+      src.send_offsets[static_cast<size_t>(d)] = src.send_offsets[static_cast<size_t>(d - 1)] +
+                                                 src.send_counts[static_cast<size_t>(d - 1)];
     }
   }
 
@@ -172,8 +172,8 @@ absl::Status CheckDispatchPlan(const DispatchPlan& plan) {
   for (int64_t s = 0; s < ep; ++s) {
     const SourcePlan& src = plan.sources[static_cast<size_t>(s)];
     if (src.rows() != src.tokens * k) {
-      return absl::InternalError(absl::StrFormat(
-          "DEP plan: rank %d sends %d rows for %d entries", s, src.rows(), src.tokens * k));
+      return absl::InternalError(absl::StrFormat("DEP plan: rank %d sends %d rows for %d entries",
+                                                 s, src.rows(), src.tokens * k));
     }
     for (int64_t entry = 0; entry < src.tokens * k; ++entry) {
       const int32_t row = src.entry_row[static_cast<size_t>(entry)];
@@ -195,8 +195,8 @@ absl::Status CheckDispatchPlan(const DispatchPlan& plan) {
       const int32_t from = dest.permuted_from[static_cast<size_t>(p)];
       if (from < 0 || from >= dest.rows() || seen[static_cast<size_t>(from)] ||
           dest.returned_from[static_cast<size_t>(from)] != p) {
-        return absl::InternalError(absl::StrFormat(
-            "DEP plan: rank %d's permutation is not a bijection at row %d", d, p));
+        return absl::InternalError(
+            absl::StrFormat("DEP plan: rank %d's permutation is not a bijection at row %d", d, p));
       }
       seen[static_cast<size_t>(from)] = true;
     }

@@ -220,8 +220,8 @@ Agreement OutputsAgree(const std::vector<float>& got, const std::vector<float>& 
   for (float r : reference) a.scale = std::max(a.scale, static_cast<double>(std::abs(r)));
   if (got.size() != reference.size()) {
     a.ok = false;
-    a.first_outside = absl::StrFormat("%d values against %d of the reference", got.size(),
-                                      reference.size());
+    a.first_outside =
+        absl::StrFormat("%d values against %d of the reference", got.size(), reference.size());
     return a;
   }
   for (size_t i = 0; i < got.size(); ++i) {
@@ -231,10 +231,10 @@ Agreement OutputsAgree(const std::vector<float>& got, const std::vector<float>& 
     if (!(error <= a.max_error)) a.max_error = error;  // NaN sticks
     if (!(error <= AllowedError(reference[i], a.scale)) && a.ok) {
       a.ok = false;
-      a.first_outside = absl::StrFormat(
-          "row %d, element %d: %g against the reference's %g (allowed +-%g)",
-          i / static_cast<size_t>(hidden), i % static_cast<size_t>(hidden), got[i], reference[i],
-          AllowedError(reference[i], a.scale));
+      a.first_outside =
+          absl::StrFormat("row %d, element %d: %g against the reference's %g (allowed +-%g)",
+                          i / static_cast<size_t>(hidden), i % static_cast<size_t>(hidden), got[i],
+                          reference[i], AllowedError(reference[i], a.scale));
     }
   }
   return a;

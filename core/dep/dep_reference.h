@@ -38,8 +38,8 @@ class PatternExperts {
   const std::vector<uint16_t>& w2(int64_t expert);
 
  private:
-  const std::vector<uint16_t>& Make(std::map<int64_t, std::vector<uint16_t>>& cache,
-                                    int64_t weight, int64_t expert, uint64_t elements);
+  const std::vector<uint16_t>& Make(std::map<int64_t, std::vector<uint16_t>>& cache, int64_t weight,
+                                    int64_t expert, uint64_t elements);
   DepShape shape_;
   int64_t layer_;
   int64_t w13_weight_;
@@ -83,9 +83,9 @@ std::vector<std::vector<float>> DepLayer(const DispatchPlan& plan,
 struct Agreement {
   bool ok = true;
   int64_t compared = 0;
-  int64_t exact = 0;        // elements equal bit for bit
-  double max_error = 0;     // largest |a - b|
-  double scale = 0;         // max |reference|
+  int64_t exact = 0;          // elements equal bit for bit
+  double max_error = 0;       // largest |a - b|
+  double scale = 0;           // max |reference|
   std::string first_outside;  // the first element beyond the tolerance, in words
 };
 // `got` against `reference` with the tolerance above.

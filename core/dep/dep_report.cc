@@ -126,22 +126,23 @@ nlohmann::json DepReport::ToJson() const {
                           {"combine_ns", total.combine_ns},
                           {"layers", std::move(layers)}});
   }
-  return {{"baseline", "dep"},
-          {"backend", backend},
-          {"mode", mode},
-          {"scenario", scenario},
-          {"ok", ok},
-          {"errors", errors},
-          {"ep_size", ep_size},
-          {"tokens_cv", tokens_cv},
-          {"tokens_per_rank", tokens_per_rank},
-          {"summary",
-           {{"forwards", forwards}, {"forward_ns", forward_ns}, {"forward_ns_each", forward_ns_each}}},
-          {"ranks", std::move(ranks_json)},
-          {"check", check},
-          {"planner", planner},
-          {"options", options},
-          {"extra", extra}};
+  return {
+      {"baseline", "dep"},
+      {"backend", backend},
+      {"mode", mode},
+      {"scenario", scenario},
+      {"ok", ok},
+      {"errors", errors},
+      {"ep_size", ep_size},
+      {"tokens_cv", tokens_cv},
+      {"tokens_per_rank", tokens_per_rank},
+      {"summary",
+       {{"forwards", forwards}, {"forward_ns", forward_ns}, {"forward_ns_each", forward_ns_each}}},
+      {"ranks", std::move(ranks_json)},
+      {"check", check},
+      {"planner", planner},
+      {"options", options},
+      {"extra", extra}};
 }
 
 std::string DepReport::ToText(bool all_ranks) const {
@@ -156,7 +157,8 @@ std::string DepReport::ToText(bool all_ranks) const {
                           FormatNanos(planner["dwdp_forward_ns"].get<double>()),
                           planner["dep_over_dwdp"].get<double>());
   }
-  absl::StrAppend(&out, "rank  tokens  attention    wait         dispatch     compute      combine\n");
+  absl::StrAppend(&out,
+                  "rank  tokens  attention    wait         dispatch     compute      combine\n");
   for (const DepRankTimes& r : ranks) {
     DepLayerTimes t;
     for (const DepLayerTimes& l : r.layers) {

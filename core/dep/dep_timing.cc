@@ -34,9 +34,9 @@ std::vector<DepRankTimes> SimulateDepForward(const ModelSpec& model, const Hardw
   for (int64_t r = 0; r < ep; ++r) {
     ranks[static_cast<size_t>(r)].rank = r;
     ranks[static_cast<size_t>(r)].tokens = plans.front().sources[static_cast<size_t>(r)].tokens;
-    prelude = std::max(prelude, times.prelude_ns * static_cast<double>(
-                                                       ranks[static_cast<size_t>(r)].tokens) /
-                                    mean);
+    prelude =
+        std::max(prelude, times.prelude_ns *
+                              static_cast<double>(ranks[static_cast<size_t>(r)].tokens) / mean);
   }
   double clock = prelude;
   const double all_pairs = mean * static_cast<double>(model.top_k);
@@ -67,8 +67,7 @@ std::vector<DepRankTimes> SimulateDepForward(const ModelSpec& model, const Hardw
       t.rows_received = dest.rows();
       double active = 0;
       for (int32_t c : dest.expert_counts) active += c > 0 ? 1 : 0;
-      const double own =
-          RoutedMoeCost(model, hw, static_cast<double>(dest.rows()), active).time_ns;
+      const double own = RoutedMoeCost(model, hw, static_cast<double>(dest.rows()), active).time_ns;
       t.compute_ns = dwdp_roofline > 0 ? moe * own / dwdp_roofline : own;
       max_attention = std::max(max_attention, t.attention_ns);
       max_dispatch = std::max(max_dispatch, t.dispatch_ns);

@@ -72,8 +72,7 @@ DWDP_HOST_DEVICE inline uint64_t LayerRoutingSeed(int64_t layer, uint64_t worklo
 }
 DWDP_HOST_DEVICE inline uint64_t LayerInputSeed(int64_t layer, int64_t forward, int64_t rank,
                                                 uint64_t workload_seed) {
-  return PatternSeed(layer, forward + 1,
-                     workload_seed ^ (static_cast<uint64_t>(rank + 1) << 32));
+  return PatternSeed(layer, forward + 1, workload_seed ^ (static_cast<uint64_t>(rank + 1) << 32));
 }
 
 // Input activation (token, h) as bf16 bits: a 24-bit uniform value in [-1, 1) rounded to bf16

@@ -8,8 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "core/partition/partition.h"
 #include "core/moe/routing.h"
+#include "core/partition/partition.h"
 #include "core/pattern.h"
 
 namespace dwdp {

@@ -49,9 +49,11 @@ absl::StatusOr<DepRunSpec> MakeDepRunSpec(const Scenario& scenario, const RunReq
   spec.tokens_cv = request.tokens_cv.value_or(scenario.workload.tokens_cv);
   if (absl::Status s = dep::ValidateDep(spec.shape, spec.ep_size, spec.tokens_cv); !s.ok()) {
     if (!request.ep_size && spec.ep_size > 0 && m.num_experts % spec.ep_size != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "DEP runs on the scenario's dwdp_size ", spec.ep_size, " GPUs by default, which does not "
-          "divide the model's ", m.num_experts, " experts; give --ep-size with a divisor"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("DEP runs on the scenario's dwdp_size ", spec.ep_size,
+                       " GPUs by default, which does not "
+                       "divide the model's ",
+                       m.num_experts, " experts; give --ep-size with a divisor"));
     }
     return s;
   }
@@ -74,8 +76,8 @@ absl::StatusOr<DepRunSpec> MakeDepRunSpec(const Scenario& scenario, const RunReq
     spec.w13_weight = spec.w2_weight = -1;
   }
   spec.mean_tokens = scenario.workload.tokens_per_rank;
-  spec.tokens = dep::TokensPerRank(spec.mean_tokens, spec.ep_size, spec.tokens_cv,
-                                   scenario.workload.seed);
+  spec.tokens =
+      dep::TokensPerRank(spec.mean_tokens, spec.ep_size, spec.tokens_cv, scenario.workload.seed);
   const std::vector<bool> flags = MoeLayerFlags(m);
   for (size_t l = 0; l < flags.size(); ++l) {
     if (flags[l]) spec.moe_layers.push_back(static_cast<int64_t>(l));
@@ -122,8 +124,7 @@ absl::StatusOr<DepRunResult> RunDep(const Scenario& scenario, const RunRequest& 
   }
   absl::StatusOr<DepRunSpec> spec = MakeDepRunSpec(scenario, request);
   if (!spec.ok()) return spec.status();
-  absl::StatusOr<std::unique_ptr<DepSession>> session =
-      backend.open_dep(scenario, *spec, request);
+  absl::StatusOr<std::unique_ptr<DepSession>> session = backend.open_dep(scenario, *spec, request);
   if (!session.ok()) return session.status();
   DepRunResult result;
   absl::StatusOr<DepOutcome> outcome = (*session)->Run(*spec);

@@ -33,8 +33,7 @@ absl::Status Launched(int error, absl::string_view kernel) {
 }
 absl::Status Nccl(ncclResult_t result, absl::string_view what) {
   if (result == ncclSuccess) return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrCat("DEP: ", what, " failed: ", ncclGetErrorString(result)));
+  return absl::InternalError(absl::StrCat("DEP: ", what, " failed: ", ncclGetErrorString(result)));
 }
 
 absl::Status WithContext(const absl::Status& status, absl::string_view where) {
@@ -54,8 +53,8 @@ class Buffer {
   absl::Status Allocate(uint64_t bytes, absl::string_view what) {
     void* p = nullptr;
     const uint64_t size = std::max<uint64_t>(bytes, 256);
-    if (absl::Status s = Cuda(cudaMalloc(&p, size), absl::StrFormat("allocating %s (%d bytes)",
-                                                                    what, size));
+    if (absl::Status s =
+            Cuda(cudaMalloc(&p, size), absl::StrFormat("allocating %s (%d bytes)", what, size));
         !s.ok()) {
       return s;
     }
@@ -98,7 +97,16 @@ using EventPtr = std::unique_ptr<CUevent_st, EventDestroy>;
 using CommPtr = std::unique_ptr<ncclComm, CommDestroy>;
 
 // The events of one layer: attention, (wait), dispatch, compute, (wait), combine.
-enum LayerEvent { kStart, kAttention, kArrived, kDispatched, kComputed, kReady, kCombined, kEvents };
+enum LayerEvent {
+  kStart,
+  kAttention,
+  kArrived,
+  kDispatched,
+  kComputed,
+  kReady,
+  kCombined,
+  kEvents
+};
 
 struct LayerState {
   int64_t layer = 0;
@@ -136,16 +144,16 @@ class NcclDepRunner : public DepRunner {
     }
     std::memcpy(&id, (*ids)[0].data(), sizeof(id));
     ncclComm_t comm = nullptr;
-    if (absl::Status s = Nccl(ncclCommInitRank(&comm, static_cast<int>(ep_), id,
-                                               static_cast<int>(rank_)),
-                              "ncclCommInitRank");
+    if (absl::Status s =
+            Nccl(ncclCommInitRank(&comm, static_cast<int>(ep_), id, static_cast<int>(rank_)),
+                 "ncclCommInitRank");
         !s.ok()) {
       return s;
     }
     comm_.reset(comm);
     cudaStream_t stream = nullptr;
-    if (absl::Status s = Cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
-                              "creating the stream");
+    if (absl::Status s =
+            Cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "creating the stream");
         !s.ok()) {
       return s;
     }
@@ -167,7 +175,18 @@ class NcclDepRunner : public DepRunner {
   }
 
   absl::StatusOr<DepRankRun> Run(const DepRunSpec& spec) override {
-    if (absl::Status s = Setup(spec); !s.ok()) return s;
+    // Every rank says whether its setup worked before any NCCL call: a peer that failed would
+    // leave the others in a collective NCCL never times out of.
+    const absl::Status setup = Setup(spec);
+    absl::StatusOr<std::vector<std::vector<uint8_t>>> votes =
+        group_.Allgather(std::vector<uint8_t>{setup.ok() ? uint8_t{1} : uint8_t{0}});
+    if (!setup.ok()) return setup;
+    if (!votes.ok()) return votes.status();
+    for (size_t r = 0; r < votes->size(); ++r) {
+      if ((*votes)[r].empty() || (*votes)[r][0] != 1) {
+        return absl::AbortedError(absl::StrFormat("rank %d of the DEP group failed its setup", r));
+      }
+    }
     DepRankRun run;
     for (int64_t f = 0; f < spec.forwards; ++f) {
       dep::DepRankTimes times;
@@ -179,8 +198,8 @@ class NcclDepRunner : public DepRunner {
         }
         if (spec.functional) {
           if (absl::Status s = CheckLayer(f, layers_[p], run); !s.ok()) {
-            return WithContext(s, absl::StrFormat("check of forward %d, layer %d", f,
-                                                  layers_[p].layer));
+            return WithContext(
+                s, absl::StrFormat("check of forward %d, layer %d", f, layers_[p].layer));
           }
         }
       }
@@ -191,19 +210,16 @@ class NcclDepRunner : public DepRunner {
       for (LayerState& l : layers_) {
         absl::StatusOr<dep::DepLayerTimes> t = Times(l);
         if (!t.ok()) return t.status();
-        times.forward_ns += t->attention_ns + t->wait_ns + t->dispatch_ns + t->compute_ns +
-                            t->combine_ns;
+        times.forward_ns +=
+            t->attention_ns + t->wait_ns + t->dispatch_ns + t->compute_ns + t->combine_ns;
         times.layers.push_back(*t);
       }
       run.forwards.push_back(std::move(times));
     }
     if (spec.functional) {
-      run.check = {{"ok", check_.ok},
-                   {"compared", check_.compared},
-                   {"exact", check_.exact},
-                   {"max_error", check_.max_error},
-                   {"scale", check_.scale},
-                   {"first_outside", check_.first_outside}};
+      run.check = {{"ok", check_.ok},       {"compared", check_.compared},
+                   {"exact", check_.exact}, {"max_error", check_.max_error},
+                   {"scale", check_.scale}, {"first_outside", check_.first_outside}};
       if (!check_.ok) {
         run.errors.push_back(absl::StrCat(
             "the DEP output differs from the resident-weights MoE kernel beyond the tolerance: ",
@@ -240,7 +256,8 @@ class NcclDepRunner : public DepRunner {
       // This rank's experts, filled with functional mode's pattern (what DWDP's owners hold).
       const uint64_t w13_bytes = static_cast<uint64_t>(epr) * spec.w13_expert_bytes;
       const uint64_t w2_bytes = static_cast<uint64_t>(epr) * spec.w2_expert_bytes;
-      if (absl::Status s = l.w13.Allocate(w13_bytes, "the local gate_up weights"); !s.ok()) return s;
+      if (absl::Status s = l.w13.Allocate(w13_bytes, "the local gate_up weights"); !s.ok())
+        return s;
       if (absl::Status s = l.w2.Allocate(w2_bytes, "the local down weights"); !s.ok()) return s;
       const uint64_t first = static_cast<uint64_t>(rank_ * epr);
       if (absl::Status s = Launched(
@@ -334,9 +351,7 @@ class NcclDepRunner : public DepRunner {
       w13_expert_bytes_ = spec.w13_expert_bytes;
       w2_expert_bytes_ = spec.w2_expert_bytes;
     }
-    if (absl::Status s = Cuda(cudaStreamSynchronize(stream_.get()), "setup"); !s.ok()) return s;
-    // Every rank set up before the first forward's collectives.
-    return group_.Barrier();
+    return Cuda(cudaStreamSynchronize(stream_.get()), "setup");
   }
 
   absl::Status Barrier() {
@@ -356,11 +371,11 @@ class NcclDepRunner : public DepRunner {
     };
     const size_t self = static_cast<size_t>(rank_);
     if (send_counts[self] > 0) {
-      if (absl::Status s = Cuda(cudaMemcpyAsync(at(recv, recv_offsets[self]),
-                                                at(send, send_offsets[self]),
-                                                static_cast<uint64_t>(send_counts[self]) * row,
-                                                cudaMemcpyDeviceToDevice, stream_.get()),
-                                absl::StrCat(what, " to itself"));
+      if (absl::Status s =
+              Cuda(cudaMemcpyAsync(at(recv, recv_offsets[self]), at(send, send_offsets[self]),
+                                   static_cast<uint64_t>(send_counts[self]) * row,
+                                   cudaMemcpyDeviceToDevice, stream_.get()),
+                   absl::StrCat(what, " to itself"));
           !s.ok()) {
         return s;
       }
@@ -371,20 +386,20 @@ class NcclDepRunner : public DepRunner {
       const size_t q = static_cast<size_t>(peer);
       if (peer == rank_) continue;
       if (send_counts[q] > 0) {
-        if (absl::Status s = Nccl(ncclSend(at(send, send_offsets[q]),
-                                           static_cast<size_t>(send_counts[q]) * row, ncclUint8,
-                                           static_cast<int>(peer), comm_.get(), stream_.get()),
-                                  absl::StrCat(what, ": ncclSend"));
+        if (absl::Status s =
+                Nccl(ncclSend(at(send, send_offsets[q]), static_cast<size_t>(send_counts[q]) * row,
+                              ncclUint8, static_cast<int>(peer), comm_.get(), stream_.get()),
+                     absl::StrCat(what, ": ncclSend"));
             !s.ok()) {
           (void)ncclGroupEnd();
           return s;
         }
       }
       if (recv_counts[q] > 0) {
-        if (absl::Status s = Nccl(ncclRecv(at(recv, recv_offsets[q]),
-                                           static_cast<size_t>(recv_counts[q]) * row, ncclUint8,
-                                           static_cast<int>(peer), comm_.get(), stream_.get()),
-                                  absl::StrCat(what, ": ncclRecv"));
+        if (absl::Status s =
+                Nccl(ncclRecv(at(recv, recv_offsets[q]), static_cast<size_t>(recv_counts[q]) * row,
+                              ncclUint8, static_cast<int>(peer), comm_.get(), stream_.get()),
+                     absl::StrCat(what, ": ncclRecv"));
             !s.ok()) {
           (void)ncclGroupEnd();
           return s;
@@ -427,10 +442,9 @@ class NcclDepRunner : public DepRunner {
       if (absl::Status s = Nccl(ncclGroupEnd(), "the counts: ncclGroupEnd"); !s.ok()) return s;
     }
     auto* host = static_cast<int32_t*>(host_counts_.get());
-    if (absl::Status s =
-            Cuda(cudaMemcpyAsync(host, got, static_cast<size_t>(ep_) * bytes,
-                                 cudaMemcpyDeviceToHost, stream_.get()),
-                 "reading the counts back");
+    if (absl::Status s = Cuda(cudaMemcpyAsync(host, got, static_cast<size_t>(ep_) * bytes,
+                                              cudaMemcpyDeviceToHost, stream_.get()),
+                              "reading the counts back");
         !s.ok()) {
       return s;
     }
@@ -445,8 +459,8 @@ class NcclDepRunner : public DepRunner {
         const int32_t c = host[s * epr + e];
         if (c != dest.counts_from[static_cast<size_t>(s * epr + e)]) {
           return absl::DataLossError(absl::StrFormat(
-              "rank %d announced %d rows for local expert %d of rank %d, the plan has %d", s, c,
-              e, rank_, dest.counts_from[static_cast<size_t>(s * epr + e)]));
+              "rank %d announced %d rows for local expert %d of rank %d, the plan has %d", s, c, e,
+              rank_, dest.counts_from[static_cast<size_t>(s * epr + e)]));
         }
         recv_counts[static_cast<size_t>(s)] += c;
       }
@@ -464,9 +478,9 @@ class NcclDepRunner : public DepRunner {
     const dep::DestinationPlan& dest = l.plan.destinations[static_cast<size_t>(rank_)];
     const uint64_t input_seed =
         dwdp::moe::LayerInputSeed(l.layer, forward, rank_, spec.workload_seed);
-    if (absl::Status s = Launched(moe::LaunchGenerateInput(stream, x_.as<uint16_t>(), input_seed,
-                                                           tokens_, hidden_),
-                                  "the input");
+    if (absl::Status s = Launched(
+            moe::LaunchGenerateInput(stream, x_.as<uint16_t>(), input_seed, tokens_, hidden_),
+            "the input");
         !s.ok()) {
       return s;
     }
@@ -475,9 +489,9 @@ class NcclDepRunner : public DepRunner {
     const size_t p = static_cast<size_t>(&l - layers_.data());
     const double attention = p < spec.times.attention_ns.size() ? spec.times.attention_ns[p] : 0;
     ComputeArgs args;
-    args.duration_ns = static_cast<uint64_t>(attention * static_cast<double>(tokens_) /
-                                              static_cast<double>(std::max<int64_t>(
-                                                  spec.mean_tokens, 1)));
+    args.duration_ns =
+        static_cast<uint64_t>(attention * static_cast<double>(tokens_) /
+                              static_cast<double>(std::max<int64_t>(spec.mean_tokens, 1)));
     args.mismatch = mismatch_.as<uint64_t>();
     args.sink = mismatch_.as<uint64_t>() + 1;
     args.sink_guard = 1;
@@ -489,10 +503,10 @@ class NcclDepRunner : public DepRunner {
     if (absl::Status s = Barrier(); !s.ok()) return s;
     if (absl::Status s = Record(l, kArrived); !s.ok()) return s;
     // Dispatch.
-    if (absl::Status s = Launched(dep_kernels::LaunchGatherRows(stream, x_.as<uint16_t>(),
-                                                        l.send_token.as<int32_t>(), src.rows(),
-                                                        hidden_, send_.as<uint16_t>()),
-                                  "the send gather");
+    if (absl::Status s = Launched(
+            dep_kernels::LaunchGatherRows(stream, x_.as<uint16_t>(), l.send_token.as<int32_t>(),
+                                          src.rows(), hidden_, send_.as<uint16_t>()),
+            "the send gather");
         !s.ok()) {
       return s;
     }
@@ -503,19 +517,19 @@ class NcclDepRunner : public DepRunner {
       recv_offsets[static_cast<size_t>(s)] =
           recv_offsets[static_cast<size_t>(s - 1)] + (*recv_counts)[static_cast<size_t>(s - 1)];
     }
-    if (absl::Status s = ExchangeRows(send_, src.send_counts, src.send_offsets, recv_,
-                                      *recv_counts, recv_offsets, "the dispatch");
+    if (absl::Status s = ExchangeRows(send_, src.send_counts, src.send_offsets, recv_, *recv_counts,
+                                      recv_offsets, "the dispatch");
         !s.ok()) {
       return s;
     }
     if (absl::Status s = Record(l, kDispatched); !s.ok()) return s;
     // The local experts.
     const int64_t rows = dest.rows();
-    if (absl::Status s = Launched(
-            dep_kernels::LaunchGatherRows(stream, recv_.as<uint16_t>(), l.permuted_from.as<int32_t>(), rows,
-                                  hidden_,
-                                  reinterpret_cast<uint16_t*>(local_layer_->permuted_input())),
-            "the permutation");
+    if (absl::Status s =
+            Launched(dep_kernels::LaunchGatherRows(
+                         stream, recv_.as<uint16_t>(), l.permuted_from.as<int32_t>(), rows, hidden_,
+                         reinterpret_cast<uint16_t*>(local_layer_->permuted_input())),
+                     "the permutation");
         !s.ok()) {
       return s;
     }
@@ -524,12 +538,11 @@ class NcclDepRunner : public DepRunner {
         !s.ok()) {
       return s;
     }
-    if (absl::Status s = Launched(
-            dep_kernels::LaunchGatherRows(stream,
-                                  reinterpret_cast<const uint16_t*>(local_layer_->permuted_output()),
-                                  l.returned_from.as<int32_t>(), rows, hidden_,
-                                  back_.as<uint16_t>()),
-            "the inverse permutation");
+    if (absl::Status s =
+            Launched(dep_kernels::LaunchGatherRows(
+                         stream, reinterpret_cast<const uint16_t*>(local_layer_->permuted_output()),
+                         l.returned_from.as<int32_t>(), rows, hidden_, back_.as<uint16_t>()),
+                     "the inverse permutation");
         !s.ok()) {
       return s;
     }
@@ -537,16 +550,16 @@ class NcclDepRunner : public DepRunner {
     if (absl::Status s = Barrier(); !s.ok()) return s;
     if (absl::Status s = Record(l, kReady); !s.ok()) return s;
     // Combine: every row back to its source, then the weighted sum per token.
-    if (absl::Status s = ExchangeRows(back_, *recv_counts, recv_offsets, returned_,
-                                      src.send_counts, src.send_offsets, "the combine");
+    if (absl::Status s = ExchangeRows(back_, *recv_counts, recv_offsets, returned_, src.send_counts,
+                                      src.send_offsets, "the combine");
         !s.ok()) {
       return s;
     }
-    if (absl::Status s = Launched(
-            moe::LaunchCombine(stream, returned_.as<uint16_t>(), l.entry_row.as<int32_t>(),
-                               l.weights.as<float>(), tokens_, hidden_,
-                               static_cast<int32_t>(top_k_), out_.as<uint16_t>()),
-            "the combine");
+    if (absl::Status s =
+            Launched(moe::LaunchCombine(stream, returned_.as<uint16_t>(), l.entry_row.as<int32_t>(),
+                                        l.weights.as<float>(), tokens_, hidden_,
+                                        static_cast<int32_t>(top_k_), out_.as<uint16_t>()),
+                     "the combine");
         !s.ok()) {
       return s;
     }
@@ -556,9 +569,9 @@ class NcclDepRunner : public DepRunner {
   absl::StatusOr<dep::DepLayerTimes> Times(const LayerState& l) {
     float ms[kEvents] = {};
     for (int i = 1; i < kEvents; ++i) {
-      if (absl::Status s = Cuda(cudaEventElapsedTime(&ms[i], l.events[i - 1].get(),
-                                                     l.events[i].get()),
-                                "reading a timing event");
+      if (absl::Status s =
+              Cuda(cudaEventElapsedTime(&ms[i], l.events[i - 1].get(), l.events[i].get()),
+                   "reading a timing event");
           !s.ok()) {
         return s;
       }
@@ -583,17 +596,17 @@ class NcclDepRunner : public DepRunner {
     (void)run;
     cudaStream_t stream = stream_.get();
     const uint64_t n = static_cast<uint64_t>(l.plan.shape.num_experts);
-    if (absl::Status s = Launched(LaunchFill(stream, full_w13_.address(), n * w13_expert_bytes_,
-                                             l.layer, w13_weight_, w13_expert_bytes_, 0, 1024,
-                                             kPatternBf16),
-                                  "the full weight fill");
+    if (absl::Status s =
+            Launched(LaunchFill(stream, full_w13_.address(), n * w13_expert_bytes_, l.layer,
+                                w13_weight_, w13_expert_bytes_, 0, 1024, kPatternBf16),
+                     "the full weight fill");
         !s.ok()) {
       return s;
     }
-    if (absl::Status s = Launched(LaunchFill(stream, full_w2_.address(), n * w2_expert_bytes_,
-                                             l.layer, w2_weight_, w2_expert_bytes_, 0, 1024,
-                                             kPatternBf16),
-                                  "the full weight fill");
+    if (absl::Status s =
+            Launched(LaunchFill(stream, full_w2_.address(), n * w2_expert_bytes_, l.layer,
+                                w2_weight_, w2_expert_bytes_, 0, 1024, kPatternBf16),
+                     "the full weight fill");
         !s.ok()) {
       return s;
     }
@@ -608,15 +621,15 @@ class NcclDepRunner : public DepRunner {
     if (absl::Status s = full_layer_->CheckRouting(stream); !s.ok()) return s;
     const size_t elements = static_cast<size_t>(tokens_ * hidden_);
     std::vector<uint16_t> got(elements), want(elements);
-    if (absl::Status s = Cuda(cudaMemcpy(got.data(), out_.as<void>(), elements * 2,
-                                         cudaMemcpyDeviceToHost),
-                              "reading the DEP output");
+    if (absl::Status s =
+            Cuda(cudaMemcpy(got.data(), out_.as<void>(), elements * 2, cudaMemcpyDeviceToHost),
+                 "reading the DEP output");
         !s.ok()) {
       return s;
     }
-    if (absl::Status s = Cuda(cudaMemcpy(want.data(), reference_.as<void>(), elements * 2,
-                                         cudaMemcpyDeviceToHost),
-                              "reading the reference output");
+    if (absl::Status s = Cuda(
+            cudaMemcpy(want.data(), reference_.as<void>(), elements * 2, cudaMemcpyDeviceToHost),
+            "reading the reference output");
         !s.ok()) {
       return s;
     }
@@ -662,7 +675,7 @@ class NcclDepRunner : public DepRunner {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DepRunner>> MakeDepRunner(Comm& group,
-                                                        const DepRunnerOptions& options) {
+                                                         const DepRunnerOptions& options) {
   auto runner = std::make_unique<NcclDepRunner>(group, options);
   if (absl::Status s = runner->Init(); !s.ok()) return s;
   return std::unique_ptr<DepRunner>(std::move(runner));

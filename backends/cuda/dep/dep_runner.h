@@ -52,12 +52,12 @@ struct DepRunnerOptions {
 
 // The runner is built in its own library (NCCL, the MoE kernel) that the module links; the
 // module's entry point registers its maker here, as it does the MoE kernel's.
-using DepRunnerMaker = absl::StatusOr<std::unique_ptr<DepRunner>> (*)(
-    Comm& group, const DepRunnerOptions& options);
+using DepRunnerMaker =
+    absl::StatusOr<std::unique_ptr<DepRunner>> (*)(Comm& group, const DepRunnerOptions& options);
 void SetDepRunnerMaker(DepRunnerMaker maker);
 DepRunnerMaker GetDepRunnerMaker();
 // The maker (dep_runner.cc, in the module only).
 absl::StatusOr<std::unique_ptr<DepRunner>> MakeDepRunner(Comm& group,
-                                                        const DepRunnerOptions& options);
+                                                         const DepRunnerOptions& options);
 
 }  // namespace dwdp::cuda

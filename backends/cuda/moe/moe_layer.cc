@@ -886,11 +886,10 @@ absl::Status MoeLayer::EnqueuePermutedExperts(const RoutingPlan& plan, uint64_t 
     return st;
   }
   const uint64_t fingerprint = dwdp::moe::CountsFingerprint(plan.expert_counts.data(), m.E());
-  if (absl::Status st = Launched(LaunchLayout(s, m.counts.as<int32_t>(), m.E(), 0, fingerprint,
-                                              m.offsets.as<int32_t>(),
-                                              m.problem_experts.as<int32_t>(),
-                                              m.status.as<uint32_t>()),
-                                 "the layout");
+  if (absl::Status st = Launched(
+          LaunchLayout(s, m.counts.as<int32_t>(), m.E(), 0, fingerprint, m.offsets.as<int32_t>(),
+                       m.problem_experts.as<int32_t>(), m.status.as<uint32_t>()),
+          "the layout");
       !st.ok()) {
     return st;
   }
