@@ -1,10 +1,22 @@
 #include "cli/common.h"
 
+#include <fstream>
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
 #include "core/config/loader.h"
 
 namespace dwdp::cli {
+
+bool WriteFileOrReport(const std::string& path, const std::string& text, CommandContext& ctx) {
+  std::ofstream out(path);
+  out << text;
+  if (!out) {
+    ReportError(absl::StrCat("cannot write ", path), kExitUsage, ctx);
+    return false;
+  }
+  return true;
+}
 
 void AddFormatOption(CLI::App& command, std::string& format,
                      const std::vector<std::string>& choices) {

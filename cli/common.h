@@ -32,4 +32,7 @@ void ReportError(const std::string& message, int exit_code, CommandContext& ctx)
 
 void PrintJson(const nlohmann::json& json);
 
+// Writes text to path; on failure reports "cannot write PATH" (usage error) and returns false.
+bool WriteFileOrReport(const std::string& path, const std::string& text, CommandContext& ctx);
+
 }  // namespace dwdp::cli

@@ -32,6 +32,9 @@ step() {  # step NAME EXPECTED_EXIT TIMEOUT CMD...
   grep -E "^(error:|forward |  rank [0-9]+:|no hazard|\*\*\*|rank [0-9]+: )" "$out/step.txt" | head -8
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+# The hardware preset the calibration starts from, and the name of what it writes.
+gpu=h100
+nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200 && gpu=h200
 for stage in "$@"; do
   case "$stage" in
     tests)
@@ -49,7 +52,9 @@ for stage in "$@"; do
       for s in moe-small-d3-6x5-modeb:3 qwen3-30b-bf16-h200x2-64x64:2 qwen3-30b-bf16-h200x2-66x62-modeb:2 \
                qwen3-30b-bf16-h200x4-35x31-modeb:4 dsv3-lite-bf16-h200x2-40x32-modeb:2 \
                gpt-oss-120b-bf16-h200x4-32x32:4; do
-        for k in 2 3; do
+        ks="3"
+        case "$s" in moe-small*|*66x62-modeb*) ks="2 3" ;; esac
+        for k in $ks; do
           step "functional ${s%%:*} k=$k, ${s##*:} ranks on one GPU" 0 300 "${mpi[@]}" -np "${s##*:}" "$b/dwdp" run \
             "scenarios/${s%%:*}.yaml" --backend cuda --mode functional --forwards 3 --num-buffers "$k"
         done
@@ -74,12 +79,12 @@ for stage in "$@"; do
       ;;
     calibrate)
       shapes=(--moe-shape 2048,768,128,8 --moe-shape 2880,2880,128,4 --moe-shape 7168,2048,256,8)
-      step "calibrate compute, 1 rank" 0 420 "${mpi[@]}" -np 1 "$b/dwdp" calibrate --only compute --base h200-sxm \
-        "${shapes[@]}" --moe-tokens 256,1024,4096,16384,65536 --out "$out/h200-moe.yaml" \
-        --raw "$out/h200-moe-raw.json"
-      step "calibrate compute at held-out token counts" 0 300 "${mpi[@]}" -np 1 "$b/dwdp" calibrate --only compute \
-        --base h200-sxm "${shapes[@]}" --moe-tokens 512,2048,8192,32768 --out "$out/h200-moe-heldout.yaml" \
-        --raw "$out/h200-moe-heldout-raw.json"
+      step "calibrate compute, 1 rank" 0 420 "${mpi[@]}" -np 1 "$b/dwdp" calibrate --only compute --base "$gpu-sxm" \
+        "${shapes[@]}" --moe-tokens 256,1024,4096,16384,65536 --out "$out/$gpu-moe.yaml" \
+        --raw "$out/$gpu-moe-raw.json"
+      step "calibrate compute at held-out token counts and a held-out shape (72 experts)" 0 300 "${mpi[@]}" -np 1 "$b/dwdp" calibrate --only compute \
+        --base "$gpu-sxm" "${shapes[@]}" --moe-shape 7168,2048,72,8 --moe-tokens 512,2048,8192,32768 --out "$out/$gpu-moe-heldout.yaml" \
+        --raw "$out/$gpu-moe-heldout-raw.json"
       ;;
     dep)
       # The DEP baseline's path at ep_size 1 (one rank, the NCCL communicator of one, the MoE

@@ -10,6 +10,8 @@
 #include "core/perf/compute_table.h"
 #include "core/perf/layer_times.h"
 #include "core/perf/perf_model.h"
+#include "core/plan/plan_report.h"
+#include "core/plan/planner.h"
 #include "tests/support/test_paths.h"
 
 namespace dwdp {
@@ -95,6 +97,26 @@ BOOST_AUTO_TEST_CASE(layer_times_and_the_simulator_take_the_measured_time) {
   for (const LayerReport& l : result->report.ranks[0].layers) {
     BOOST_TEST(l.compute_ns == measured.attention_ns[0] + 60e3, tt::tolerance(1e-6));
   }
+}
+
+// dwdp plan says which compute it priced: the roofline without a table for the model's shape, the
+// measured table once the profile has one (text line and the JSON's "moe_compute").
+BOOST_AUTO_TEST_CASE(plan_reports_whether_compute_was_measured_or_roofline) {
+  Scenario s = SmallMoe();
+  PlanOptions options;
+  options.dwdp_sizes = {3};
+  options.num_buffers = {2};
+  auto roofline = PlanCapacity(s, options);
+  BOOST_REQUIRE_MESSAGE(roofline.ok(), roofline.status());
+  BOOST_TEST(!MoeComputeMeasured(*roofline));
+  BOOST_TEST(PlanToText(*roofline, {}).find("routed-MoE compute: roofline") != std::string::npos);
+  BOOST_TEST(PlanToJson(*roofline, {})["moe_compute"] == "roofline");
+  s.hardware.moe_compute = {SmallTable()};
+  auto measured = PlanCapacity(s, options);
+  BOOST_REQUIRE_MESSAGE(measured.ok(), measured.status());
+  BOOST_TEST(MoeComputeMeasured(*measured));
+  BOOST_TEST(PlanToText(*measured, {}).find("routed-MoE compute: measured") != std::string::npos);
+  BOOST_TEST(PlanToJson(*measured, {})["moe_compute"] == "measured");
 }
 
 }  // namespace dwdp

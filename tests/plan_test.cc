@@ -8,6 +8,7 @@
 #include <map>
 
 #include "core/partition/partition.h"
+#include "core/plan/plan_check.h"
 #include "core/plan/plan_report.h"
 #include "core/plan/planner.h"
 #include "tests/support/plan_fixtures.h"
@@ -302,6 +303,44 @@ BOOST_AUTO_TEST_CASE(json_and_csv_carry_the_interface_keys) {
   const size_t lines = static_cast<size_t>(std::count(csv.begin(), csv.end(), '\n'));
   BOOST_TEST(lines == plan->candidates.size() + 1);
   BOOST_TEST(csv.rfind("dwdp_size,", 0) == 0u);
+}
+
+// --simulate N checks the N fitting candidates with the highest throughput per GPU; one that does
+// not fit is never among them, however fast it would be.
+BOOST_AUTO_TEST_CASE(simulate_checks_the_fastest_fitting_candidates) {
+  Plan plan;
+  auto candidate = [](int64_t d, double rate, bool fits) {
+    PlanCandidate c;
+    c.dwdp_size = d;
+    c.tokens_per_s_per_gpu = rate;
+    c.fits = fits;
+    c.fit_note = fits ? "" : "out of memory";
+    return c;
+  };
+  plan.candidates = {candidate(2, 100, true), candidate(3, 400, false), candidate(4, 300, true),
+                     candidate(5, 200, true)};
+  const std::vector<PlanCandidate> best = BestFittingCandidates(plan, 2);
+  BOOST_REQUIRE(best.size() == 2u);
+  BOOST_TEST(best[0].dwdp_size == 4);
+  BOOST_TEST(best[1].dwdp_size == 5);
+  BOOST_TEST(BestFittingCandidates(plan, 0).empty());
+  BOOST_TEST(BestFittingCandidates(plan, 10).size() == 3u);
+}
+
+// Agreement is |simulated - planned| <= 10% of the planned forward: 110 of 100 agrees, 111 not.
+BOOST_AUTO_TEST_CASE(planner_and_simulator_agree_within_ten_percent) {
+  SimulatedCandidate s;
+  s.planned.forward_ns = 100;
+  s.forward_ns = 110;
+  BOOST_TEST(ForwardWithinTenPercent(s));
+  s.forward_ns = 111;
+  BOOST_TEST(!ForwardWithinTenPercent(s));
+  s.forward_ns = 90;
+  BOOST_TEST(ForwardWithinTenPercent(s));
+  const std::string text = SimulatedToText({s});
+  BOOST_TEST(text.find("1 of 1 within 10%: plan and run agree") != std::string::npos);
+  BOOST_TEST(text.find("-10.0%") != std::string::npos);
+  BOOST_TEST(SimulatedToJson({s})[0]["within_10_percent"].get<bool>());
 }
 
 }  // namespace

@@ -32,10 +32,26 @@ std::string Dependencies(const Plan& plan) {
 
 }  // namespace
 
+bool MoeComputeMeasured(const Plan& plan) {
+  for (const ProfileDependency& d : plan.depends_on) {
+    if (d.name == "moe_compute") return true;
+  }
+  return false;
+}
+
+std::string MoeComputeSourceLine(const Plan& plan) {
+  return MoeComputeMeasured(plan)
+             ? "routed-MoE compute: measured (the profile's moe_compute table for this shape, "
+               "interpolated in tokens per rank)\n"
+             : "routed-MoE compute: roofline (the profile's compute_efficiency and "
+               "memory_efficiency; it has no moe_compute table for this shape)\n";
+}
+
 std::string PlanToText(const Plan& plan, const std::vector<RecommendationResult>& recommendations) {
   std::string out = absl::StrFormat("capacity plan: %s on %s (%s per GPU), %s copy schedule\n",
                                     plan.model, plan.hardware, FormatBytes(plan.hbm_bytes),
                                     ContentionModeName(plan.contention));
+  absl::StrAppend(&out, MoeComputeSourceLine(plan));
   for (const PlanWorkloadPoint& w : plan.workloads) {
     absl::StrAppend(&out, absl::StrFormat("\n%d tokens per rank, sequence length %d\n",
                                           w.tokens_per_rank, w.sequence_length));
@@ -190,6 +206,7 @@ nlohmann::json PlanToJson(const Plan& plan,
                         {"hardware", plan.hardware},
                         {"contention", ContentionModeName(plan.contention)},
                         {"hbm_bytes", plan.hbm_bytes},
+                        {"moe_compute", MoeComputeMeasured(plan) ? "measured" : "roofline"},
                         {"depends_on", deps},
                         {"candidates", candidates}};
   out["recommended"] = nullptr;

@@ -12,6 +12,11 @@
 
 namespace dwdp {
 
+// Where the routed-MoE compute of the plan came from: a measured moe_compute table of the profile
+// (true) or the roofline (false); the text and JSON reports say which.
+bool MoeComputeMeasured(const Plan& plan);
+std::string MoeComputeSourceLine(const Plan& plan);
+
 std::string PlanToText(const Plan& plan, const std::vector<RecommendationResult>& recommendations);
 std::string PlanToCsv(const Plan& plan);
 // {"model", "hardware", "contention", "depends_on", "candidates": [...], "recommended": {...} |
