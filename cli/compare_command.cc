@@ -44,7 +44,9 @@ absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, const char*
 void RegisterCompare(CLI::App& app, CommandContext& ctx) {
   auto opts = std::make_shared<CompareCliOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "compare", "Compare a simulator report with a GPU report of the same scenario");
+      "compare",
+      "Compare a simulator report with a GPU report of the same scenario, or a DWDP report with "
+      "a DEP baseline report (--baseline dep) of it");
   cmd->add_option("predicted", opts->predicted, "`dwdp run --backend sim --format json` output")
       ->required();
   cmd->add_option("measured", opts->measured, "`dwdp run --backend cuda --format json` output")

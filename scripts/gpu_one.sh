@@ -88,8 +88,9 @@ for stage in "$@"; do
       ;;
     dep)
       # The DEP baseline's path at ep_size 1 (one rank, the NCCL communicator of one, the MoE
-      # kernel on every expert, combine), checked against the resident-weights kernel; and the
-      # refusal of two ranks on one GPU (NCCL needs one GPU per rank).
+      # kernel on every expert, combine), checked against the resident-weights kernel; the
+      # refusal of timing runs with two ranks on one GPU (NCCL needs one GPU per rank), and
+      # functional runs of ranks sharing the GPU through the host-staged exchange.
       step "DEP ep_size 1 functional, small model" 0 120 "$b/dwdp" run scenarios/moe-small-d3-6x5-modeb.yaml \
         --backend cuda --baseline dep --ep-size 1 --mode functional
       step "DEP ep_size 1 functional, gpt-oss-120b BF16 4 layers" 0 300 "$b/dwdp" run \
@@ -97,8 +98,14 @@ for stage in "$@"; do
       step "DEP ep_size 1 timing" 0 300 "$b/dwdp" run scenarios/gpt-oss-120b-bf16-h200x4-32x32.yaml \
         --backend cuda --baseline dep --ep-size 1 --format json
       cp "$out/step.txt" "$out/dep-ep1.json"
-      step "DEP with 2 ranks on one GPU is refused" 2 120 "${mpi[@]}" -np 2 "$b/dwdp" run \
+      step "DEP timing with 2 ranks on one GPU is refused" 2 120 "${mpi[@]}" -np 2 "$b/dwdp" run \
         scenarios/moe-small-d3-6x5-modeb.yaml --backend cuda --baseline dep --ep-size 2
+      step "DEP functional with 2 ranks on one GPU (host-staged exchange)" 0 300 "${mpi[@]}" -np 2 \
+        "$b/dwdp" run scenarios/moe-small-d3-6x5-modeb.yaml --backend cuda --baseline dep --ep-size 2 \
+        --mode functional
+      step "DEP functional with 4 ranks on one GPU, gpt-oss-120b BF16" 0 600 "${mpi[@]}" -np 4 \
+        "$b/dwdp" run scenarios/gpt-oss-120b-bf16-h200x4-32x32.yaml --backend cuda --baseline dep \
+        --mode functional --forwards 1
       ;;
     torch)
       export DWDP_LIBRARY="$b/lib/libdwdp.so" PYTHONPATH="$PWD/python" PYTHONUNBUFFERED=1

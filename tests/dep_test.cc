@@ -6,7 +6,11 @@
 #define BOOST_TEST_MODULE dep_test
 #include <boost/test/unit_test.hpp>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -426,6 +430,36 @@ BOOST_AUTO_TEST_CASE(the_measured_ratio_sits_next_to_the_planners) {
   dep_json["scenario"] = "other";
   BOOST_TEST(!dep::CompareDepWithDwdp(dwdp, dep_json).ok());
   BOOST_TEST(!dep::CompareDepWithDwdp(dep_json, dep_json).ok());
+}
+
+BOOST_AUTO_TEST_CASE(dwdp_compare_takes_a_dwdp_and_a_dep_report_of_the_simulator) {
+  const std::string scenario = testing::SourcePath("scenarios/moe-small-d3-6x5-modeb.yaml");
+  const testing::ProcessResult dwdp = testing::RunDwdp({"run", scenario, "--format", "json"});
+  BOOST_REQUIRE_MESSAGE(dwdp.exit_code == 0, dwdp.err);
+  const testing::ProcessResult dep_run = testing::RunDwdp(
+      {"run", scenario, "--baseline", "dep", "--ep-size", "4", "--format", "json"});
+  BOOST_REQUIRE_MESSAGE(dep_run.exit_code == 0, dep_run.err);
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("dep_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string dwdp_file = (dir / "dwdp.json").string();
+  const std::string dep_file = (dir / "dep.json").string();
+  std::ofstream(dwdp_file) << dwdp.out;
+  std::ofstream(dep_file) << dep_run.out;
+  const testing::ProcessResult c =
+      testing::RunDwdp({"compare", dwdp_file, dep_file, "--format", "json"});
+  BOOST_TEST(c.exit_code == 0, c.err);
+  const nlohmann::json j = nlohmann::json::parse(c.out, nullptr, false);
+  BOOST_REQUIRE(!j.is_discarded());
+  const double dwdp_ns = nlohmann::json::parse(dwdp.out)["totals"]["forward_ns"].get<double>();
+  const double dep_ns = nlohmann::json::parse(dep_run.out)["summary"]["forward_ns"].get<double>();
+  BOOST_TEST(j["measured_dep_over_dwdp"].get<double>() == dep_ns / dwdp_ns,
+             boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(j["predicted_dep_over_dwdp"].get<double>() > 0);
+  // The wrong way round is one sentence and exit 2.
+  const testing::ProcessResult swapped = testing::RunDwdp({"compare", dep_file, dwdp_file});
+  BOOST_TEST(swapped.exit_code == 2);
+  std::filesystem::remove_all(dir);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -395,7 +395,14 @@ class CudaDepSession : public DepSession {
     outcome.extra["cuda"] = {{"world_size", info.world_size},
                              {"device", info.device_name},
                              {"driver_version", info.driver_version},
-                             {"nccl_nvls_enable", NvlsSetting()}};
+                             {"nccl_nvls_enable", NvlsSetting()},
+                             {"exchange", host_staged_ ? "host-staged (ranks share a GPU; the "
+                                                         "times are not DEP's)"
+                                                       : "nccl"}};
+    if (host_staged_) {
+      outcome.extra["note"] =
+          "ranks share a GPU: rows moved through host memory (functional check only)";
+    }
     return outcome;
   }
 
@@ -442,14 +449,17 @@ class CudaDepSession : public DepSession {
     if (!votes.ok()) return votes.status();
     bool shared = false;
     for (const auto& v : *votes) shared = shared || (!v.empty() && v[0] == 1);
-    if (shared) {
+    if (shared && !spec.functional) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "the DEP baseline needs one GPU per rank (NCCL refuses two ranks on one GPU), but "
-          "ranks of this ep_size %d group share a GPU; start one process per GPU, or use "
-          "--ep-size 1 on a single GPU",
+          "ranks of this ep_size %d group share a GPU; start one process per GPU, use "
+          "--ep-size 1 on a single GPU, or --mode functional (host-staged exchange, no timings)",
           ep_));
     }
-    auto runner = cuda_->factory().CreateDepRunner(*group_, {.rank = rank_, .ep_size = ep_});
+    // Functional mode on a shared GPU: the exchanges go through host memory instead of NCCL.
+    host_staged_ = shared;
+    auto runner = cuda_->factory().CreateDepRunner(
+        *group_, {.rank = rank_, .ep_size = ep_, .host_staged = host_staged_});
     if (!runner.ok()) return runner.status();
     runner_ = *std::move(runner);
     return absl::OkStatus();
@@ -465,6 +475,7 @@ class CudaDepSession : public DepSession {
   std::unique_ptr<DepRunner> runner_;
   int64_t rank_ = 0;
   int64_t ep_ = 1;
+  bool host_staged_ = false;
 };
 
 }  // namespace

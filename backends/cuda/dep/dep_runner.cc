@@ -121,7 +121,10 @@ struct LayerState {
 class NcclDepRunner : public DepRunner {
  public:
   NcclDepRunner(Comm& group, const DepRunnerOptions& options)
-      : group_(group), rank_(options.rank), ep_(options.ep_size) {}
+      : group_(group),
+        rank_(options.rank),
+        ep_(options.ep_size),
+        host_staged_(options.host_staged) {}
 
   ~NcclDepRunner() override {
     if (stream_) cudaStreamSynchronize(stream_.get());
@@ -130,6 +133,13 @@ class NcclDepRunner : public DepRunner {
   absl::Status Init() {
     // NVLink SHARP would let NCCL take multicast memory the VMM pipeline does not expect.
     setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
+    if (!host_staged_) {
+      if (absl::Status s = InitNccl(); !s.ok()) return s;
+    }
+    return InitStream();
+  }
+
+  absl::Status InitNccl() {
     ncclUniqueId id;
     std::memset(&id, 0, sizeof(id));
     if (rank_ == 0) {
@@ -151,6 +161,10 @@ class NcclDepRunner : public DepRunner {
       return s;
     }
     comm_.reset(comm);
+    return absl::OkStatus();
+  }
+
+  absl::Status InitStream() {
     cudaStream_t stream = nullptr;
     if (absl::Status s =
             Cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "creating the stream");
@@ -355,9 +369,75 @@ class NcclDepRunner : public DepRunner {
   }
 
   absl::Status Barrier() {
+    if (host_staged_) {
+      if (absl::Status s = Cuda(cudaStreamSynchronize(stream_.get()), "the wait for every rank");
+          !s.ok()) {
+        return s;
+      }
+      return group_.Barrier();
+    }
     return Nccl(ncclAllReduce(flag_.as<void>(), flag_.as<void>(), 1, ncclInt32, ncclSum,
                               comm_.get(), stream_.get()),
                 "the all-reduce every rank arrives at");
+  }
+
+  // Ranks sharing a GPU (NCCL refuses them): every rank's chunks for every other rank travel
+  // through host memory and the group's allgather. Functional only: its times are not DEP's.
+  // chunk d of this rank (device address, bytes) goes to rank d; the chunk from rank s lands
+  // at into[s].
+  struct Chunk {
+    uint8_t* device = nullptr;
+    uint64_t bytes = 0;
+  };
+  absl::Status HostStagedExchange(const std::vector<Chunk>& out, const std::vector<Chunk>& into,
+                                  absl::string_view what) {
+    if (absl::Status s = Cuda(cudaStreamSynchronize(stream_.get()), what); !s.ok()) return s;
+    const uint64_t header = static_cast<uint64_t>(ep_) * sizeof(uint64_t);
+    uint64_t body = 0;
+    for (int64_t d = 0; d < ep_; ++d) body += d == rank_ ? 0 : out[static_cast<size_t>(d)].bytes;
+    std::vector<uint8_t> message(header + body);
+    uint64_t at = header;
+    for (int64_t d = 0; d < ep_; ++d) {
+      const uint64_t bytes = d == rank_ ? 0 : out[static_cast<size_t>(d)].bytes;
+      std::memcpy(message.data() + d * sizeof(uint64_t), &bytes, sizeof(bytes));
+      if (bytes > 0) {
+        if (absl::Status s =
+                Cuda(cudaMemcpy(message.data() + at, out[static_cast<size_t>(d)].device, bytes,
+                                cudaMemcpyDeviceToHost),
+                     absl::StrCat(what, ": to the host"));
+            !s.ok()) {
+          return s;
+        }
+      }
+      at += bytes;
+    }
+    absl::StatusOr<std::vector<std::vector<uint8_t>>> all = group_.Allgather(message);
+    if (!all.ok()) return all.status();
+    for (int64_t src = 0; src < ep_ && src < static_cast<int64_t>(all->size()); ++src) {
+      if (src == rank_) continue;
+      const std::vector<uint8_t>& m = (*all)[static_cast<size_t>(src)];
+      if (m.size() < header) return absl::DataLossError(absl::StrCat(what, ": a short message"));
+      uint64_t offset = header;
+      uint64_t bytes = 0;
+      for (int64_t d = 0; d <= rank_; ++d) {
+        std::memcpy(&bytes, m.data() + d * sizeof(uint64_t), sizeof(bytes));
+        if (d < rank_) offset += bytes;
+      }
+      if (bytes != into[static_cast<size_t>(src)].bytes || offset + bytes > m.size()) {
+        return absl::DataLossError(absl::StrFormat("%s: rank %d sent %d bytes, %d expected", what,
+                                                   src, bytes,
+                                                   into[static_cast<size_t>(src)].bytes));
+      }
+      if (bytes > 0) {
+        if (absl::Status s = Cuda(cudaMemcpy(into[static_cast<size_t>(src)].device,
+                                             m.data() + offset, bytes, cudaMemcpyHostToDevice),
+                                  absl::StrCat(what, ": from the host"));
+            !s.ok()) {
+          return s;
+        }
+      }
+    }
+    return absl::OkStatus();
   }
 
   // Rows of `hidden` bf16 from every peer's send buffer to its receive buffer; to itself a copy.
@@ -381,6 +461,14 @@ class NcclDepRunner : public DepRunner {
       }
     }
     if (ep_ == 1) return absl::OkStatus();
+    if (host_staged_) {
+      std::vector<Chunk> out(static_cast<size_t>(ep_)), into(static_cast<size_t>(ep_));
+      for (size_t q = 0; q < out.size(); ++q) {
+        out[q] = {at(send, send_offsets[q]), static_cast<uint64_t>(send_counts[q]) * row};
+        into[q] = {at(recv, recv_offsets[q]), static_cast<uint64_t>(recv_counts[q]) * row};
+      }
+      return HostStagedExchange(out, into, what);
+    }
     if (absl::Status s = Nccl(ncclGroupStart(), "ncclGroupStart"); !s.ok()) return s;
     for (int64_t peer = 0; peer < ep_; ++peer) {
       const size_t q = static_cast<size_t>(peer);
@@ -422,7 +510,14 @@ class NcclDepRunner : public DepRunner {
         !s.ok()) {
       return s;
     }
-    if (ep_ > 1) {
+    if (ep_ > 1 && host_staged_) {
+      std::vector<Chunk> out(static_cast<size_t>(ep_)), into(static_cast<size_t>(ep_));
+      for (int64_t q = 0; q < ep_; ++q) {
+        out[static_cast<size_t>(q)] = {sent + q * bytes, bytes};
+        into[static_cast<size_t>(q)] = {got + q * bytes, bytes};
+      }
+      if (absl::Status s = HostStagedExchange(out, into, "the counts"); !s.ok()) return s;
+    } else if (ep_ > 1) {
       if (absl::Status s = Nccl(ncclGroupStart(), "ncclGroupStart"); !s.ok()) return s;
       for (int64_t peer = 0; peer < ep_; ++peer) {
         if (peer == rank_) continue;
@@ -654,6 +749,7 @@ class NcclDepRunner : public DepRunner {
   Comm& group_;
   int64_t rank_;
   int64_t ep_;
+  bool host_staged_;
   CommPtr comm_;
   StreamPtr stream_;
   int compute_blocks_ = 1;

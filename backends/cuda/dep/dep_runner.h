@@ -48,6 +48,10 @@ class DepRunner {
 struct DepRunnerOptions {
   int64_t rank = 0;
   int64_t ep_size = 1;
+  // Ranks share a GPU, which NCCL refuses: the exchanges go through host memory and the
+  // group's allgather instead (no NCCL). For functional checks on one GPU; the times are not
+  // DEP's.
+  bool host_staged = false;
 };
 
 // The runner is built in its own library (NCCL, the MoE kernel) that the module links; the
