@@ -131,7 +131,9 @@ class NcclDepRunner : public DepRunner {
   }
 
   absl::Status Init() {
-    // NVLink SHARP would let NCCL take multicast memory the VMM pipeline does not expect.
+    // NVLink multicast (NVLS) stays off unless the environment sets it: DEP needs only
+    // point-to-point sends, and multicast objects are a host-wide resource a baseline should
+    // not take.
     setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
     if (!host_staged_) {
       if (absl::Status s = InitNccl(); !s.ok()) return s;
