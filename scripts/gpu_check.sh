@@ -59,10 +59,12 @@ if [ "$n" = 8 ]; then
       --forwards 3 --align-forwards --format json
     cp "$out/step.txt" "$out/timing-8-$c-aligned.json"
   done
-  step "calibrate at 8" 0 "${mpin[@]}" -np 8 "$b/dwdp" calibrate --base h200-sxm --out "$out/h200-x8.yaml" \
-    --raw "$out/h200-x8-raw.json"
+  gpu=h100
+  nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200 && gpu=h200
+  step "calibrate at 8" 0 "${mpin[@]}" -np 8 "$b/dwdp" calibrate --base "$gpu-sxm" --out "$out/$gpu-x8.yaml" \
+    --raw "$out/$gpu-x8-raw.json"
   for c in rotate ascending round_robin; do
-    step "simulator d=8 $c with the calibrated profile" 0 "$b/dwdp" run "$d8" --hardware "$out/h200-x8.yaml" \
+    step "simulator d=8 $c with the calibrated profile" 0 "$b/dwdp" run "$d8" --hardware "$out/$gpu-x8.yaml" \
       --contention "$c" --forwards 3 --align-forwards --format json
     cp "$out/step.txt" "$out/sim-8-$c.json"
     step "prediction d=8 $c (within 10%)" 0 "$b/dwdp" compare "$out/sim-8-$c.json" "$out/timing-8-$c-aligned.json"
