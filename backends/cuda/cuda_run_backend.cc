@@ -427,11 +427,12 @@ class CudaDepSession : public DepSession {
   absl::Status Start(const DepRunSpec& spec) {
     const CudaProcessInfo& info = cuda_->process();
     ep_ = spec.ep_size;
-    if (info.world_size % ep_ != 0) {
+    // One expert-parallel group per job, so that one report comes out.
+    if (info.world_size != ep_) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "--baseline dep with ep_size %d needs a multiple of %d processes (one per GPU); this "
-          "job has %d",
-          ep_, ep_, info.world_size));
+          "--baseline dep with ep_size %d runs %d processes, one per GPU; this job has %d (start "
+          "it with mpirun -np %d, or give --ep-size %d)",
+          ep_, ep_, info.world_size, ep_, info.world_size));
     }
     auto group = cuda_->factory().CreateGroupComm(ep_);
     if (!group.ok()) {
