@@ -38,7 +38,7 @@ nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200 && gpu=h200
 for stage in "$@"; do
   case "$stage" in
     tests)
-      for t in moe_layer_test cuda_backend_test run_path_test test_paths_test conformance_test; do
+      for t in moe_layer_test cuda_backend_test run_path_test test_paths_test conformance_test dep_gpu_test; do
         step "$t" 0 240 "$b/$t" --report_level=short
       done
       step "engine_api_test" 0 60 "$b/engine_api_test"
@@ -91,6 +91,7 @@ for stage in "$@"; do
       # kernel on every expert, combine), checked against the resident-weights kernel; the
       # refusal of timing runs with two ranks on one GPU (NCCL needs one GPU per rank), and
       # functional runs of ranks sharing the GPU through the host-staged exchange.
+      step "dep_gpu_test" 0 240 "$b/dep_gpu_test" --report_level=short
       step "DEP ep_size 1 functional, small model" 0 120 "$b/dwdp" run scenarios/moe-small-d3-6x5-modeb.yaml \
         --backend cuda --baseline dep --ep-size 1 --mode functional
       step "DEP ep_size 1 functional, gpt-oss-120b BF16 4 layers" 0 300 "$b/dwdp" run \
