@@ -35,15 +35,15 @@ struct GpuAvailable {
   boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
     const absl::StatusOr<int> count = CudaDeviceCount();
     boost::test_tools::assertion_result result(count.ok());
-    if (!count.ok()) result.message() << "no GPU here, skipped (" << count.status().message() << ")";
+    if (!count.ok())
+      result.message() << "no GPU here, skipped (" << count.status().message() << ")";
     return result;
   }
 };
 
 DepRankRun RunOne(bool functional, bool host_staged) {
   BOOST_REQUIRE(UseDevice(0).ok());
-  auto scenario =
-      LoadScenarioFile(testing::SourcePath("scenarios/moe-small-d3-6x5-modeb.yaml"));
+  auto scenario = LoadScenarioFile(testing::SourcePath("scenarios/moe-small-d3-6x5-modeb.yaml"));
   BOOST_REQUIRE_MESSAGE(scenario.ok(), scenario.status().message());
   RunRequest request;
   request.backend = "cuda";
