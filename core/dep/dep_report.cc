@@ -147,7 +147,7 @@ nlohmann::json DepReport::ToJson() const {
 
 std::string DepReport::ToText(bool all_ranks) const {
   std::string out = absl::StrFormat(
-      "DEP baseline of %s on %s (%s): ep_size %d, tokens per rank %s (cv %.3g), %d forwards\n",
+      "DEP baseline of %s on %s (%s): ep_size %d, tokens per rank %s (cv %.3g), %d forward(s)\n",
       scenario, backend, mode, ep_size, absl::StrJoin(tokens_per_rank, " "), tokens_cv, forwards);
   absl::StrAppendFormat(&out, "forward %s (slowest rank, mean over forwards)\n",
                         FormatNanos(forward_ns));
