@@ -1,6 +1,7 @@
 // dwdp compare SIM.json GPU.json: how well the simulator predicted a GPU run of the same
-// scenario (core/report/compare.h). Exit 0 within the tolerance, 1 beyond it, 2 when a report
-// cannot be read or the two do not describe the same run.
+// scenario (core/report/compare.h). dwdp compare DWDP.json DEP.json: the measured DEP/DWDP
+// forward ratio next to the planner's (core/dep/dep_compare.h). Exit 0 within the tolerance, 1
+// beyond it, 2 when a report cannot be read or the two do not describe the same run.
 
 #include <fstream>
 #include <iostream>
@@ -8,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/common.h"
+#include "core/dep/dep_compare.h"
 #include "core/report/compare.h"
 
 namespace dwdp::cli {
@@ -42,7 +44,9 @@ absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, const char*
 void RegisterCompare(CLI::App& app, CommandContext& ctx) {
   auto opts = std::make_shared<CompareCliOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "compare", "Compare a simulator report with a GPU report of the same scenario");
+      "compare",
+      "Compare a simulator report with a GPU report of the same scenario, or a DWDP report with "
+      "a DEP baseline report (--baseline dep) of it");
   cmd->add_option("predicted", opts->predicted, "`dwdp run --backend sim --format json` output")
       ->required();
   cmd->add_option("measured", opts->measured, "`dwdp run --backend cuda --format json` output")
@@ -59,6 +63,21 @@ void RegisterCompare(CLI::App& app, CommandContext& ctx) {
     if (!predicted.ok()) return ReportError(predicted.status(), kExitUsage, ctx);
     absl::StatusOr<nlohmann::json> measured = ReadJsonFile(opts->measured, "measured");
     if (!measured.ok()) return ReportError(measured.status(), kExitUsage, ctx);
+    if (dep::IsDepReport(*measured) || dep::IsDepReport(*predicted)) {
+      // DWDP.json DEP.json: the measured DEP/DWDP ratio beside the planner's.
+      absl::StatusOr<dep::DepVsDwdp> versus = dep::CompareDepWithDwdp(*predicted, *measured);
+      if (!versus.ok()) {
+        return ReportError(absl::StrCat("cannot compare '", opts->predicted, "' with '",
+                                        opts->measured, "': ", versus.status().message()),
+                           kExitUsage, ctx);
+      }
+      if (ParseFormat(opts->format) == Format::kJson) {
+        PrintJson(versus->ToJson());
+      } else {
+        std::cout << versus->ToText();
+      }
+      return;
+    }
     absl::StatusOr<ReportComparison> comparison =
         CompareRunReports(*predicted, *measured, {.tolerance = opts->tolerance});
     if (!comparison.ok()) {

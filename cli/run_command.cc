@@ -13,6 +13,7 @@
 #include "cli/run_flags.h"
 #include "core/config/loader.h"
 #include "core/layout/layout.h"
+#include "core/run/run_dep.h"
 #include "core/run/run_scenario.h"
 
 #if defined(DWDP_HAVE_CUDA)
@@ -40,6 +41,12 @@ RunBackendTable RunBackends() {
         "this dwdp was built without the cuda backend (the CUDA toolkit or MPI was not found at "
         "build time); rebuild with -DDWDP_CUDA=ON or use --backend sim");
   };
+  missing.open_dep = [](const Scenario&, const DepRunSpec&,
+                        const RunRequest&) -> absl::StatusOr<std::unique_ptr<DepSession> > {
+    return absl::UnimplementedError(
+        "this dwdp was built without the cuda backend (the CUDA toolkit or MPI was not found at "
+        "build time); rebuild with -DDWDP_CUDA=ON or use --backend sim");
+  };
   table.Add(std::move(missing));
 #endif
   return table;
@@ -55,6 +62,29 @@ absl::Status WriteTrace(const RunResult& result, const std::string& path) {
   if (!out)
     return absl::PermissionDeniedError(absl::StrCat("cannot write the trace to '", path, "'"));
   return absl::OkStatus();
+}
+
+// --baseline dep: the DEP baseline's run path (core/run/run_dep.h), its own report.
+void RunDepCommand(const Scenario& scenario, const RunRequest& request, const RunBackend& backend,
+                   Format format, CommandContext& ctx) {
+  absl::StatusOr<DepRunResult> result = RunDep(scenario, request, backend);
+  if (!result.ok()) return ReportError(result.status(), ctx);
+  int exit_code = kExitOk;
+  if (result->reports) {
+    const dep::DepReport& report = result->report;
+    if (!report.ok) {
+      std::cerr << "error: "
+                << (report.errors.empty() ? std::string("no forward ran") : report.errors.front())
+                << "\n";
+      exit_code = kExitInvalid;
+    }
+    if (format == Format::kJson) {
+      PrintJson(report.ToJson());
+    } else {
+      std::cout << report.ToText(request.all_ranks);
+    }
+  }
+  ctx.exit_code = result->session->Close(exit_code);
 }
 
 }  // namespace
@@ -73,6 +103,12 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
     if (!scenario) return;
     if (absl::Status s = ApplyOverrides(*request, *scenario); !s.ok()) {
       return ReportError(s, kExitUsage, ctx);
+    }
+    if (absl::Status s = CheckBaselineOptions(*request); !s.ok()) {
+      return ReportError(s, kExitUsage, ctx);
+    }
+    if (request->baseline == RunBaseline::kDep) {
+      return RunDepCommand(*scenario, *request, *backends.Find(request->backend), format, ctx);
     }
     auto layout = ComputeGroupLayout(*scenario);
     if (!layout.ok()) return ReportError(layout.status(), kExitInvalid, ctx);

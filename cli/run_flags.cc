@@ -13,6 +13,17 @@ void AddRunFlags(CLI::App& cmd, RunFlags& flags, const std::vector<std::string>&
   cmd.add_option("--mode", flags.mode, "timing: sizes only; functional: move and verify every byte")
       ->check(CLI::IsMember({"timing", "functional"}))
       ->capture_default_str();
+  cmd.add_option("--baseline", flags.baseline,
+                 "dwdp: the scenario's DWDP group; dep: the DEP baseline on the same GPUs "
+                 "(data-parallel attention, expert-parallel MoE with all-to-all)")
+      ->check(CLI::IsMember({"dwdp", "dep"}))
+      ->capture_default_str();
+  cmd.add_option("--ep-size", request.ep_size,
+                 "dep: ranks of the expert-parallel group (default: dwdp.dwdp_size); must divide "
+                 "the experts");
+  cmd.add_option("--tokens-cv", request.tokens_cv,
+                 "dep: coefficient of variation of per-rank token counts (default: "
+                 "workload.tokens_cv)");
   cmd.add_option("--forwards", request.forwards, "Forwards to run (default: the scenario's)")
       ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   cmd.add_option("--trace", request.trace_path, "Write a Chrome trace (Perfetto) JSON file");
@@ -56,6 +67,7 @@ void AddRunFlags(CLI::App& cmd, RunFlags& flags, const std::vector<std::string>&
 absl::StatusOr<RunRequest> RunFlags::ToRequest() const {
   RunRequest out = request;
   out.mode = mode == "functional" ? RunMode::kFunctional : RunMode::kTiming;
+  out.baseline = baseline == "dep" ? RunBaseline::kDep : RunBaseline::kDwdp;
   if (!contention.empty()) {
     out.contention = contention == "ascending"     ? ContentionMode::kAscending
                      : contention == "round_robin" ? ContentionMode::kRoundRobin

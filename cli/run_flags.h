@@ -22,6 +22,7 @@ struct RunFlags {
   std::string mode = "timing";
   std::string inject = "none";
   std::string contention;
+  std::string baseline = "dwdp";
   bool no_hazards = false;
   bool no_gpu_timing = false;
   uint64_t seed = RunRequest::kDefaultSeed;

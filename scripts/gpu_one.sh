@@ -12,6 +12,7 @@
 #   ./scripts/gpu_one.sh torch      # the PyTorch package: bitwise logits, memory per rank
 #   ./scripts/gpu_one.sh prefetch   # calibrate --only prefetch, 2 ranks on one GPU: the flag start,
 #                                   # the rotation and the fit run (functional only: shared timings)
+#   ./scripts/gpu_one.sh dep        # the DEP baseline at ep_size 1, and its refusal of a shared GPU
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu-out}"
@@ -40,7 +41,7 @@ nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200 && gpu=h200
 for stage in "$@"; do
   case "$stage" in
     tests)
-      for t in moe_layer_test cuda_backend_test run_path_test test_paths_test conformance_test; do
+      for t in moe_layer_test cuda_backend_test run_path_test test_paths_test conformance_test dep_gpu_test; do
         step "$t" 0 240 "$b/$t" --report_level=short
       done
       # With a GPU visible it checks the refusals and skips (77) what needs a group of ranks;
@@ -97,6 +98,27 @@ for stage in "$@"; do
       # torch._grouped_mm timed on this GPU next to our kernel's GEMM part (bench/torch_moe_reference.py).
       "$b/moe_bench" --strategy all --format json >"$out/moe-bench.json" 2>>"$out/gpu-one.log"
       step "torch._grouped_mm on this GPU vs ours" 0 300 python3 bench/torch_moe_reference.py "$out/moe-bench.json"
+      ;;
+    dep)
+      # The DEP baseline's path at ep_size 1 (one rank, the NCCL communicator of one, the MoE
+      # kernel on every expert, combine), checked against the resident-weights kernel; the
+      # refusal of timing runs with two ranks on one GPU (NCCL needs one GPU per rank), and
+      # functional runs of ranks sharing the GPU through the host-staged exchange.
+      step "dep_gpu_test" 0 240 "$b/dep_gpu_test" --report_level=short
+      step "DEP ep_size 1 functional, small model" 0 120 "$b/dwdp" run scenarios/moe-small-d3-6x5-modeb.yaml \
+        --backend cuda --baseline dep --ep-size 1 --mode functional
+      step "DEP ep_size 1 functional, gpt-oss-120b BF16 4 layers" 0 300 "$b/dwdp" run \
+        scenarios/gpt-oss-120b-bf16-h200x4-32x32.yaml --backend cuda --baseline dep --ep-size 1 --mode functional
+      step "DEP ep_size 1 timing" 0 300 "$b/dwdp" run scenarios/gpt-oss-120b-bf16-h200x4-32x32.yaml \
+        --backend cuda --baseline dep --ep-size 1 --format json
+      step "DEP timing with 2 ranks on one GPU is refused" 2 120 "${mpi[@]}" -np 2 "$b/dwdp" run \
+        scenarios/moe-small-d3-6x5-modeb.yaml --backend cuda --baseline dep --ep-size 2
+      step "DEP functional with 2 ranks on one GPU (host-staged exchange)" 0 300 "${mpi[@]}" -np 2 \
+        "$b/dwdp" run scenarios/moe-small-d3-6x5-modeb.yaml --backend cuda --baseline dep --ep-size 2 \
+        --mode functional
+      step "DEP functional with 4 ranks on one GPU, gpt-oss-120b BF16" 0 180 "${mpi[@]}" -np 4 \
+        "$b/dwdp" run scenarios/gpt-oss-120b-bf16-h200x4-32x32.yaml --backend cuda --baseline dep \
+        --mode functional --forwards 1
       ;;
     torch)
       export DWDP_LIBRARY="$b/lib/libdwdp.so" PYTHONPATH="$PWD/python" PYTHONUNBUFFERED=1

@@ -813,6 +813,49 @@ BOOST_FIXTURE_TEST_CASE(compare_names_the_first_difference, LayerFixture) {
   BOOST_TEST(!CompareOrFail(*layer, a.address(), b.address(), 517).has_value());
 }
 
+// The DEP baseline hands the layer rows it laid out itself (EnqueuePermutedExperts): with the
+// rows and counts of the layer's own routing, the GEMMs must produce its own expert outputs.
+BOOST_FIXTURE_TEST_CASE(permuted_experts_equal_the_layers_own_expert_stage, LayerFixture) {
+  const MoeShape shape{8, 256, 128, 2};
+  const int64_t tokens = 300;
+  const int64_t rows = tokens * shape.top_k;
+  const std::vector<uint16_t> w13 = TestWeights(3, 8 * W13ExpertBytes(shape) / 2, 0.1875f);
+  const std::vector<uint16_t> w2 = TestWeights(4, 8 * W2ExpertBytes(shape) / 2, 0.25f);
+  DeviceMemory w13_device(w13.size() * 2);
+  DeviceMemory w2_device(w2.size() * 2);
+  REQUIRE_CUDA(cudaMemcpy(w13_device.p, w13.data(), w13.size() * 2, cudaMemcpyHostToDevice));
+  REQUIRE_CUDA(cudaMemcpy(w2_device.p, w2.data(), w2.size() * 2, cudaMemcpyHostToDevice));
+  auto routed = MakeLayer(shape, tokens);
+  REQUIRE_OK(routed->GenerateInput(5, tokens, stream));
+  const RoutingPlan plan = Plan(*routed, 9, tokens);
+  REQUIRE_OK(routed->EnqueueRouting(plan, stream, GemmStrategy::kGroupedBatched));
+  REQUIRE_OK(routed->EnqueueExperts(plan, w13_device.address(), w2_device.address(), stream,
+                                    GemmStrategy::kGroupedBatched));
+  REQUIRE_OK(routed->CheckRouting(stream));
+
+  auto permuted = MakeLayer({8, 256, 128, 1}, rows);
+  REQUIRE_CUDA(cudaMemcpy(reinterpret_cast<void*>(permuted->permuted_input()),
+                          reinterpret_cast<const void*>(routed->permuted_input()),
+                          static_cast<uint64_t>(rows * shape.hidden) * 2,
+                          cudaMemcpyDeviceToDevice));
+  RoutingPlan rows_plan;
+  rows_plan.seed = plan.seed;
+  rows_plan.tokens = rows;
+  rows_plan.expert_counts = plan.expert_counts;
+  REQUIRE_OK(permuted->EnqueuePermutedExperts(rows_plan, w13_device.address(), w2_device.address(),
+                                              stream));
+  Sync();
+  const auto same = CompareOrFail(*permuted, permuted->permuted_output(), routed->permuted_output(),
+                                  static_cast<uint64_t>(rows * shape.hidden));
+  BOOST_TEST(!same.has_value(), Describe(same));
+  // Counts that do not add up to the rows are refused before anything runs.
+  rows_plan.expert_counts[0] += 1;
+  BOOST_TEST(
+      !permuted
+           ->EnqueuePermutedExperts(rows_plan, w13_device.address(), w2_device.address(), stream)
+           .ok());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace

@@ -78,6 +78,8 @@ absl::StatusOr<int> DeviceOfCurrentContext(const DriverApi& api) {
   return absl::InternalError("the current CUDA context belongs to no visible device");
 }
 
+DepRunnerMaker dep_runner_maker = nullptr;
+
 class CudaBackendFactoryImpl final : public CudaBackendFactory {
  public:
   uint32_t abi_version() const override { return kCudaBackendAbiVersion; }
@@ -195,6 +197,16 @@ class CudaBackendFactoryImpl final : public CudaBackendFactory {
     return absl::InvalidArgumentError("a handle exchange needs a shareable handle kind");
   }
 
+  absl::StatusOr<std::unique_ptr<DepRunner>> CreateDepRunner(
+      Comm& group, const DepRunnerOptions& options) override {
+    if (absl::Status s = RequireInitialized("CreateDepRunner"); !s.ok()) return s;
+    const DepRunnerMaker maker = GetDepRunnerMaker();
+    if (maker == nullptr) {
+      return absl::UnimplementedError("this cuda backend was built without the DEP baseline");
+    }
+    return maker(group, options);
+  }
+
   absl::StatusOr<uint64_t> DeviceMemoryInUse() override {
     if (absl::Status s = RequireInitialized("DeviceMemoryInUse"); !s.ok()) return s;
     return dwdp::cuda::DeviceMemoryInUse();
@@ -273,6 +285,9 @@ class CudaBackendFactoryImpl final : public CudaBackendFactory {
 };
 
 }  // namespace
+
+void SetDepRunnerMaker(DepRunnerMaker maker) { dep_runner_maker = maker; }
+DepRunnerMaker GetDepRunnerMaker() { return dep_runner_maker; }
 
 CudaBackendFactory& GetCudaBackendFactory() {
   // Never destroyed: the module is never unloaded, and MPI teardown is Shutdown's job.

@@ -25,13 +25,14 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "backends/cuda/dep/dep_runner.h"
 #include "core/backend.h"
 
 namespace dwdp::cuda {
 
 // Bumped whenever anything in this header changes; the loader refuses a module built from a
 // different version of it (the binary and the module share C++ types across the boundary).
-inline constexpr uint32_t kCudaBackendAbiVersion = 4;
+inline constexpr uint32_t kCudaBackendAbiVersion = 5;
 inline constexpr char kCudaBackendEntryPoint[] = "dwdp_cuda_backend_factory";
 inline constexpr char kCudaBackendModuleFile[] = "libdwdp_cuda.so";
 
@@ -138,6 +139,12 @@ class CudaBackendFactory {
   // returned object.
   virtual absl::StatusOr<std::unique_ptr<HandleExchange>> CreateHandleExchange(
       Comm& group, HandleKind kind, const HandleExchangeOptions& options) = 0;
+
+  // The DEP baseline's rank on this GPU (backends/cuda/dep/dep_runner.h): an NCCL communicator
+  // of `group` (its unique id travels by allgather over `group`), which must outlive the runner.
+  // NCCL_NVLS_ENABLE is set to 0 unless the environment sets it.
+  virtual absl::StatusOr<std::unique_ptr<DepRunner>> CreateDepRunner(
+      Comm& group, const DepRunnerOptions& options) = 0;
 
   // Device memory in use on this process's GPU (total - free, cuMemGetInfo): compared before
   // setup and after teardown to show that every run gives back what it took.

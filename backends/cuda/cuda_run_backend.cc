@@ -1,6 +1,7 @@
 #include "backends/cuda/cuda_run_backend.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -8,9 +9,11 @@
 #include "absl/strings/str_format.h"
 #include "backends/cuda/cuda_coordinator.h"
 #include "backends/cuda/cuda_session.h"
+#include "core/dep/dep_report.h"
 #include "core/partition/partition.h"
 #include "core/run/exit_code.h"
 #include "core/run/memory_check.h"
+#include "core/run/run_dep.h"
 #include "core/util/bytes.h"
 
 namespace dwdp::cuda {
@@ -301,6 +304,181 @@ class CudaRunSession : public RunSession {
   std::optional<uint64_t> memory_before_;
 };
 
+// --baseline dep on the GPUs: one process per rank and per GPU, ep_size ranks per group.
+class CudaDepSession : public DepSession {
+ public:
+  static absl::StatusOr<std::unique_ptr<DepSession>> Open(const Scenario& /*scenario*/,
+                                                          const DepRunSpec& spec,
+                                                          const RunRequest& request) {
+    CudaSessionOptions session_options;
+    session_options.timeout_s = request.timeout_or_default();
+    absl::StatusOr<std::unique_ptr<CudaSession>> cuda = CudaSession::Load(session_options);
+    if (!cuda.ok()) return cuda.status();
+    auto session = std::unique_ptr<CudaDepSession>(new CudaDepSession(*std::move(cuda)));
+    if (absl::Status s = session->Start(spec); !s.ok()) {
+      session->Close(ExitCodeOf(s));
+      return s;
+    }
+    return std::unique_ptr<DepSession>(std::move(session));
+  }
+
+  ~CudaDepSession() override { Release(); }
+
+  absl::StatusOr<DepOutcome> Run(const DepRunSpec& spec) override {
+    absl::StatusOr<DepRankRun> run = runner_->Run(spec);
+    nlohmann::json mine = {{"rank", rank_}};
+    if (!run.ok()) {
+      mine["errors"] = {std::string(run.status().message())};
+      mine["forwards"] = nlohmann::json::array();
+      mine["check"] = nullptr;
+    } else {
+      nlohmann::json forwards = nlohmann::json::array();
+      for (const dep::DepRankTimes& t : run->forwards) forwards.push_back(dep::RankTimesToJson(t));
+      mine["forwards"] = std::move(forwards);
+      mine["errors"] = run->errors;
+      mine["check"] = run->check;
+    }
+    const std::string text = mine.dump();
+    absl::StatusOr<std::vector<std::vector<uint8_t>>> all =
+        group_->Allgather(std::vector<uint8_t>(text.begin(), text.end()));
+    if (!all.ok()) return all.status();
+    DepOutcome outcome;
+    nlohmann::json check = {{"ok", true},       {"compared", 0}, {"exact", 0},
+                            {"max_error", 0.0}, {"scale", 0.0},  {"first_outside", ""}};
+    bool checked = false;
+    for (const std::vector<uint8_t>& bytes : *all) {
+      const nlohmann::json rank = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+      if (rank.is_discarded() || !rank.contains("forwards")) {
+        return absl::DataLossError("a rank's DEP results arrived garbled");
+      }
+      const int64_t r = rank.value("rank", int64_t{-1});
+      for (const auto& e : rank["errors"]) {
+        outcome.errors.push_back(absl::StrCat("rank ", r, ": ", e.get<std::string>()));
+      }
+      const auto& forwards = rank["forwards"];
+      if (outcome.forwards.size() < forwards.size()) outcome.forwards.resize(forwards.size());
+      for (size_t f = 0; f < forwards.size(); ++f) {
+        absl::StatusOr<dep::DepRankTimes> t = dep::RankTimesFromJson(forwards[f]);
+        if (!t.ok()) return t.status();
+        outcome.forwards[f].push_back(*std::move(t));
+      }
+      const nlohmann::json& c = rank["check"];
+      if (c.is_object()) {
+        checked = true;
+        if (!c.value("ok", false) && check["ok"].get<bool>()) {
+          check["ok"] = false;
+          check["first_outside"] = c.value("first_outside", "");
+        }
+        check["compared"] = check["compared"].get<int64_t>() + c.value("compared", int64_t{0});
+        check["exact"] = check["exact"].get<int64_t>() + c.value("exact", int64_t{0});
+        check["max_error"] = std::max(check["max_error"].get<double>(), c.value("max_error", 0.0));
+        check["scale"] = std::max(check["scale"].get<double>(), c.value("scale", 0.0));
+      }
+    }
+    // Only forwards every rank finished count.
+    outcome.forwards.erase(
+        std::remove_if(outcome.forwards.begin(), outcome.forwards.end(),
+                       [this](const auto& f) { return static_cast<int64_t>(f.size()) != ep_; }),
+        outcome.forwards.end());
+    if (checked) {
+      check["tolerance"] = "|dep - resident| <= |resident| / 64 + max|resident| / 128";
+      check["summary"] = absl::StrFormat(
+          "every layer of every forward, %d values against the MoE kernel with every expert's "
+          "weights: %s, %d exact, largest error %.3g against a scale of %.3g",
+          check["compared"].get<int64_t>(),
+          check["ok"].get<bool>() ? "within the tolerance" : "OUTSIDE",
+          check["exact"].get<int64_t>(), check["max_error"].get<double>(),
+          check["scale"].get<double>());
+      outcome.check = std::move(check);
+    }
+    const CudaProcessInfo& info = cuda_->process();
+    outcome.extra["cuda"] = {{"world_size", info.world_size},
+                             {"device", info.device_name},
+                             {"driver_version", info.driver_version},
+                             {"nccl_nvls_enable", NvlsSetting()},
+                             {"exchange", host_staged_ ? "host-staged (ranks share a GPU; the "
+                                                         "times are not DEP's)"
+                                                       : "nccl"}};
+    if (host_staged_) {
+      outcome.extra["note"] =
+          "ranks share a GPU: rows moved through host memory (functional check only)";
+    }
+    return outcome;
+  }
+
+  bool reports() const override { return rank_ == 0; }
+
+  int Close(int exit_code) override {
+    Release();
+    if (cuda_ == nullptr) return exit_code;
+    const int agreed = cuda_->Finish(exit_code);
+    cuda_.reset();
+    return agreed;
+  }
+
+ private:
+  explicit CudaDepSession(std::unique_ptr<CudaSession> cuda) : cuda_(std::move(cuda)) {}
+
+  static std::string NvlsSetting() {
+    const char* value = std::getenv("NCCL_NVLS_ENABLE");
+    return value == nullptr ? std::string("unset") : std::string(value);
+  }
+
+  absl::Status Start(const DepRunSpec& spec) {
+    const CudaProcessInfo& info = cuda_->process();
+    ep_ = spec.ep_size;
+    // One expert-parallel group per job, so that one report comes out.
+    if (info.world_size != ep_) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--baseline dep with ep_size %d runs %d processes, one per GPU; this job has %d (start "
+          "it with mpirun -np %d, or give --ep-size %d)",
+          ep_, ep_, info.world_size, ep_, info.world_size));
+    }
+    auto group = cuda_->factory().CreateGroupComm(ep_);
+    if (!group.ok()) {
+      return absl::Status(group.status().code(),
+                          absl::StrCat("DEP group communicator: ", group.status().message()));
+    }
+    group_ = *std::move(group);
+    rank_ = group_->rank();
+    // NCCL refuses two ranks of one communicator on one GPU: say so before it does, every rank
+    // of the group alike.
+    absl::StatusOr<int64_t> sharing = cuda_->ProcessesOnThisGpu(*group_);
+    if (!sharing.ok()) return sharing.status();
+    absl::StatusOr<std::vector<std::vector<uint8_t>>> votes =
+        group_->Allgather(std::vector<uint8_t>{*sharing > 1 ? uint8_t{1} : uint8_t{0}});
+    if (!votes.ok()) return votes.status();
+    bool shared = false;
+    for (const auto& v : *votes) shared = shared || (!v.empty() && v[0] == 1);
+    if (shared && !spec.functional) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "the DEP baseline needs one GPU per rank (NCCL refuses two ranks on one GPU), but "
+          "ranks of this ep_size %d group share a GPU; start one process per GPU, use "
+          "--ep-size 1 on a single GPU, or --mode functional (host-staged exchange, no timings)",
+          ep_));
+    }
+    // Functional mode on a shared GPU: the exchanges go through host memory instead of NCCL.
+    host_staged_ = shared;
+    auto runner = cuda_->factory().CreateDepRunner(
+        *group_, {.rank = rank_, .ep_size = ep_, .host_staged = host_staged_});
+    if (!runner.ok()) return runner.status();
+    runner_ = *std::move(runner);
+    return absl::OkStatus();
+  }
+
+  void Release() {
+    runner_.reset();
+    group_.reset();
+  }
+
+  std::unique_ptr<CudaSession> cuda_;
+  std::unique_ptr<Comm> group_;
+  std::unique_ptr<DepRunner> runner_;
+  int64_t rank_ = 0;
+  int64_t ep_ = 1;
+  bool host_staged_ = false;
+};
+
 }  // namespace
 
 RunBackend CudaRunBackend() {
@@ -309,6 +487,7 @@ RunBackend CudaRunBackend() {
   backend.description = "the GPUs: one process per rank under mpirun or srun";
   backend.options = kRunOptionTimeout | kRunOptionGpuTiming | kRunOptionAlignForwards;
   backend.open = &CudaRunSession::Open;
+  backend.open_dep = &CudaDepSession::Open;
   return backend;
 }
 

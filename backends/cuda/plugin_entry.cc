@@ -7,6 +7,7 @@
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_backend_factory.h"
 #include "backends/cuda/cuda_streams.h"
+#include "backends/cuda/dep/dep_runner.h"
 #include "backends/cuda/moe/moe_runner.h"
 
 extern "C" __attribute__((visibility("default"))) dwdp::cuda::CudaBackendFactory*
@@ -14,6 +15,8 @@ dwdp_cuda_backend_factory(uint32_t abi_version) {
   if (abi_version != dwdp::cuda::kCudaBackendAbiVersion) return nullptr;
   // The module links the real MoE kernel (cuBLAS); the CudaStreams it creates use it.
   dwdp::cuda::SetMoeExtensionFactory(&dwdp::cuda::moe::MakeMoeRunner);
+  // ... and the DEP baseline (NCCL).
+  dwdp::cuda::SetDepRunnerMaker(&dwdp::cuda::MakeDepRunner);
   return &dwdp::cuda::GetCudaBackendFactory();
 }
 

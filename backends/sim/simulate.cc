@@ -1,5 +1,7 @@
 #include "backends/sim/simulate.h"
 
+#include "backends/sim/sim_dep.h"
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/run/run_scenario.h"
@@ -139,6 +141,10 @@ RunBackend SimRunBackend() {
     auto session = SimSession::Open(scenario, layout, request, options);
     if (!session.ok()) return session.status();
     return std::unique_ptr<RunSession>(*std::move(session));
+  };
+  backend.open_dep = [](const Scenario& scenario, const DepRunSpec&,
+                        const RunRequest&) -> absl::StatusOr<std::unique_ptr<DepSession>> {
+    return OpenSimDepSession(scenario);
   };
   return backend;
 }

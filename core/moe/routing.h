@@ -64,6 +64,17 @@ DWDP_HOST_DEVICE inline float RouterLogit(uint64_t seed, int64_t token, int32_t 
   return RouterLogitOfKey(RouterTokenKey(seed, token), expert);
 }
 
+// The seeds of one MoE layer of the synthetic workload (workload.seed): the routing is a function
+// of the layer (every forward and every rank route with it); the inputs differ per layer,
+// forward and rank, as a real batch's would. DWDP's runtime and the DEP baseline both use these.
+DWDP_HOST_DEVICE inline uint64_t LayerRoutingSeed(int64_t layer, uint64_t workload_seed) {
+  return PatternSeed(layer, -1, workload_seed);
+}
+DWDP_HOST_DEVICE inline uint64_t LayerInputSeed(int64_t layer, int64_t forward, int64_t rank,
+                                                uint64_t workload_seed) {
+  return PatternSeed(layer, forward + 1, workload_seed ^ (static_cast<uint64_t>(rank + 1) << 32));
+}
+
 // Input activation (token, h) as bf16 bits: a 24-bit uniform value in [-1, 1) rounded to bf16
 // (so within [-1, 1]).
 DWDP_HOST_DEVICE inline uint16_t InputValue(uint64_t seed, int64_t token, int64_t h) {

@@ -299,6 +299,12 @@ CopyEstimate EstimateLayerCopy(const ModelSpec& model, const HardwareProfile& hw
   return est;
 }
 
+double DepAllToAllNs(const HardwareProfile& hw, double bytes_out, double bytes_in) {
+  const double link = hw.nvlink_bw.value;
+  if (link <= 0) return 0;
+  return std::max(bytes_out, bytes_in) / link * 1e9 + hw.kernel_overhead_ns.value;
+}
+
 DepLayerCost DepMoeLayerCost(const ModelSpec& model, const HardwareProfile& hw,
                              const ForwardShape& shape, int64_t ep_size, double tokens_cv,
                              std::vector<ProfileDependency>* deps) {
@@ -308,10 +314,11 @@ DepLayerCost DepMoeLayerCost(const ModelSpec& model, const HardwareProfile& hw,
   const double pairs = tokens * static_cast<double>(model.top_k);
   const double hidden = static_cast<double>(model.hidden_size);
   const double leaving = (d - 1.0) / d;  // uniform routing: 1/d of the products stay local
-  const double link = hw.nvlink_bw.value;
-  if (link > 0 && d > 1) {
-    cost.dispatch_ns = pairs * hidden * 1.0 * leaving / link * 1e9 + hw.kernel_overhead_ns.value;
-    cost.combine_ns = pairs * hidden * 2.0 * leaving / link * 1e9 + hw.kernel_overhead_ns.value;
+  if (d > 1) {
+    const double dispatch_bytes = pairs * hidden * 1.0 * leaving;
+    const double combine_bytes = pairs * hidden * 2.0 * leaving;
+    cost.dispatch_ns = DepAllToAllNs(hw, dispatch_bytes, dispatch_bytes);
+    cost.combine_ns = DepAllToAllNs(hw, combine_bytes, combine_bytes);
   }
   // All d ranks' tokens spread over all N experts; this rank holds N/d of them.
   const double active_global = ExpectedActiveExperts(model.num_experts, model.top_k, tokens * d);

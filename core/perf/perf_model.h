@@ -154,6 +154,12 @@ struct DepLayerCost {
   double total_moe_ns() const { return dispatch_ns + routed_moe.time_ns + sync_ns + combine_ns; }
 };
 
+// One all-to-all phase on one rank: it sends `bytes_out` and receives `bytes_in` over NVLink,
+// nvlink_bw in each direction at once, so the larger of the two sets the time, plus one
+// kernel_overhead_ns for the collective. 0 without a link figure. Shared by the planner's
+// closed form below and the DEP baseline's per-rank model (core/dep/dep_timing.h).
+double DepAllToAllNs(const HardwareProfile& hw, double bytes_out, double bytes_in);
+
 //   dispatch bytes per rank = T · top_k · hidden · 1 B (FP8), combine = T · top_k · hidden · 2 B
 //   (BF16); (d − 1)/d of them leave the GPU (uniform routing), at nvlink_bw per direction,
 //   plus one kernel_overhead_ns per collective. No de-duplication of a token sent to several

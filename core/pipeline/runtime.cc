@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/moe/routing.h"
 #include "core/partition/partition.h"
 #include "core/pattern.h"
 
@@ -212,8 +213,8 @@ MoeKernel GroupRuntime::MoeKernelOf(const RankState& rank, int64_t position,
   kernel.tokens = moe.tokens;
   // The routing is a function of the layer (the same every forward, so it is planned once at
   // setup); the inputs differ per layer, forward and rank, as a real batch's would.
-  kernel.routing_seed = PatternSeed(layer, -1, moe.seed);
-  kernel.input_seed = PatternSeed(layer, forward + 1, moe.seed ^ (uint64_t(rank.rank + 1) << 32));
+  kernel.routing_seed = moe::LayerRoutingSeed(layer, moe.seed);
+  kernel.input_seed = moe::LayerInputSeed(layer, forward, rank.rank, moe.seed);
   kernel.w13 = tensor(moe.weights.w13);
   kernel.w2 = tensor(moe.weights.w2);
   kernel.check_against_resident = options_.functional;

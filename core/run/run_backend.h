@@ -78,6 +78,9 @@ class RunSession {
   virtual int Close(int exit_code) = 0;
 };
 
+class DepSession;  // core/run/run_dep.h
+struct DepRunSpec;
+
 struct RunBackend {
   std::string name;
   std::string description;
@@ -85,6 +88,10 @@ struct RunBackend {
   std::function<absl::StatusOr<std::unique_ptr<RunSession>>(
       const Scenario& scenario, const GroupLayout& layout, const RunRequest& request)>
       open;
+  // The DEP baseline (--baseline dep); empty: this backend has none.
+  std::function<absl::StatusOr<std::unique_ptr<DepSession>>(
+      const Scenario& scenario, const DepRunSpec& spec, const RunRequest& request)>
+      open_dep;
 };
 
 // The backends a tool offers, looked up by name.

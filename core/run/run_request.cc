@@ -25,6 +25,10 @@ const char* RunModeName(RunMode mode) {
   return mode == RunMode::kFunctional ? "functional" : "timing";
 }
 
+const char* RunBaselineName(RunBaseline baseline) {
+  return baseline == RunBaseline::kDep ? "dep" : "dwdp";
+}
+
 uint32_t RunRequest::options_set() const {
   uint32_t set = 0;
   if (check_hazards.has_value()) set |= kRunOptionHazards;
@@ -68,6 +72,7 @@ nlohmann::json EffectiveOptionsJson(const RunRequest& request, const Scenario& s
   };
   return {
       {"backend", request.backend},
+      {"baseline", RunBaselineName(request.baseline)},
       {"mode", RunModeName(request.mode)},
       {"forwards", scenario.workload.forwards},
       {"num_buffers", scenario.dwdp.num_buffers},

@@ -24,6 +24,12 @@ namespace dwdp {
 enum class RunMode { kTiming, kFunctional };
 const char* RunModeName(RunMode mode);
 
+// What runs: the DWDP group of the scenario, or the DEP baseline on the same GPUs
+// (data-parallel attention, experts sharded over ep_size ranks, tokens moved by all-to-all;
+// core/run/run_dep.h).
+enum class RunBaseline { kDwdp, kDep };
+const char* RunBaselineName(RunBaseline baseline);
+
 // The options a backend may or may not understand (RunBackend::options).
 enum RunOption : uint32_t {
   kRunOptionHazards = 1u << 0,        // check_hazards: the race checker (sim)
@@ -39,6 +45,11 @@ struct RunRequest {
 
   std::string backend = "sim";
   RunMode mode = RunMode::kTiming;
+  RunBaseline baseline = RunBaseline::kDwdp;
+  // DEP only (--baseline dep): ranks of the expert-parallel group (default: dwdp.dwdp_size) and
+  // the spread of per-rank token counts (default: workload.tokens_cv).
+  std::optional<int64_t> ep_size;
+  std::optional<double> tokens_cv;
   std::optional<int64_t> forwards;  // default: the scenario's workload.forwards
   Fault fault = Fault::kNone;
   // Overrides of the scenario (empty / unset: the scenario's).

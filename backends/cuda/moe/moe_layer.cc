@@ -864,6 +864,41 @@ absl::Status MoeLayer::EnqueueExperts(const RoutingPlan& plan, uint64_t w13, uin
   return absl::InternalError("MoeLayer: the strategy did not resolve");
 }
 
+absl::Status MoeLayer::EnqueuePermutedExperts(const RoutingPlan& plan, uint64_t w13, uint64_t w2,
+                                              void* stream) {
+  Impl& m = *impl_;
+  if (absl::Status s = m.ValidatePlan(plan); !s.ok()) return s;
+  if (absl::Status s = m.CheckRows(plan, /*padded=*/false); !s.ok()) return s;
+  if (w13 == 0 || w2 == 0 || w13 % kWeightAlignment != 0 || w2 % kWeightAlignment != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "MoeLayer: the weights (w13 0x%x, w2 0x%x) must be %d-byte aligned device addresses", w13,
+        w2, kWeightAlignment));
+  }
+  m.routed = {};  // the permuted rows are the caller's now
+  if (plan.tokens == 0) return absl::OkStatus();
+  cudaStream_t s = AsStream(stream);
+  // Pageable source: the copy returns once the counts are staged, so the vector may go.
+  if (absl::Status st = RuntimeStatus(
+          cudaMemcpyAsync(m.counts.as<void>(), plan.expert_counts.data(),
+                          plan.expert_counts.size() * sizeof(int32_t), cudaMemcpyHostToDevice, s),
+          "MoeLayer: uploading the per-expert counts");
+      !st.ok()) {
+    return st;
+  }
+  const uint64_t fingerprint = dwdp::moe::CountsFingerprint(plan.expert_counts.data(), m.E());
+  if (absl::Status st = Launched(
+          LaunchLayout(s, m.counts.as<int32_t>(), m.E(), 0, fingerprint, m.offsets.as<int32_t>(),
+                       m.problem_experts.as<int32_t>(), m.status.as<uint32_t>()),
+          "the layout");
+      !st.ok()) {
+    return st;
+  }
+  return m.GroupedGemms(plan, w13, w2, s);
+}
+
+uint64_t MoeLayer::permuted_input() const { return impl_->xperm.address(); }
+uint64_t MoeLayer::permuted_output() const { return impl_->y.address(); }
+
 absl::Status MoeLayer::EnqueueCombine(const RoutingPlan& plan, void* stream, uint64_t output) {
   Impl& m = *impl_;
   if (absl::Status s = m.ValidatePlan(plan); !s.ok()) return s;

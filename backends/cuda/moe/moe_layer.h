@@ -165,6 +165,17 @@ class MoeLayer {
                               GemmStrategy strategy = GemmStrategy::kAuto);
   absl::Status EnqueueCombine(const RoutingPlan& plan, void* stream, uint64_t output = 0);
 
+  // The expert GEMMs (grouped strategy, packed layout) on rows a caller laid out by expert, as
+  // the DEP baseline does with the tokens that arrived by all-to-all: rows [o_e, o_e + c_e) of
+  // permuted_input() belong to expert e, o_e the sum of the counts before e; the outputs land in
+  // the same rows of permuted_output(). plan.expert_counts are the c_e, plan.tokens * top_k their
+  // sum (a layer of top_k 1 takes plan.tokens rows). Reserve(plan) first when it needs more rows
+  // than max_tokens * top_k. Enqueued; invalidates the routing of the last EnqueueRouting.
+  absl::Status EnqueuePermutedExperts(const RoutingPlan& plan, uint64_t w13, uint64_t w2,
+                                      void* stream);
+  uint64_t permuted_input() const;   // [rows, hidden] bf16
+  uint64_t permuted_output() const;  // [rows, hidden] bf16
+
   uint64_t input() const;   // [max_tokens, hidden] bf16
   uint64_t output() const;  // [max_tokens, hidden] bf16
 
