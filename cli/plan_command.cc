@@ -28,9 +28,8 @@ namespace dwdp::cli {
 namespace {
 
 std::optional<ContentionMode> ParseContention(const std::string& name) {
-  for (ContentionMode m :
-       {ContentionMode::kRotate, ContentionMode::kAscending, ContentionMode::kRoundRobin,
-        ContentionMode::kStaggered}) {
+  for (ContentionMode m : {ContentionMode::kRotate, ContentionMode::kAscending,
+                           ContentionMode::kRoundRobin, ContentionMode::kStaggered}) {
     if (name == ContentionModeName(m)) return m;
   }
   return std::nullopt;
