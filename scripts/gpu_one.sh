@@ -10,6 +10,7 @@
 #   ./scripts/gpu_one.sh calibrate  # measured MoE compute tables (and held-out token counts)
 #   ./scripts/gpu_one.sh reference  # torch._grouped_mm on this GPU next to our MoE kernel
 #   ./scripts/gpu_one.sh torch      # the PyTorch package: bitwise logits, memory per rank
+#                                   # (torch-tests: the unit tests without the example)
 #   ./scripts/gpu_one.sh prefetch   # calibrate --only prefetch, 2 ranks on one GPU: the flag start,
 #                                   # the rotation and the fit run (functional only: shared timings)
 #   ./scripts/gpu_one.sh dep        # the DEP baseline at ep_size 1, and its refusal of a shared GPU
@@ -120,9 +121,11 @@ for stage in "$@"; do
         "$b/dwdp" run scenarios/gpt-oss-120b-bf16-h200x4-32x32.yaml --backend cuda --baseline dep \
         --mode functional --forwards 1
       ;;
-    torch)
+    torch | torch-tests)
       export DWDP_LIBRARY="$b/lib/libdwdp.so" PYTHONPATH="$PWD/python" PYTHONUNBUFFERED=1
-      step "torch example, 2 ranks on one GPU" 0 300 torchrun --nproc-per-node 2 examples/torch_moe.py --all
+      if [ "$stage" = torch ]; then
+        step "torch example, 2 ranks on one GPU" 0 300 torchrun --nproc-per-node 2 examples/torch_moe.py --all
+      fi
       step "torch GPU tests, 2 ranks on one GPU" 0 300 torchrun --nproc-per-node 2 \
         tests/python/gpu_torch_test.py -v
       ;;
