@@ -121,7 +121,7 @@ BOOST_AUTO_TEST_CASE(plan_reports_whether_compute_was_measured_or_roofline) {
   BOOST_TEST(PlanToJson(*measured, {})["moe_compute"] == "measured");
 }
 
-// The committed measurement (tests/data/README.md): the MoE layer timed on one GPU at the
+// The committed measurement (one H100, 2026-12-06): the MoE layer timed on one GPU at the
 // calibration grid (the profile under scenarios/profiles/) and, separately, at token counts half
 // way between its points. The table, interpolated as the perf model does, predicts every
 // held-out count within 10% of what was measured there.
