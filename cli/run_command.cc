@@ -137,7 +137,7 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
                                       ? report.errors.front()
                                       : absl::StrCat("race: ", report.hazards.front());
         std::cerr << "error: " << first << "\n";
-        exit_code = kExitInvalid;
+        exit_code = RunExitCode(*result);
       }
       if (format == Format::kJson) {
         PrintJson(report.ToJson());

@@ -275,6 +275,29 @@ BOOST_AUTO_TEST_CASE(growth_once_is_the_driver_and_growth_again_is_a_leak) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+// A setup that runs out of device memory is a configuration that does not fit: exit 2, as any
+// configuration that cannot work; any other failure the run finds is exit 1.
+BOOST_AUTO_TEST_CASE(a_setup_out_of_memory_exits_2_and_other_run_failures_exit_1) {
+  const auto run_failing_with = [](absl::Status failure) {
+    Scenario scenario = Load("sim-small-d3-6x5-modeb.yaml");
+    RunRequest request = Parse({"s.yaml"});
+    BOOST_REQUIRE(ApplyOverrides(request, scenario).ok());
+    auto layout = ComputeGroupLayout(scenario);
+    BOOST_REQUIRE(layout.ok());
+    RunInputs inputs;
+    inputs.step_hook = [failure](int64_t rank, absl::string_view step) {
+      return rank == 1 && step == "scatter" ? failure : absl::OkStatus();
+    };
+    auto result = RunScenario(scenario, *layout, request, sim::SimRunBackend(), inputs);
+    BOOST_REQUIRE(result.ok());
+    BOOST_TEST(!result->report.ok);
+    return RunExitCode(*result);
+  };
+  BOOST_TEST(run_failing_with(absl::ResourceExhaustedError("CUDA_ERROR_OUT_OF_MEMORY")) ==
+             kExitUsage);
+  BOOST_TEST(run_failing_with(absl::InternalError("CUDA_ERROR_ILLEGAL_ADDRESS")) == kExitInvalid);
+}
+
 BOOST_AUTO_TEST_CASE(exit_codes_follow_the_failure_not_the_command) {
   BOOST_TEST(ExitCodeOf(absl::OkStatus()) == kExitOk);
   BOOST_TEST(ExitCodeOf(absl::InvalidArgumentError("x")) == kExitUsage);

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/config/moe_weights.h"
 #include "core/pattern.h"
+#include "core/run/exit_code.h"
 
 namespace dwdp {
 namespace {
@@ -83,6 +84,7 @@ absl::StatusOr<RunResult> RunScenarioWith(const Scenario& scenario, const GroupL
     absl::StatusOr<std::unique_ptr<GroupRuntime>> runtime =
         GroupRuntime::Setup(layout, session->coordinator(), options);
     if (!runtime.ok()) {
+      result.setup_error = runtime.status().code();
       fail(absl::StrCat("setup: ", runtime.status().message()));
     } else {
       result.setup_ok = true;
@@ -232,6 +234,11 @@ absl::StatusOr<RunResult> RunScenarioWith(const Scenario& scenario, const GroupL
   report.ok = report.errors.empty() && report.hazards.empty();
   result.session = std::move(session);
   return result;
+}
+
+int RunExitCode(const RunResult& result) {
+  if (result.report.ok) return kExitOk;
+  return result.setup_error == absl::StatusCode::kResourceExhausted ? kExitUsage : kExitInvalid;
 }
 
 }  // namespace dwdp

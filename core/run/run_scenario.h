@@ -37,7 +37,14 @@ struct RunResult {
   std::vector<TimedOp> timeline;  // every operation of every forward, when kept
   std::map<std::pair<int64_t, StreamId>, std::string> stream_names;
   bool setup_ok = false;
+  // Why setup failed on this process, the same on every rank (setup phases end in a vote).
+  absl::StatusCode setup_error = absl::StatusCode::kOk;
 };
+
+// The exit code of a finished run (core/run/exit_code.h): 0 when the report is ok; 2 when setup
+// ran out of device memory (the configuration does not fit this GPU: a usage error, as any
+// configuration that cannot work); 1 for every other failure the run found.
+int RunExitCode(const RunResult& result);
 
 // Fails (status) only when the run cannot start: an option the backend does not have, a
 // backend that cannot open here. Everything the run itself finds (driver errors, wrong bytes,

@@ -404,8 +404,8 @@ class NcclDepRunner : public DepRunner {
       std::memcpy(message.data() + d * sizeof(uint64_t), &bytes, sizeof(bytes));
       if (bytes > 0) {
         if (absl::Status s =
-                Cuda(cudaMemcpy(message.data() + at, out[static_cast<size_t>(d)].device, bytes,
-                                cudaMemcpyDeviceToHost),
+                Cuda(cudaMemcpyAsync(message.data() + at, out[static_cast<size_t>(d)].device, bytes,
+                                     cudaMemcpyDeviceToHost, stream_.get()),
                      absl::StrCat(what, ": to the host"));
             !s.ok()) {
           return s;
@@ -413,6 +413,7 @@ class NcclDepRunner : public DepRunner {
       }
       at += bytes;
     }
+    if (absl::Status s = Cuda(cudaStreamSynchronize(stream_.get()), what); !s.ok()) return s;
     absl::StatusOr<std::vector<std::vector<uint8_t>>> all = group_.Allgather(message);
     if (!all.ok()) return all.status();
     for (int64_t src = 0; src < ep_ && src < static_cast<int64_t>(all->size()); ++src) {
@@ -430,16 +431,21 @@ class NcclDepRunner : public DepRunner {
                                                    src, bytes,
                                                    into[static_cast<size_t>(src)].bytes));
       }
+      // On the runner's stream, not with cudaMemcpy: from pageable memory that may return
+      // before its DMA lands, and the legacy stream does not order the runner's (non-blocking)
+      // stream, whose next read would then see the old bytes.
       if (bytes > 0) {
-        if (absl::Status s = Cuda(cudaMemcpy(into[static_cast<size_t>(src)].device,
-                                             m.data() + offset, bytes, cudaMemcpyHostToDevice),
-                                  absl::StrCat(what, ": from the host"));
+        if (absl::Status s =
+                Cuda(cudaMemcpyAsync(into[static_cast<size_t>(src)].device, m.data() + offset,
+                                     bytes, cudaMemcpyHostToDevice, stream_.get()),
+                     absl::StrCat(what, ": from the host"));
             !s.ok()) {
           return s;
         }
       }
     }
-    return absl::OkStatus();
+    // The gathered messages must outlive the copies.
+    return Cuda(cudaStreamSynchronize(stream_.get()), what);
   }
 
   // Rows of `hidden` bf16 from every peer's send buffer to its receive buffer; to itself a copy.
