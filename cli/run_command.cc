@@ -52,13 +52,18 @@ RunBackendTable RunBackends() {
   return table;
 }
 
-absl::Status WriteTrace(const RunResult& result, const std::string& path) {
+absl::Status WriteTrace(const RunResult& result, const RunRequest& request,
+                        const std::string& path) {
   std::ofstream out(path);
   const auto& names = result.stream_names;
-  out << ChromeTrace(result.timeline, [&names](int64_t rank, StreamId stream) {
-           auto it = names.find({rank, stream});
-           return it == names.end() ? absl::StrCat("stream ", stream) : it->second;
-         }).dump();
+  out << ChromeTrace(
+             result.timeline,
+             [&names](int64_t rank, StreamId stream) {
+               auto it = names.find({rank, stream});
+               return it == names.end() ? absl::StrCat("stream ", stream) : it->second;
+             },
+             request.align_forwards ? ForwardStarts(result.timeline) : std::vector<double>{})
+             .dump();
   if (!out)
     return absl::PermissionDeniedError(absl::StrCat("cannot write the trace to '", path, "'"));
   return absl::OkStatus();
@@ -126,7 +131,7 @@ void RegisterRun(CLI::App& app, CommandContext& ctx) {
         report.extra["host_peak_rss_bytes"] = static_cast<uint64_t>(usage.ru_maxrss) * 1024;
       }
       if (!request->trace_path.empty()) {
-        if (absl::Status s = WriteTrace(*result, request->trace_path); !s.ok()) {
+        if (absl::Status s = WriteTrace(*result, *request, request->trace_path); !s.ok()) {
           ReportError(s, ctx);
           ctx.exit_code = result->session->Close(ctx.exit_code);
           return;

@@ -13,6 +13,7 @@
 #include "backends/sim/simulate.h"
 #include "cli/run_flags.h"
 #include "core/config/loader.h"
+#include "core/report/run_report.h"
 #include "core/run/exit_code.h"
 #include "core/run/memory_check.h"
 #include "core/run/run_scenario.h"
@@ -274,6 +275,34 @@ BOOST_AUTO_TEST_CASE(growth_once_is_the_driver_and_growth_again_is_a_leak) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// --align-forwards shows in the trace: one instant per forward at which every rank had met, at
+// the start of that forward's first operation.
+BOOST_AUTO_TEST_CASE(aligned_forwards_put_a_barrier_per_forward_in_the_trace) {
+  Scenario scenario = Load("sim-small-d3-6x5-modeb.yaml");
+  RunRequest request = Parse({"s.yaml", "--forwards", "3", "--align-forwards"});
+  BOOST_REQUIRE(ApplyOverrides(request, scenario).ok());
+  auto layout = ComputeGroupLayout(scenario);
+  BOOST_REQUIRE(layout.ok());
+  RunInputs inputs;
+  inputs.keep_timeline = true;
+  auto result = RunScenario(scenario, *layout, request, sim::SimRunBackend(), inputs);
+  BOOST_REQUIRE(result.ok());
+  const std::vector<double> starts = ForwardStarts(result->timeline);
+  BOOST_REQUIRE(starts.size() == 3u);
+  for (size_t f = 0; f < starts.size(); ++f) {
+    for (const TimedOp& op : result->timeline) {
+      if (op.tag.forward == static_cast<int64_t>(f)) BOOST_TEST(op.start_ns >= starts[f]);
+    }
+  }
+  const auto barriers = [](const nlohmann::json& trace) {
+    int n = 0;
+    for (const auto& e : trace["traceEvents"]) n += e.value("cat", "") == "barrier" ? 1 : 0;
+    return n;
+  };
+  BOOST_TEST(barriers(ChromeTrace(result->timeline, nullptr, starts)) == 3);
+  BOOST_TEST(barriers(ChromeTrace(result->timeline, nullptr)) == 0);
+}
 
 // A setup that runs out of device memory is a configuration that does not fit: exit 2, as any
 // configuration that cannot work; any other failure the run finds is exit 1.

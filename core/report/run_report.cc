@@ -1,5 +1,7 @@
 #include "core/report/run_report.h"
 
+#include <map>
+
 #include <algorithm>
 #include <set>
 
@@ -303,9 +305,31 @@ std::string RunReport::ToText(bool all_ranks) const {
   return out;
 }
 
+std::vector<double> ForwardStarts(const std::vector<TimedOp>& timeline) {
+  std::map<int64_t, double> first;
+  for (const TimedOp& op : timeline) {
+    if (op.tag.forward < 0) continue;
+    auto [it, added] = first.try_emplace(op.tag.forward, op.start_ns);
+    if (!added) it->second = std::min(it->second, op.start_ns);
+  }
+  std::vector<double> out;
+  for (const auto& [forward, start] : first) out.push_back(start);
+  return out;
+}
+
 nlohmann::json ChromeTrace(const std::vector<TimedOp>& timeline,
-                           const std::function<std::string(int64_t, StreamId)>& stream_name) {
+                           const std::function<std::string(int64_t, StreamId)>& stream_name,
+                           const std::vector<double>& barriers_ns) {
   nlohmann::json events = nlohmann::json::array();
+  for (size_t f = 0; f < barriers_ns.size(); ++f) {
+    events.push_back({{"name", absl::StrCat("all ranks aligned before forward ", f)},
+                      {"cat", "barrier"},
+                      {"ph", "i"},
+                      {"s", "g"},
+                      {"pid", 0},
+                      {"tid", 0},
+                      {"ts", barriers_ns[f] / 1000.0}});
+  }
   std::set<int64_t> ranks;
   std::set<std::pair<int64_t, StreamId>> streams;
   for (const TimedOp& op : timeline) {

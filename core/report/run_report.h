@@ -81,7 +81,13 @@ class RunReportAccumulator {
 
 // Chrome trace-event JSON (Perfetto / chrome://tracing): a process per rank, a track per
 // stream, one slice per copy, kernel and wait, with bytes and peers in the arguments.
+// `barriers_ns`: instants at which every rank met (--align-forwards), drawn across all tracks.
 nlohmann::json ChromeTrace(const std::vector<TimedOp>& timeline,
-                           const std::function<std::string(int64_t rank, StreamId)>& stream_name);
+                           const std::function<std::string(int64_t rank, StreamId)>& stream_name,
+                           const std::vector<double>& barriers_ns = {});
+
+// Per forward (by the ops' forward tag, ascending), the earliest start of any of its operations:
+// with --align-forwards every rank passed the barrier before it.
+std::vector<double> ForwardStarts(const std::vector<TimedOp>& timeline);
 
 }  // namespace dwdp
