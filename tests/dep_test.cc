@@ -27,30 +27,16 @@
 #include "core/moe/routing.h"
 #include "core/run/exit_code.h"
 #include "core/run/run_dep.h"
+#include "tests/support/run_fixtures.h"
 #include "tests/support/run_process.h"
 #include "tests/support/test_paths.h"
 
 namespace dwdp {
 namespace {
 
-Scenario Load(const std::string& name) {
-  auto scenario = LoadScenarioFile(testing::SourcePath("scenarios/" + name));
-  BOOST_REQUIRE_MESSAGE(scenario.ok(), scenario.status().message());
-  return *scenario;
-}
+Scenario Load(const std::string& name) { return testing::LoadRepositoryScenario(name); }
 
-RunRequest Parse(std::vector<std::string> args) {
-  CLI::App app;
-  CLI::App* run = app.add_subcommand("run");
-  cli::RunFlags flags;
-  cli::AddRunFlags(*run, flags, {"sim", "cuda"});
-  args.insert(args.begin(), "run");
-  std::reverse(args.begin(), args.end());
-  app.parse(args);
-  absl::StatusOr<RunRequest> request = flags.ToRequest();
-  BOOST_REQUIRE(request.ok());
-  return *request;
-}
+RunRequest Parse(std::vector<std::string> args) { return testing::ParseRunFlags(std::move(args)); }
 
 RunRequest DepRequest(int64_t ep, double cv, RunMode mode = RunMode::kTiming) {
   RunRequest r;

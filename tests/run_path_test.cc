@@ -18,29 +18,15 @@
 #include "core/run/memory_check.h"
 #include "core/run/run_scenario.h"
 #include "core/util/bytes.h"
+#include "tests/support/run_fixtures.h"
 #include "tests/support/test_paths.h"
 
 namespace dwdp {
 namespace {
 
-RunRequest Parse(std::vector<std::string> args) {
-  CLI::App app;
-  CLI::App* run = app.add_subcommand("run");
-  cli::RunFlags flags;
-  cli::AddRunFlags(*run, flags, {"sim", "cuda"});
-  args.insert(args.begin(), "run");
-  std::reverse(args.begin(), args.end());  // CLI11 takes them last first
-  app.parse(args);
-  absl::StatusOr<RunRequest> request = flags.ToRequest();
-  BOOST_REQUIRE(request.ok());
-  return *request;
-}
+RunRequest Parse(std::vector<std::string> args) { return testing::ParseRunFlags(std::move(args)); }
 
-Scenario Load(const std::string& name) {
-  auto scenario = LoadScenarioFile(testing::SourcePath("scenarios/" + name));
-  BOOST_REQUIRE_MESSAGE(scenario.ok(), scenario.status().message());
-  return *scenario;
-}
+Scenario Load(const std::string& name) { return testing::LoadRepositoryScenario(name); }
 
 }  // namespace
 

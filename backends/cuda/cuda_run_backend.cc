@@ -19,6 +19,14 @@
 namespace dwdp::cuda {
 namespace {
 
+// Every rank agrees on the exit code (CudaSession::Finish), then the session is gone.
+int FinishSession(std::unique_ptr<CudaSession>& cuda, int exit_code) {
+  if (cuda == nullptr) return exit_code;
+  const int agreed = cuda->Finish(exit_code);
+  cuda.reset();
+  return agreed;
+}
+
 class CudaRunSession : public RunSession {
  public:
   static absl::StatusOr<std::unique_ptr<RunSession>> Open(const Scenario& scenario,
@@ -233,10 +241,7 @@ class CudaRunSession : public RunSession {
 
   int Close(int exit_code) override {
     Release();
-    if (cuda_ == nullptr) return exit_code;
-    const int agreed = cuda_->Finish(exit_code);
-    cuda_.reset();
-    return agreed;
+    return FinishSession(cuda_, exit_code);
   }
 
  private:
@@ -410,10 +415,7 @@ class CudaDepSession : public DepSession {
 
   int Close(int exit_code) override {
     Release();
-    if (cuda_ == nullptr) return exit_code;
-    const int agreed = cuda_->Finish(exit_code);
-    cuda_.reset();
-    return agreed;
+    return FinishSession(cuda_, exit_code);
   }
 
  private:
