@@ -405,6 +405,7 @@ void CheckCopyPlan(const PlanContext& ctx, ContentionConfig contention) {
       }
       break;
     case ContentionMode::kRotate:
+    case ContentionMode::kStaggered:  // the rotate plan; LayerCopyOrder shifts it per layer
       for (size_t i = 1; i < plan.ops.size(); ++i) {
         const auto step = [&](const CopyOp& op) { return (op.src_rank - ctx.rank + d) % d; };
         const int64_t previous = step(plan.ops[i - 1]);
@@ -626,6 +627,18 @@ void CheckLayoutCase(const LayoutCase& c) {
     CheckCopyPlan(ctx, contention);
     contention.mode = ContentionMode::kRotate;
     CheckCopyPlan(ctx, contention);
+    contention.mode = ContentionMode::kStaggered;
+    CheckCopyPlan(ctx, contention);
+    // Staggered issues every copy of the plan exactly once per layer, whatever the position.
+    const CopyPlan staggered = MakeCopyPlan(*layout, r, contention);
+    for (int64_t position = 0; position < 4; ++position) {
+      std::vector<size_t> order = LayerCopyOrder(staggered, position, contention.mode);
+      std::sort(order.begin(), order.end());
+      bool permutation = order.size() == staggered.ops.size();
+      for (size_t i = 0; permutation && i < order.size(); ++i) permutation = order[i] == i;
+      DWDP_FUZZ_CHECK(permutation, absl::StrCat("staggered order of rank ", r, " at position ",
+                                                position, " is not a permutation of its copies"));
+    }
     // Round robin cuts copies into slices; keep the number of pieces affordable.
     const uint64_t per_rank = std::max<uint64_t>(64, kRoundRobinPieceBudget / ranks.size());
     const uint64_t remote = RemoteBytes(layout->ranks[r]);

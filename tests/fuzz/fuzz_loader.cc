@@ -144,7 +144,7 @@ void CheckDwdp(const DwdpConfig& dwdp, const HardwareProfile& hardware) {
       absl::StrCat("slice_bytes ", dwdp.contention.slice_bytes));
   const auto mode = dwdp.contention.mode;
   DWDP_FUZZ_CHECK(mode == ContentionMode::kRotate || mode == ContentionMode::kAscending ||
-                      mode == ContentionMode::kRoundRobin,
+                      mode == ContentionMode::kRoundRobin || mode == ContentionMode::kStaggered,
                   absl::StrCat("contention mode ", static_cast<int>(mode)));
 }
 
