@@ -228,17 +228,12 @@ class Streams {
   // A start line for the ranks of one machine (the calibration's synchronised start): the stream
   // holds until the 32-bit word at `flag` (this rank's memory or a mapped view of a peer's)
   // equals `value`, so what is queued behind it starts the moment another rank writes it. A spin
-  // kernel on the GPU; backends without one say Unimplemented.
-  virtual absl::Status WaitFlag(StreamId /*stream*/, DevPtr /*flag*/, uint32_t /*value*/,
-                                const OpTag& /*tag*/) {
-    return absl::UnimplementedError("this backend has no flag wait");
-  }
+  // kernel on the GPU, a flag state in the simulator's engine.
+  virtual absl::Status WaitFlag(StreamId stream, DevPtr flag, uint32_t value, const OpTag& tag) = 0;
   // Writes `value` into the 32-bit word at every one of `flags` (views of peers' memory
   // included), from the GPU, in stream order.
-  virtual absl::Status WriteFlags(absl::Span<const DevPtr> /*flags*/, uint32_t /*value*/,
-                                  StreamId /*stream*/, const OpTag& /*tag*/) {
-    return absl::UnimplementedError("this backend has no flag write");
-  }
+  virtual absl::Status WriteFlags(absl::Span<const DevPtr> flags, uint32_t value, StreamId stream,
+                                  const OpTag& tag) = 0;
   // Set-up work for MoE launches of this shape, token count and routing seed (the cuda backend
   // plans the routing and tunes its GEMMs here, synchronously, so that no launch inside a
   // forward waits for the host). Backends without a real MoE kernel have nothing to do.

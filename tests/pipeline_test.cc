@@ -38,6 +38,15 @@ class RecordingStreams : public Streams {
     ops[s].push_back(absl::StrCat("kernel L", tag.layer));
     return absl::OkStatus();
   }
+  absl::Status WaitFlag(StreamId s, DevPtr, uint32_t value, const OpTag&) override {
+    ops[s].push_back(absl::StrCat("wait flag ", value));
+    return absl::OkStatus();
+  }
+  absl::Status WriteFlags(absl::Span<const DevPtr>, uint32_t value, StreamId s,
+                          const OpTag&) override {
+    ops[s].push_back(absl::StrCat("write flags ", value));
+    return absl::OkStatus();
+  }
   absl::Status Synchronize() override { return absl::OkStatus(); }
   std::vector<TimedOp> TakeTimeline() override { return {}; }
 

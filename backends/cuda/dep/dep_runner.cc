@@ -469,37 +469,37 @@ class NcclDepRunner : public DepRunner {
       }
     }
     if (ep_ == 1) return absl::OkStatus();
-    if (host_staged_) {
-      std::vector<Chunk> out(static_cast<size_t>(ep_)), into(static_cast<size_t>(ep_));
-      for (size_t q = 0; q < out.size(); ++q) {
-        out[q] = {at(send, send_offsets[q]), static_cast<uint64_t>(send_counts[q]) * row};
-        into[q] = {at(recv, recv_offsets[q]), static_cast<uint64_t>(recv_counts[q]) * row};
-      }
-      return HostStagedExchange(out, into, what);
+    std::vector<Chunk> out(static_cast<size_t>(ep_)), into(static_cast<size_t>(ep_));
+    for (size_t q = 0; q < out.size(); ++q) {
+      out[q] = {at(send, send_offsets[q]), static_cast<uint64_t>(send_counts[q]) * row};
+      into[q] = {at(recv, recv_offsets[q]), static_cast<uint64_t>(recv_counts[q]) * row};
     }
+    return ExchangeChunks(out, into, what);
+  }
+
+  // out[q] goes to peer q's into[this rank], for every peer but this rank: grouped NCCL sends and
+  // receives, or through host memory and MPI when the ranks share a GPU. Empty chunks are skipped.
+  absl::Status ExchangeChunks(const std::vector<Chunk>& out, const std::vector<Chunk>& into,
+                              absl::string_view what) {
+    if (host_staged_) return HostStagedExchange(out, into, what);
     if (absl::Status s = Nccl(ncclGroupStart(), "ncclGroupStart"); !s.ok()) return s;
     for (int64_t peer = 0; peer < ep_; ++peer) {
       const size_t q = static_cast<size_t>(peer);
       if (peer == rank_) continue;
-      if (send_counts[q] > 0) {
-        if (absl::Status s =
-                Nccl(ncclSend(at(send, send_offsets[q]), static_cast<size_t>(send_counts[q]) * row,
-                              ncclUint8, static_cast<int>(peer), comm_.get(), stream_.get()),
-                     absl::StrCat(what, ": ncclSend"));
-            !s.ok()) {
-          (void)ncclGroupEnd();
-          return s;
-        }
+      absl::Status s;
+      if (out[q].bytes > 0) {
+        s = Nccl(ncclSend(out[q].device, out[q].bytes, ncclUint8, static_cast<int>(peer),
+                          comm_.get(), stream_.get()),
+                 absl::StrCat(what, ": ncclSend"));
       }
-      if (recv_counts[q] > 0) {
-        if (absl::Status s =
-                Nccl(ncclRecv(at(recv, recv_offsets[q]), static_cast<size_t>(recv_counts[q]) * row,
-                              ncclUint8, static_cast<int>(peer), comm_.get(), stream_.get()),
-                     absl::StrCat(what, ": ncclRecv"));
-            !s.ok()) {
-          (void)ncclGroupEnd();
-          return s;
-        }
+      if (s.ok() && into[q].bytes > 0) {
+        s = Nccl(ncclRecv(into[q].device, into[q].bytes, ncclUint8, static_cast<int>(peer),
+                          comm_.get(), stream_.get()),
+                 absl::StrCat(what, ": ncclRecv"));
+      }
+      if (!s.ok()) {
+        (void)ncclGroupEnd();
+        return s;
       }
     }
     return Nccl(ncclGroupEnd(), absl::StrCat(what, ": ncclGroupEnd"));
@@ -518,31 +518,13 @@ class NcclDepRunner : public DepRunner {
         !s.ok()) {
       return s;
     }
-    if (ep_ > 1 && host_staged_) {
+    if (ep_ > 1) {
       std::vector<Chunk> out(static_cast<size_t>(ep_)), into(static_cast<size_t>(ep_));
       for (int64_t q = 0; q < ep_; ++q) {
         out[static_cast<size_t>(q)] = {sent + q * bytes, bytes};
         into[static_cast<size_t>(q)] = {got + q * bytes, bytes};
       }
-      if (absl::Status s = HostStagedExchange(out, into, "the counts"); !s.ok()) return s;
-    } else if (ep_ > 1) {
-      if (absl::Status s = Nccl(ncclGroupStart(), "ncclGroupStart"); !s.ok()) return s;
-      for (int64_t peer = 0; peer < ep_; ++peer) {
-        if (peer == rank_) continue;
-        absl::Status s = Nccl(ncclSend(sent + peer * bytes, static_cast<size_t>(epr), ncclInt32,
-                                       static_cast<int>(peer), comm_.get(), stream_.get()),
-                              "the counts: ncclSend");
-        if (s.ok()) {
-          s = Nccl(ncclRecv(got + peer * bytes, static_cast<size_t>(epr), ncclInt32,
-                            static_cast<int>(peer), comm_.get(), stream_.get()),
-                   "the counts: ncclRecv");
-        }
-        if (!s.ok()) {
-          (void)ncclGroupEnd();
-          return s;
-        }
-      }
-      if (absl::Status s = Nccl(ncclGroupEnd(), "the counts: ncclGroupEnd"); !s.ok()) return s;
+      if (absl::Status s = ExchangeChunks(out, into, "the counts"); !s.ok()) return s;
     }
     auto* host = static_cast<int32_t*>(host_counts_.get());
     if (absl::Status s = Cuda(cudaMemcpyAsync(host, got, static_cast<size_t>(ep_) * bytes,
