@@ -11,6 +11,7 @@
 #include "core/moe/routing.h"
 #include "core/partition/partition.h"
 #include "core/pattern.h"
+#include "core/pipeline/setup_vote.h"
 
 namespace dwdp {
 namespace {
@@ -135,24 +136,11 @@ absl::Status GroupRuntime::Step(RankState& rank, absl::string_view step) {
 }
 
 absl::Status GroupRuntime::AgreeOn(absl::string_view phase, absl::Status local) {
-  // Every rank learns whether every rank finished the phase, so all go on to the next collective
-  // or none does. A rank that failed alone (out of device memory, a refused map) would otherwise
-  // tear down while its peers wait in the next collective, and MPI would pair their messages
-  // with its teardown's: truncated messages or a hang instead of one sentence.
-  std::vector<uint8_t> vote = {static_cast<uint8_t>(local.code())};
-  vote.insert(vote.end(), local.message().begin(), local.message().end());
-  auto votes = coordinator_.Allgather(std::vector<std::vector<uint8_t>>(ranks_.size(), vote));
+  auto votes =
+      coordinator_.Allgather(std::vector<std::vector<uint8_t>>(ranks_.size(), SetupVote(local)));
   if (!local.ok()) return local;
   if (!votes.ok()) return WithContext(votes.status(), absl::StrCat("agree on ", phase));
-  for (size_t r = 0; r < votes->size(); ++r) {
-    const std::vector<uint8_t>& v = (*votes)[r];
-    const auto code = v.empty() ? absl::StatusCode::kInternal : static_cast<absl::StatusCode>(v[0]);
-    if (code == absl::StatusCode::kOk) continue;
-    return absl::Status(code,
-                        absl::StrFormat("%s failed on rank %d: %s", phase, r,
-                                        std::string(v.begin() + (v.empty() ? 0 : 1), v.end())));
-  }
-  return absl::OkStatus();
+  return AgreedSetup(phase, *votes);
 }
 
 absl::Status GroupRuntime::RunSetup() {

@@ -21,6 +21,7 @@
 #include "core/moe/bf16.h"
 #include "core/moe/routing.h"
 #include "core/pattern.h"
+#include "core/pipeline/setup_vote.h"
 
 namespace dwdp::cuda {
 namespace {
@@ -194,15 +195,10 @@ class NcclDepRunner : public DepRunner {
     // Every rank says whether its setup worked before any NCCL call: a peer that failed would
     // leave the others in a collective NCCL never times out of.
     const absl::Status setup = Setup(spec);
-    absl::StatusOr<std::vector<std::vector<uint8_t>>> votes =
-        group_.Allgather(std::vector<uint8_t>{setup.ok() ? uint8_t{1} : uint8_t{0}});
+    absl::StatusOr<std::vector<std::vector<uint8_t>>> votes = group_.Allgather(SetupVote(setup));
     if (!setup.ok()) return setup;
     if (!votes.ok()) return votes.status();
-    for (size_t r = 0; r < votes->size(); ++r) {
-      if ((*votes)[r].empty() || (*votes)[r][0] != 1) {
-        return absl::AbortedError(absl::StrFormat("rank %d of the DEP group failed its setup", r));
-      }
-    }
+    if (absl::Status s = AgreedSetup("the DEP setup", *votes); !s.ok()) return s;
     DepRankRun run;
     for (int64_t f = 0; f < spec.forwards; ++f) {
       dep::DepRankTimes times;
